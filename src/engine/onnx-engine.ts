@@ -1,0 +1,173 @@
+/**
+ * The in-process engine: a model folder's model.onnx in onnxruntime-node (CPU), batched soft-thinking and discrete
+ * decoding with the key-value cache.
+ *
+ * One generate() call decodes the requested samples of one prompt as one batch: the prompt is prefilled once
+ * (B = 1), its cache tiled to the batch, and each step feeds every unfinished row one position (soft rows k mixed
+ * tokens, discrete rows [tok] padded to k with weight 0). Rows leave the batch as they finish. All rows share the
+ * prompt, so no padding is needed: the attention mask is all ones and every row sits at the same position.
+ */
+import { join } from "node:path";
+import * as ort from "onnxruntime-node";
+import { cacheFromOutputs, emptyCache, gatherRows, type KvCache } from "./kv-cache";
+import { readModelGeometry, type ModelGeometry } from "./model-folder";
+import { SampleDecoder, type ModelInput } from "./sample-decoder";
+import { TextDeltas } from "./text-deltas";
+import { ChatTokenizer } from "./tokenizer";
+import {
+  EngineInputError,
+  type GenerationHooks,
+  type GenerationRequest,
+  type GenerationResult,
+  type ModelDescription,
+  type ReasoningEngine,
+} from "./types";
+
+export interface OnnxEngineOptions {
+  modelId: string;
+  intraOpThreads?: number; // onnxruntime intra-op threads (default 1: requests run side by side)
+}
+
+interface ForwardOutput {
+  logits: Float32Array; // [B, T, V]
+  cache: KvCache;
+}
+
+export class OnnxEngine implements ReasoningEngine {
+  private constructor(
+    private readonly modelId: string,
+    readonly session: ort.InferenceSession,
+    readonly tokenizer: ChatTokenizer,
+    readonly geometry: ModelGeometry,
+  ) {}
+
+  static async load(folder: string, options: OnnxEngineOptions): Promise<OnnxEngine> {
+    const [geometry, tokenizer] = await Promise.all([readModelGeometry(folder), ChatTokenizer.load(folder)]);
+    const session = await ort.InferenceSession.create(join(folder, "model.onnx"), {
+      intraOpNumThreads: options.intraOpThreads ?? 1,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: "all",
+    });
+    return new OnnxEngine(options.modelId, session, tokenizer, geometry);
+  }
+
+  describe(): ModelDescription {
+    return { id: this.modelId, context_length: this.geometry.contextLength, engine: "onnx" };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+
+  /** One forward of B rows x T positions (k slots each) after a cache of length P. */
+  async forward(ids: BigInt64Array, weights: Float32Array, dims: [number, number, number], cache: KvCache, positions: number[][]): Promise<ForwardOutput> {
+    const [batch, length] = dims;
+    const past = Object.values(cache)[0]?.dims[2] as number;
+    const total = past + length;
+    const feeds: Record<string, ort.Tensor> = {
+      ids: new ort.Tensor("int64", ids, dims),
+      weights: new ort.Tensor("float32", weights, dims),
+      attention_mask: new ort.Tensor("int64", new BigInt64Array(batch * total).fill(1n), [batch, total]),
+      position_ids: new ort.Tensor("int64", BigInt64Array.from(positions.flat(), (p) => BigInt(p)), [batch, length]),
+      ...cache,
+    };
+    const outputs = await this.session.run(feeds);
+    return { logits: (outputs.logits as ort.Tensor).data as Float32Array, cache: cacheFromOutputs(outputs, this.geometry.numLayers) };
+  }
+
+  async generate(request: GenerationRequest, hooks: GenerationHooks = {}): Promise<GenerationResult> {
+    const promptIds = this.tokenizer.encodeChat(request.messages);
+    const maxTokens = this.checkLengths(promptIds.length, request.max_tokens);
+    const { logits: prefillLogits, cache: prefillCache } = await this.prefill(promptIds);
+    const vocab = this.geometry.vocabSize;
+    const lastRow = prefillLogits.subarray((promptIds.length - 1) * vocab, promptIds.length * vocab);
+
+    const special = { thinkEndId: this.tokenizer.thinkEndId, eosId: this.tokenizer.eosId };
+    const decoders = request.samples.map((sample) => new SampleDecoder(sample, request, special, maxTokens));
+    const stream = hooks.onEvent ? new StreamEmitter(decoders, this.tokenizer, hooks.onEvent) : null;
+    const decode = (ids: number[]) => this.tokenizer.decode(ids);
+
+    let active = decoders;
+    let rowLogits = active.map(() => lastRow);
+    let cache = gatherRows(prefillCache, active.map(() => 0));
+    let position = promptIds.length;
+    while (active.length > 0 && !hooks.signal?.aborted) {
+      const inputs = active.map((d, r) => d.advance(rowLogits[r]));
+      stream?.afterStep(active);
+      const keep = active.flatMap((d, r) => (d.done ? [] : [r]));
+      if (keep.length === 0) break;
+      if (keep.length < active.length) cache = gatherRows(cache, keep);
+      active = keep.map((r) => active[r]);
+      const { ids, weights, k } = packInputs(keep.map((r) => inputs[r]));
+      const out = await this.forward(ids, weights, [active.length, 1, k], cache, active.map(() => [position]));
+      cache = out.cache;
+      rowLogits = active.map((_, r) => out.logits.subarray(r * vocab, (r + 1) * vocab));
+      position++;
+    }
+    return { prompt_tokens: promptIds.length, samples: decoders.map((d) => d.toResult(decode)) };
+  }
+
+  /** The generation budget after the prompt; a 4xx naming the field when the prompt or max_tokens does not fit. */
+  private checkLengths(promptLength: number, maxTokens: number | null): number {
+    const context = this.geometry.contextLength;
+    if (promptLength >= context) {
+      throw new EngineInputError("messages", `the prompt has ${promptLength} tokens; the context length of ${this.modelId} is ${context}`);
+    }
+    if (maxTokens !== null && promptLength + maxTokens > context) {
+      throw new EngineInputError(
+        "max_tokens",
+        `prompt (${promptLength} tokens) + max_tokens (${maxTokens}) exceeds the context length ${context} of ${this.modelId}`,
+      );
+    }
+    return maxTokens ?? context - promptLength;
+  }
+
+  private prefill(promptIds: number[]): Promise<ForwardOutput> {
+    const ids = BigInt64Array.from(promptIds, (id) => BigInt(id));
+    const weights = new Float32Array(promptIds.length).fill(1);
+    const positions = [promptIds.map((_, i) => i)];
+    return this.forward(ids, weights, [1, promptIds.length, 1], emptyCache(this.geometry, 1), positions);
+  }
+}
+
+/** [B, 1, k] ids and weights, k the widest input; narrower inputs are padded with id 0, weight 0. */
+function packInputs(inputs: ModelInput[]): { ids: BigInt64Array; weights: Float32Array; k: number } {
+  const k = Math.max(...inputs.map((input) => input.ids.length));
+  const ids = new BigInt64Array(inputs.length * k);
+  const weights = new Float32Array(inputs.length * k);
+  inputs.forEach((input, r) => {
+    input.ids.forEach((id, i) => {
+      ids[r * k + i] = BigInt(id);
+      weights[r * k + i] = input.weights[i];
+    });
+  });
+  return { ids, weights, k };
+}
+
+/** Turns decoder progress into delta and sample_done events. */
+class StreamEmitter {
+  private readonly reasoning = new Map<number, TextDeltas>();
+  private readonly answer = new Map<number, TextDeltas>();
+
+  constructor(
+    decoders: SampleDecoder[],
+    private readonly tokenizer: ChatTokenizer,
+    private readonly emit: NonNullable<GenerationHooks["onEvent"]>,
+  ) {
+    const decode = (ids: number[]) => tokenizer.decode(ids);
+    for (const d of decoders) {
+      this.reasoning.set(d.sample, new TextDeltas(decode));
+      this.answer.set(d.sample, new TextDeltas(decode));
+    }
+  }
+
+  afterStep(decoders: SampleDecoder[]): void {
+    for (const d of decoders) {
+      const reasoning = this.reasoning.get(d.sample)!.next(d.reasoningIds, d.phase !== "thinking");
+      if (reasoning) this.emit({ type: "delta", sample: d.sample, phase: "reasoning", text: reasoning });
+      const answer = this.answer.get(d.sample)!.next(d.answerIds, d.done);
+      if (answer) this.emit({ type: "delta", sample: d.sample, phase: "answer", text: answer });
+      if (d.done) this.emit({ type: "sample_done", sample: d.toResult((ids) => this.tokenizer.decode(ids)) });
+    }
+  }
+}

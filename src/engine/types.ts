@@ -1,0 +1,99 @@
+/**
+ * The engine port: what /v1/reason and /v1/chat/completions need from an inference engine, whether it runs in this
+ * process (onnxruntime-node) or in a gpu-worker `serve` process (HTTP). The JSON shapes of GenerationRequest and
+ * GenerationResult are also the wire format of the remote engine (gpu-worker/src/softgrpo/serve.py).
+ */
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+/** Filtering settings shared by both phases (docs/CONTRACTS.md "Sampling"). */
+export interface SamplingSettings {
+  temperature: number; // answer phase: 0 = greedy
+  top_k: number; // 0 = off
+  top_p: number; // 1 = off
+  min_p: number; // 0 = off
+}
+
+export interface ColdStop {
+  entropy: number; // stop thinking when the entropy of p stays below this ...
+  steps: number; // ... for this many consecutive thinking steps
+}
+
+export interface SoftThinkingSettings extends SamplingSettings {
+  max_topk: number; // k mixed tokens
+  gumbel_tau: number;
+  noise_scale: number; // 0 = plain Soft Thinking (deterministic)
+  max_thinking_tokens: number; // cap: </think> is forced after this many thinking steps
+  cold_stop: ColdStop | null;
+}
+
+export type DecodeMode = "soft" | "discrete";
+
+export interface GenerationRequest {
+  messages: ChatMessage[];
+  mode: DecodeMode; // discrete: every step is an answer-phase (discrete) step
+  soft_thinking: SoftThinkingSettings; // thinking phase of soft mode
+  answer: SamplingSettings; // answer phase; every step in discrete mode
+  max_tokens: number | null; // generated tokens per sample, thinking and answer together; null: the rest of the context
+  seed: number; // integer in [0, 2^53)
+  samples: number[]; // Philox sample indices to generate (0..n-1, or a wave of them)
+}
+
+export type FinishReason = "stop" | "length" | "cancelled";
+export type ThinkingEnd = "think_end" | "cap" | "cold_stop" | null; // how the thinking phase ended
+
+export interface GeneratedSample {
+  sample: number;
+  reasoning: string; // text of the emitted thinking tokens
+  answer: string; // text of the answer tokens
+  token_ids: number[]; // every emitted token, </think> and eos included
+  reasoning_tokens: number; // thinking steps, the closing </think> included
+  answer_tokens: number; // answer steps, eos included
+  finish_reason: FinishReason;
+  thinking_end: ThinkingEnd;
+}
+
+export interface GenerationResult {
+  prompt_tokens: number;
+  samples: GeneratedSample[]; // in the order of request.samples
+}
+
+/** Incremental output for streaming: text deltas of one sample and the sample's completion. */
+export type GenerationEvent =
+  | { type: "delta"; sample: number; phase: "reasoning" | "answer"; text: string }
+  | { type: "sample_done"; sample: GeneratedSample };
+
+export interface GenerationHooks {
+  onEvent?: (event: GenerationEvent) => void;
+  signal?: AbortSignal; // aborting stops decoding; unfinished samples end with finish_reason "cancelled"
+}
+
+export interface ModelDescription {
+  id: string;
+  context_length: number;
+  engine: "onnx" | "remote";
+}
+
+export interface ReasoningEngine {
+  describe(): ModelDescription;
+  generate(request: GenerationRequest, hooks?: GenerationHooks): Promise<GenerationResult>;
+}
+
+/** Model id -> engine; null for a model this deployment cannot serve. */
+export interface EngineRegistry {
+  get(modelId: string): Promise<ReasoningEngine | null>;
+}
+
+/** Bad request content that only the engine can detect (e.g. a prompt over the context length): a 4xx naming `param`. */
+export class EngineInputError extends Error {
+  constructor(
+    readonly param: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "EngineInputError";
+  }
+}
