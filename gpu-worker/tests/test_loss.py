@@ -8,7 +8,7 @@ from softgrpo.loss import (LOSSES, grpo_objective, gumbel_logprob, group_advanta
                            token_logprob)
 from softgrpo.sampler import SoftStepConfig, soft_token_step
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny matrices: one thread avoids oversubscribing the shared 2 cores
 
 
 def sampled_soft_steps(n=32, vocab=20, seed=0):

@@ -49,7 +49,8 @@ def philox4x32(key: tuple[int, int], counter: tuple[torch.Tensor, ...] | list[to
     key: two uint32 Python ints. counter: four broadcastable int64 tensors of uint32 values (c0, c1, c2, c3).
     Returns four int64 tensors (the output words, uint32 values) of the broadcast shape.
     """
-    c0, c1, c2, c3 = torch.broadcast_tensors(*[torch.as_tensor(c, dtype=torch.int64) for c in counter])
+    device = next((c.device for c in counter if isinstance(c, torch.Tensor)), None)
+    c0, c1, c2, c3 = torch.broadcast_tensors(*[torch.as_tensor(c, dtype=torch.int64, device=device) for c in counter])
     c0, c1, c2, c3 = (c & MASK32 for c in (c0, c1, c2, c3))
     k0, k1 = key[0] & MASK32, key[1] & MASK32
     for _ in range(PHILOX_ROUNDS):

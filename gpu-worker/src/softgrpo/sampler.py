@@ -108,8 +108,8 @@ def soft_token_step(
     q, ids = sorted_p[:, :k], order[:, :k]
     q = _renormalise(q)
     slots = torch.arange(k, dtype=torch.int64, device=logits.device)
-    g = gumbel(seed, sample.long().view(-1, 1).cpu(), step.long().view(-1, 1).cpu(), slots.cpu().view(1, -1),
-               STREAM_GUMBEL, clamp=cfg.clamp_noise).to(logits.device)
+    g = gumbel(seed, sample.long().to(logits.device).view(-1, 1), step.long().to(logits.device).view(-1, 1),
+               slots.view(1, -1), STREAM_GUMBEL, clamp=cfg.clamp_noise)
     gp = torch.log(q + Q_EPS) + cfg.noise_scale * g
     weights = torch.softmax(gp / cfg.gumbel_tau, dim=-1)
     emitted = ids.gather(-1, gp.argmax(dim=-1, keepdim=True)).squeeze(-1)  # argmax returns the first maximum
@@ -134,7 +134,7 @@ def discrete_step(
         return logits.argmax(dim=-1)
     p = filtered_probs(logits, temperature, top_k, top_p, min_p)
     sorted_p, order = _sort_descending(p)
-    u = uniforms(seed, sample.long().cpu(), step.long().cpu(), 0, STREAM_DISCRETE).to(logits.device)
+    u = uniforms(seed, sample.long().to(logits.device), step.long().to(logits.device), 0, STREAM_DISCRETE)
     cumulative = torch.cumsum(sorted_p, dim=-1)
     first_reaching = (cumulative < u.view(-1, 1)).sum(dim=-1)  # index of the first cumsum >= u
     last_kept = (sorted_p > 0).sum(dim=-1) - 1  # rounding can leave the total just below u

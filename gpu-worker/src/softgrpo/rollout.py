@@ -1,0 +1,183 @@
+"""Batched soft-thinking and discrete generation with a KV cache (SOFT_GRPO.md section 1, docs/CONTRACTS.md).
+
+Soft mode: while a row is thinking, every step is a soft step (the next input is the Gumbel-softmax mixture of k
+token embeddings; the emitted Gumbel-max token is what the text shows). Thinking ends when
+
+    - the emitted token is `</think>`: the step is stored and fed as the discrete token `</think>` (as the reference
+      sampler does: it one-hots the ids when thinking ends), scored with log_softmax[</think>];
+    - the thinking-step cap is reached: `</think>` is forced and fed as a discrete step;
+    - cold stop (optional): the entropy of the filtered p stayed below a threshold for L consecutive steps: `</think>`
+      is forced the same way.
+Forced steps are stored with forced=True: they are not policy samples, so training leaves them out of the loss.
+Then the answer phase samples discrete tokens with its own settings until eos or max_response_tokens.
+Discrete mode (the GRPO baseline): every step is an answer-phase step (the cap still closes a runaway thinking).
+
+Rows in different phases share one batched forward per step. Randomness is Philox keyed by (seed, sample = the
+row's rollout index, step = generated position), so a row's output does not depend on its batch neighbours.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from softgrpo.loss import policy_logprob
+from softgrpo.sampler import SoftStepConfig, discrete_step, entropy_of, filtered_probs, soft_token_step
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    mode: str = "soft"  # "soft" | "discrete"
+    thinking: SoftStepConfig = SoftStepConfig()
+    answer_temperature: float = 1.0
+    answer_top_k: int = 5
+    answer_top_p: float = 0.95
+    answer_min_p: float = 0.0
+    max_response_tokens: int = 8192
+    max_thinking_tokens: int = 8192
+    cold_stop_entropy: float | None = None
+    cold_stop_steps: int = 256
+
+
+@dataclass
+class Rollout:
+    """One generated response. T = number of generated steps, k = max_topk."""
+    prompt_ids: list[int]
+    ids: torch.Tensor  # [T, k] int64: soft candidates, or [tok, 0, ...] for discrete steps
+    gp: torch.Tensor  # [T, k] float32: perturbed log-probs, zeros for discrete steps
+    is_soft: torch.Tensor  # [T] bool
+    tokens: torch.Tensor  # [T] int64: emitted / sampled / forced token (the text)
+    forced: torch.Tensor  # [T] bool: `</think>` forced by the cap or cold stop (not a policy sample)
+    temperature: torch.Tensor  # [T] float32: the sampling temperature of the step (thinking or answer)
+    logprob: torch.Tensor  # [T] float32: policy log-prob (masked-mean variant) from the rollout's own logits
+    entropy: torch.Tensor  # [T] float32: entropy of the filtered p the step sampled from
+    n_thinking: int  # steps taken while thinking, the closing `</think>` included
+    thinking_end: str | None  # "emitted" | "cap" | "cold_stop" | None (never closed)
+    finish_reason: str  # "stop" (eos) | "length"
+    thinking_text: str = ""
+    answer_text: str = ""
+
+    @property
+    def n_answer(self) -> int:
+        return int(self.tokens.shape[0]) - self.n_thinking
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> (ids [B, P] int64 left-padded with pad_id, attention_mask [B, P] int64)."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        if prompt:
+            ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, width - len(prompt):] = 1
+    return ids, mask
+
+
+def one_hot_slots(tokens: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discrete model input: ids [..., k] = [tok, 0, ...], weights [..., k] = [1, 0, ...]."""
+    ids = torch.zeros(*tokens.shape, k, dtype=torch.long, device=tokens.device)
+    ids[..., 0] = tokens
+    weights = torch.zeros(*tokens.shape, k, dtype=torch.float32, device=tokens.device)
+    weights[..., 0] = 1.0
+    return ids, weights
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, seed: int,
+             samples: list[int] | torch.Tensor | None = None) -> list[Rollout]:
+    """Generate one response per prompt.
+
+    model: SoftTokenLM; tokenizer: has think_end_id, eos_id, pad_id and decode(ids); prompts: B token lists ending
+    with `<think>\\n`; samples: [B] rollout indices for Philox (default 0..B-1). Returns B Rollouts.
+    """
+    if cfg.mode not in ("soft", "discrete"):
+        raise ValueError(f"mode must be 'soft' or 'discrete', got {cfg.mode!r}")
+    device = next(model.parameters()).device
+    B, k = len(prompts), cfg.thinking.max_topk
+    samples = torch.arange(B) if samples is None else torch.as_tensor(samples, dtype=torch.long)
+    samples = samples.to(device)
+    think_end, eos = tokenizer.think_end_id, tokenizer.eos_id
+    soft_mode = cfg.mode == "soft"
+
+    prompt_ids, mask = left_pad(prompts, tokenizer.pad_id)
+    prompt_ids, mask = prompt_ids.to(device), mask.to(device)
+    ids, weights = one_hot_slots(prompt_ids, k)
+    out = model(ids, weights, attention_mask=mask, use_cache=True)
+    logits, past = out.logits[:, -1].float(), out.past_key_values
+
+    thinking = torch.ones(B, dtype=torch.bool, device=device)  # the prompt opened <think>
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    n_thinking = torch.zeros(B, dtype=torch.long, device=device)
+    low_entropy_run = torch.zeros(B, dtype=torch.long, device=device)
+    lengths = torch.zeros(B, dtype=torch.long, device=device)
+    end_reason = [None] * B
+    finish = ["length"] * B
+    steps = []  # per step: dict of [B, ...] tensors
+    thinking_temp, answer_temp = cfg.thinking.temperature, cfg.answer_temperature
+    for t in range(cfg.max_response_tokens):
+        step_index = torch.full((B,), t, dtype=torch.long, device=device)
+        sampled = discrete_step(logits, answer_temp, cfg.answer_top_k, cfg.answer_top_p, cfg.answer_min_p, seed,
+                                samples, step_index)
+        if soft_mode:
+            soft = soft_token_step(logits, cfg.thinking, seed, samples, step_index)
+            entropy = torch.where(thinking, soft.entropy, _answer_entropy(logits, cfg))
+            low = thinking & (cfg.cold_stop_entropy is not None) & (soft.entropy < (cfg.cold_stop_entropy or 0.0))
+            low_entropy_run = torch.where(low, low_entropy_run + 1, torch.zeros_like(low_entropy_run))
+            cold = low_entropy_run >= cfg.cold_stop_steps
+            token = torch.where(thinking, soft.emitted, sampled)
+        else:
+            entropy = _answer_entropy(logits, cfg)
+            cold = torch.zeros_like(thinking)
+            token = sampled
+        cap = thinking & (n_thinking >= cfg.max_thinking_tokens)
+        forced = thinking & (cap | cold)
+        token = torch.where(forced, torch.full_like(token, think_end), token)
+        is_soft = thinking & ~forced & (token != think_end) if soft_mode else torch.zeros_like(thinking)
+
+        step_ids, step_weights = one_hot_slots(token, k)
+        step_gp = torch.zeros(B, k, device=device)
+        if soft_mode:
+            step_ids = torch.where(is_soft[:, None], soft.ids, step_ids)
+            step_weights = torch.where(is_soft[:, None], soft.weights, step_weights)
+            step_gp = torch.where(is_soft[:, None], soft.gp, step_gp)
+        sampled_by_thinking = thinking if soft_mode else torch.zeros_like(thinking)
+        temperature = torch.where(sampled_by_thinking, thinking_temp, answer_temp).float()
+        logprob = policy_logprob(logits / temperature[:, None], step_ids, step_gp, token, is_soft, 1.0, "mean")
+        steps.append({"ids": step_ids, "gp": step_gp, "is_soft": is_soft, "tokens": token, "forced": forced,
+                      "temperature": temperature, "logprob": logprob, "entropy": entropy})
+
+        active = ~done
+        for row in torch.nonzero(active & thinking & (token == think_end)).flatten().tolist():
+            end_reason[row] = "cap" if bool(cap[row]) else "cold_stop" if bool(cold[row]) else "emitted"
+        n_thinking = n_thinking + (active & thinking).long()
+        thinking = thinking & ~(token == think_end)
+        lengths = lengths + active.long()
+        for row in torch.nonzero(active & (token == eos)).flatten().tolist():
+            finish[row] = "stop"
+        done = done | (token == eos) | (lengths >= cfg.max_response_tokens)
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=device)], dim=1)
+        out = model(step_ids[:, None], step_weights[:, None], attention_mask=mask, past_key_values=past,
+                    use_cache=True)
+        logits, past = out.logits[:, -1].float(), out.past_key_values
+
+    stacked = {name: torch.stack([s[name] for s in steps], dim=1).cpu() for name in steps[0]}
+    rollouts = []
+    for row in range(B):
+        length, n_think = int(lengths[row]), int(n_thinking[row])
+        fields = {name: value[row, :length] for name, value in stacked.items()}
+        tokens = fields["tokens"].tolist()
+        rollouts.append(Rollout(
+            prompt_ids=list(prompts[row]), n_thinking=n_think, thinking_end=end_reason[row],
+            finish_reason=finish[row],
+            thinking_text=tokenizer.decode([tok for tok in tokens[:n_think] if tok != think_end]),
+            answer_text=tokenizer.decode([tok for tok in tokens[n_think:] if tok != eos]), **fields))
+    return rollouts
+
+
+def _answer_entropy(logits: torch.Tensor, cfg: RolloutConfig) -> torch.Tensor:
+    """Entropy [B] of the answer-phase filtered p."""
+    return entropy_of(filtered_probs(logits, cfg.answer_temperature, cfg.answer_top_k, cfg.answer_top_p,
+                                     cfg.answer_min_p))
