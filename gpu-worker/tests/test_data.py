@@ -1,0 +1,46 @@
+"""Dataset JSONL validation: every bad line reported by number and field, extra keys kept."""
+import json
+
+import pytest
+
+from softgrpo.data import DatasetError, example_messages, load_jsonl, parse_jsonl
+
+
+def test_accepts_prompt_or_messages_with_answer_and_keeps_extra_keys():
+    text = "\n".join([
+        json.dumps({"prompt": "What is 2+2?", "answer": 4, "source": "toy"}),
+        "",
+        json.dumps({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1+1?"}],
+                    "answer": "2"}),
+    ])
+    examples = parse_jsonl(text)
+    assert len(examples) == 2 and examples[0]["source"] == "toy"
+    assert example_messages(examples[0]) == [{"role": "user", "content": "What is 2+2?"}]
+    assert example_messages(examples[1])[0]["role"] == "system"
+
+
+def test_rejects_jsonl_line_without_answer_naming_the_line():
+    text = json.dumps({"prompt": "a", "answer": 1}) + "\n" + json.dumps({"prompt": "b"}) + "\n"
+    with pytest.raises(DatasetError, match=r"line 2: missing field 'answer'"):
+        parse_jsonl(text)
+
+
+def test_reports_every_bad_line_before_training():
+    lines = ['{"prompt": "ok", "answer": 1}', "{not json", '{"prompt": 3, "answer": 1}',
+             '{"prompt": "x", "messages": [], "answer": 1}', '{"messages": [{"role": "user"}], "answer": 1}',
+             '{"prompt": "x", "answer": true}', "[1, 2]"]
+    with pytest.raises(DatasetError) as info:
+        parse_jsonl("\n".join(lines), "train.jsonl")
+    errors = info.value.errors
+    assert [e.split(":")[0] for e in errors] == ["line 2", "line 3", "line 4", "line 5", "line 6", "line 7"]
+    assert "invalid JSON" in errors[0] and "'prompt'" in errors[1] and "messages[0]" in errors[3]
+    assert "'answer'" in errors[4] and str(info.value).startswith("train.jsonl: line 2")
+
+
+def test_empty_and_missing_files_fail_clearly(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(DatasetError, match="no examples"):
+        load_jsonl(empty)
+    with pytest.raises(DatasetError, match="file not found"):
+        load_jsonl(tmp_path / "missing.jsonl")
