@@ -1,0 +1,39 @@
+/**
+ * `Database` port on Node: a better-sqlite3 file with drizzle, foreign keys on, WAL journal, and the migrations
+ * of migrations/ applied at open. better-sqlite3 is synchronous; drizzle's sync query builders return plain values,
+ * which the app `await`s like D1's promises, so the same handler code runs on both.
+ */
+import BetterSqlite3 from 'better-sqlite3';
+import { drizzle } from 'drizzle-orm/better-sqlite3';
+import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
+import { fileURLToPath } from 'node:url';
+import { schema } from '../db/schema';
+import type { Database, Db } from '../ports';
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
+
+export interface SqliteDatabase extends Database {
+  /** The raw connection (tests count rows with it; scripts use it). */
+  sqlite: BetterSqlite3.Database;
+  close(): void;
+}
+
+export function openSqliteDatabase(path: string, opts: { migrationsFolder?: string } = {}): SqliteDatabase {
+  const sqlite = new BetterSqlite3(path);
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('foreign_keys = ON');
+  sqlite.pragma('busy_timeout = 5000');
+  const orm = drizzle(sqlite, { schema });
+  migrate(orm, { migrationsFolder: opts.migrationsFolder ?? MIGRATIONS_DIR });
+  return {
+    // The sync driver is used through the async type: every call site awaits, and awaiting a value is a no-op.
+    db: orm as unknown as Db,
+    sqlite,
+    async batch(statements) {
+      sqlite.transaction(() => {
+        for (const s of statements) (s as unknown as { run(): unknown }).run();
+      })();
+    },
+    close: () => sqlite.close(),
+  };
+}

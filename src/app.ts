@@ -1,0 +1,109 @@
+/**
+ * `createApp(deps)`: the whole HTTP API, shared by the Node entry (src/entry/node.ts), the Workers entry
+ * (src/entry/worker.ts) and the tests. Only `deps` (src/ports.ts) differ between them.
+ *
+ *   /v1/files, /v1/finetune (= /v1/fine_tuning/jobs), /v1/models   user API keys (tenant-scoped)
+ *   /internal/jobs/...                                            worker token (GPU workers pull jobs)
+ *   /blobs/<key>?method=&exp=&sig=                                signed URLs (no token)
+ *   /openapi.json, /docs, /healthz                                public
+ */
+import type { Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { onError, onNotFound, validationHook } from './errors';
+import { requireApiKey, requireWorkerToken } from './middleware/auth';
+import { jsonBodyLimit } from './middleware/body-limit';
+import { idempotency } from './middleware/idempotency';
+import { requestId } from './middleware/request-id';
+import type { Deps } from './ports';
+import { createRouter, type AppEnv } from './router';
+import { blobsRouter } from './routes/blobs';
+import { docsRouter } from './routes/docs';
+import { filesRouter } from './routes/files';
+import { finetuneRouter } from './routes/finetune';
+import { internalCheckpointsRouter } from './routes/internal/checkpoints';
+import { internalRouter } from './routes/internal';
+import { modelsRouter } from './routes/models';
+import { DEFAULT_LIMITS } from './ports';
+
+/** Requests whose bodies stream (and enforce their own limits) instead of being read whole. */
+export function isStreamingUpload(c: Context): boolean {
+  const path = new URL(c.req.url).pathname;
+  return (c.req.method === 'POST' && /^\/v1\/files\/?$/.test(path)) || (c.req.method === 'PUT' && path.startsWith('/blobs/'));
+}
+
+export const OPENAPI_CONFIG = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Soft-thinking reasoning API',
+    version: '0.1.0',
+    description: [
+      'Reasoning with soft thinking, and SofT-GRPO fine-tuning. Authenticate with `Authorization: Bearer <api key>`.',
+      '',
+      'Conventions: errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status; every response has',
+      '`x-request-id`; every POST honours `Idempotency-Key` (same key + same body: the stored response again, with',
+      '`idempotent-replayed: true`; same key + another body: 409); lists are `{object: "list", data, has_more}` with',
+      '`after` / `limit`; another tenant\'s ids answer 404.',
+      '',
+      `Limits (deployment defaults): JSON bodies ${DEFAULT_LIMITS.maxJsonBodyBytes} bytes, uploaded files ${DEFAULT_LIMITS.maxFileBytes} bytes,`,
+      `JSONL lines ${DEFAULT_LIMITS.maxLineBytes} bytes, list pages ${DEFAULT_LIMITS.maxListLimit} items; larger bodies answer 413.`,
+    ].join('\n'),
+  },
+  tags: [
+    { name: 'Files', description: 'JSONL datasets for fine-tuning' },
+    { name: 'Fine-tuning', description: 'SofT-GRPO / GRPO fine-tuning jobs' },
+    { name: 'Models', description: 'Base and fine-tuned models' },
+    { name: 'Worker protocol', description: 'GPU workers only (worker token); see docs/CONTRACTS.md' },
+  ],
+} as const;
+
+export function createApp(deps: Deps) {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook as never });
+  app.use('*', async (c, next) => {
+    c.set('deps', deps);
+    await next();
+  });
+  app.use('*', requestId);
+  app.onError(onError);
+  app.notFound(onNotFound);
+  app.use('*', async (c, next) => (isStreamingUpload(c) ? next() : jsonBodyLimit(c, next)));
+
+  const v1 = createRouter();
+  v1.use('*', requireApiKey, idempotency(isStreamingUpload));
+  v1.route('/files', filesRouter);
+  v1.route('/finetune', finetuneRouter);
+  v1.route('/fine_tuning/jobs', finetuneRouter);
+  v1.route('/models', modelsRouter);
+  // ENGINE ROUTES (owned by the engine engineer): add `v1.route('/reason', ...)` and
+  // `v1.route('/chat/completions', ...)` here, so API keys, idempotency and limits apply to them too.
+  app.route('/v1', v1);
+
+  const internal = createRouter();
+  internal.use('*', requireWorkerToken, idempotency(() => false));
+  internal.route('/', internalRouter);
+  internal.route('/', internalCheckpointsRouter);
+  app.route('/internal', internal);
+
+  app.route('/blobs', blobsRouter);
+  app.route('/', docsRouter);
+  app.get('/healthz', (c) => c.json({ ok: true }));
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'A user API key (`sk-...`), see `npm run create-api-key`.',
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'workerToken', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'The deployment\'s worker token (WORKER_TOKEN); user API keys are refused.',
+  });
+  app.doc31('/openapi.json', OPENAPI_CONFIG as never);
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;
+
+/** The OpenAPI 3.1 document of an app (what /openapi.json serves). */
+export function openApiDocument(app: App) {
+  return app.getOpenAPI31Document(OPENAPI_CONFIG as never);
+}

@@ -1,0 +1,65 @@
+/**
+ * The Node deployment's adapters: a SQLite file and a blob folder under DATA_DIR, HMAC-signed local blob URLs,
+ * base models from MODELS_DIR, and secrets from the environment or generated once into DATA_DIR/secrets.json.
+ * Used by src/entry/node.ts, scripts/create-api-key.ts and the tests.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { openSqliteDatabase, type SqliteDatabase } from '../adapters/sqlite-database';
+import { blobRootOf, createLocalBlobStore } from '../adapters/local-blob-store';
+import { createHmacUrlSigner } from '../adapters/signed-urls';
+import { createIds, systemClock } from '../lib/ids';
+import { defaultConfig, type Clock, type Config, type Deps } from '../ports';
+import { loadBaseModels } from './base-models';
+
+export const SCALAR_BUNDLE = fileURLToPath(new URL('../routes/docs/assets/scalar-api-reference-1.72.1.js', import.meta.url));
+export const DEFAULT_MODELS_DIR = fileURLToPath(new URL('../../models', import.meta.url));
+
+export interface NodeDeps extends Deps {
+  database: SqliteDatabase;
+}
+
+export interface NodeOptions {
+  dataDir: string;
+  modelsDir?: string;
+  workerToken?: string;
+  signingSecret?: string;
+  clock?: Clock;
+  config?: Partial<Config>;
+}
+
+/** WORKER_TOKEN / SIGNING_SECRET from the options (env), else generated once and kept in DATA_DIR/secrets.json. */
+async function secrets(dataDir: string, given: { workerToken?: string; signingSecret?: string }) {
+  const path = join(dataDir, 'secrets.json');
+  const stored = JSON.parse(await readFile(path, 'utf8').catch(() => '{}')) as { workerToken?: string; signingSecret?: string };
+  const ids = createIds(systemClock);
+  const out = {
+    workerToken: given.workerToken || stored.workerToken || `wt-${ids.secret(32)}`,
+    signingSecret: given.signingSecret || stored.signingSecret || ids.secret(32),
+  };
+  if (out.workerToken !== stored.workerToken || out.signingSecret !== stored.signingSecret) {
+    if (!given.workerToken || !given.signingSecret)
+      await writeFile(path, JSON.stringify({ workerToken: out.workerToken, signingSecret: out.signingSecret }, null, 2), { mode: 0o600 });
+  }
+  return out;
+}
+
+export async function buildNodeDeps(opts: NodeOptions): Promise<NodeDeps> {
+  const dataDir = resolve(opts.dataDir);
+  await mkdir(dataDir, { recursive: true });
+  const database = openSqliteDatabase(join(dataDir, 'api.sqlite'));
+  const blobs = createLocalBlobStore(blobRootOf(dataDir));
+  const { workerToken, signingSecret } = await secrets(dataDir, opts);
+  const clock = opts.clock ?? systemClock;
+  const baseModels = await loadBaseModels(opts.modelsDir ?? DEFAULT_MODELS_DIR, blobs);
+  return {
+    database,
+    blobs,
+    blobUrls: createHmacUrlSigner(signingSecret),
+    clock,
+    ids: createIds(clock),
+    config: defaultConfig({ workerToken, signingSecret, baseModels, ...opts.config }),
+    docsAssets: { scalarBundle: () => readFile(SCALAR_BUNDLE, 'utf8') },
+  };
+}

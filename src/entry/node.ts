@@ -1,0 +1,47 @@
+/**
+ * Node entry point: `npm run dev:node` (or `npm start`). Serves the app of src/app.ts with @hono/node-server on
+ * HOST:PORT (default 127.0.0.1:8787), keeping all state in DATA_DIR (default ./.data: api.sqlite, blobs/,
+ * secrets.json). Applies migrations at start, registers the base models of MODELS_DIR (default ./models), and
+ * runs the lease sweep every SWEEP_SECONDS (default 15). WORKER_TOKEN and SIGNING_SECRET come from the
+ * environment or are generated once into DATA_DIR/secrets.json. Create an API key with `npm run create-api-key`.
+ */
+import { serve } from '@hono/node-server';
+import { createApp } from '../app';
+import { expireLeases } from '../jobs/lease-expiry';
+import { buildNodeDeps } from './node-deps';
+
+const env = process.env;
+const port = Number(env.PORT ?? 8787);
+const host = env.HOST ?? '127.0.0.1';
+const dataDir = env.DATA_DIR ?? './.data';
+
+const deps = await buildNodeDeps({
+  dataDir,
+  modelsDir: env.MODELS_DIR,
+  workerToken: env.WORKER_TOKEN,
+  signingSecret: env.SIGNING_SECRET,
+});
+// ENGINES (owned by the engine engineer): set `deps.engines` here from the Node engine registry.
+const app = createApp(deps);
+
+const sweepMs = Number(env.SWEEP_SECONDS ?? 15) * 1000;
+const sweep = setInterval(() => {
+  expireLeases(deps).catch((err) => console.error('lease sweep failed:', err));
+}, sweepMs);
+sweep.unref();
+
+const server = serve({ fetch: app.fetch, port, hostname: host }, (info) => {
+  console.log(
+    `API listening on http://${host}:${info.port} (DATA_DIR=${dataDir}; base models: ${deps.config.baseModels.map((m) => m.id).join(', ') || 'none'})`,
+  );
+});
+
+const shutdown = () => {
+  clearInterval(sweep);
+  server.close(() => {
+    deps.database.close();
+    process.exit(0);
+  });
+};
+process.on('SIGINT', shutdown);
+process.on('SIGTERM', shutdown);

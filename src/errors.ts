@@ -1,0 +1,136 @@
+/**
+ * The error envelope `{error: {message, type, param, code}}` (OpenAI's shape) and the one place that produces it:
+ * `ApiError` thrown anywhere, zod validation failures (message and `param` name the field), malformed JSON,
+ * oversized bodies, unknown routes, and unexpected exceptions (500, logged, no internals leaked).
+ */
+import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { z } from '@hono/zod-openapi';
+import type { ZodError } from 'zod';
+
+export type ErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'permission_error'
+  | 'not_found_error'
+  | 'conflict_error'
+  | 'rate_limit_error'
+  | 'server_error'
+  | 'service_unavailable_error';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    message: string,
+    readonly opts: { type?: ErrorType; code?: string; param?: string | null; retryAfter?: number } = {},
+  ) {
+    super(message);
+  }
+}
+
+const defaultType = (status: number): ErrorType =>
+  status === 401
+    ? 'authentication_error'
+    : status === 403
+      ? 'permission_error'
+      : status === 404
+        ? 'not_found_error'
+        : status === 409
+          ? 'conflict_error'
+          : status === 429
+            ? 'rate_limit_error'
+            : status === 503
+              ? 'service_unavailable_error'
+              : status >= 500
+                ? 'server_error'
+                : 'invalid_request_error';
+
+export const badRequest = (message: string, param: string | null = null, code = 'invalid_value') =>
+  new ApiError(400, message, { code, param });
+export const notFound = (what: string, id: string, param: string | null = null) =>
+  new ApiError(404, `No ${what} found with id '${id}'.`, { code: `${what.replace(/ /g, '_')}_not_found`, param });
+export const conflict = (message: string, code: string) => new ApiError(409, message, { code });
+
+export function errorBody(status: number, message: string, opts: ApiError['opts'] = {}) {
+  return {
+    error: { message, type: opts.type ?? defaultType(status), param: opts.param ?? null, code: opts.code ?? null },
+  };
+}
+
+export function errorResponse(c: Context, status: ContentfulStatusCode, message: string, opts: ApiError['opts'] = {}) {
+  if (opts.retryAfter !== undefined) c.header('retry-after', String(opts.retryAfter));
+  return c.json(errorBody(status, message, opts), status);
+}
+
+/** The zod issue path as a field name: `method.hyperparameters.top_p`, `messages[1].role`. */
+export function fieldName(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out;
+}
+
+export function describeZodError(error: ZodError): { message: string; param: string | null } {
+  const issue = error.issues[0];
+  if (!issue) return { message: 'Invalid request.', param: null };
+  const param = fieldName(issue.path);
+  const msg =
+    issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message.replace(/^Invalid input: /, '');
+  return { message: param ? `${param}: ${msg}` : msg, param: param || null };
+}
+
+/** defaultHook of every OpenAPIHono router: a failed zod validation becomes a 400 naming the field. */
+export function validationHook(
+  result: { success: true; data: unknown } | { success: false; error: ZodError; target?: string },
+  c: Context,
+) {
+  if (!result.success) {
+    const { message, param } = describeZodError(result.error);
+    return errorResponse(c, 400, message, { param, code: 'invalid_value' });
+  }
+}
+
+export const onError: ErrorHandler = (err, c) => {
+  if (err instanceof ApiError) return errorResponse(c, err.status, err.message, err.opts);
+  if (err instanceof HTTPException) {
+    const status = err.status as ContentfulStatusCode;
+    if (status === 413) return errorResponse(c, 413, 'Request body too large.', { code: 'body_too_large' });
+    const message = err.message || (status === 400 ? 'Bad request.' : 'Request failed.');
+    return errorResponse(c, status, message, { code: status === 400 && /JSON/i.test(message) ? 'invalid_json' : null! });
+  }
+  console.error(`[${c.get('requestId' as never) ?? '-'}] unhandled error`, err);
+  return errorResponse(c, 500, 'Internal server error.', { code: 'internal_error' });
+};
+
+export const onNotFound: NotFoundHandler = (c) =>
+  errorResponse(c, 404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`, { code: 'route_not_found' });
+
+/** The envelope as a zod schema, for the OpenAPI document. */
+export const ErrorSchema = z
+  .object({
+    error: z.object({
+      message: z.string(),
+      type: z.string(),
+      param: z.string().nullable(),
+      code: z.string().nullable(),
+    }),
+  })
+  .openapi('Error');
+
+const errorContent = { 'application/json': { schema: ErrorSchema } };
+/** Error responses for route definitions: `responses: { 200: ..., ...errorResponses(400, 404) }`. */
+export function errorResponses<S extends number>(...statuses: S[]) {
+  const descriptions: Record<number, string> = {
+    400: 'Invalid request (the message names the field)',
+    401: 'Missing or invalid API key',
+    403: 'Not allowed with this credential',
+    404: 'Not found (or owned by another tenant)',
+    409: 'Conflict with the current state (illegal status transition, reused idempotency key)',
+    413: 'Request body larger than the documented limit',
+    429: 'Too many requests (see retry-after)',
+    503: 'Temporarily unavailable (see retry-after)',
+  };
+  return Object.fromEntries(
+    statuses.map((s) => [s, { description: descriptions[s] ?? 'Error', content: errorContent }]),
+  ) as { [K in S]: { description: string; content: typeof errorContent } };
+}

@@ -1,0 +1,19 @@
+/** Stream helpers shared by blob store adapters and upload routes. */
+
+export class BlobTooLargeError extends Error {
+  constructor(readonly maxBytes: number) {
+    super(`blob larger than ${maxBytes} bytes`);
+  }
+}
+
+/** A stream that errors once more than `maxBytes` passed through it. */
+export function limitStream(maxBytes: number): TransformStream<Uint8Array, Uint8Array> {
+  let total = 0;
+  return new TransformStream({
+    transform(chunk, controller) {
+      total += chunk.byteLength;
+      if (total > maxBytes) controller.error(new BlobTooLargeError(maxBytes));
+      else controller.enqueue(chunk);
+    },
+  });
+}

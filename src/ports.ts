@@ -1,0 +1,153 @@
+/**
+ * The small interfaces the app depends on. Entry points (src/entry/node.ts, src/entry/worker.ts) build one `Deps`
+ * from adapters and pass it to `createApp(deps)`; handlers never ask which runtime they run on.
+ */
+import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core';
+import type { BatchItem } from 'drizzle-orm/batch';
+import type { Schema } from './db/schema';
+
+/**
+ * A drizzle SQLite database that works on better-sqlite3 and on D1. Rules for callers:
+ * - always `await` a query (the better-sqlite3 driver returns plain values, which `await` passes through);
+ * - never use `db.transaction` (D1 has none): a state change that must be atomic is ONE conditional
+ *   `UPDATE ... WHERE <expected state> RETURNING`, or a group of writes passed to `batch`;
+ * - do not read the result of `.run()` (its shape differs per driver); use `.returning()` to learn what changed.
+ */
+export type Db = BaseSQLiteDatabase<'async', unknown, Schema>;
+
+export interface Database {
+  db: Db;
+  /** Runs the statements atomically (all or none): a SQLite transaction on Node, `db.batch` on D1. */
+  batch(statements: [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]): Promise<void>;
+}
+
+export interface BlobInfo {
+  size: number;
+  /** Lower-case hex SHA-256 of the content. */
+  sha256: string;
+}
+
+/**
+ * Content-addressed by caller-chosen keys (`files/<tenant>/<file_id>`, `checkpoints/<job_id>/step-<n>/<name>`,
+ * `models/<base_id>/<name>`). Writes are all-or-nothing: a `put` whose stream errors leaves nothing behind.
+ */
+export interface BlobStore {
+  /**
+   * Streams `body` to `key`. Rejects (and stores nothing) when the stream errors or exceeds `maxBytes`
+   * (the error then is a `BlobTooLargeError`). Overwrites an existing blob atomically.
+   */
+  put(key: string, body: ReadableStream<Uint8Array>, opts?: { maxBytes?: number; contentType?: string }): Promise<BlobInfo>;
+  /** A fresh stream of the content, or null when absent. */
+  get(key: string): Promise<{ body: ReadableStream<Uint8Array>; size: number } | null>;
+  /** Size and SHA-256, or null when absent. */
+  head(key: string): Promise<BlobInfo | null>;
+  /** Removes the blob; absent keys are not an error. */
+  delete(key: string): Promise<void>;
+}
+
+/**
+ * Makes time-limited URLs through which a client downloads (GET) or uploads (PUT) one blob without a bearer
+ * token: HMAC-signed `/blobs/...` routes of this app on Node (src/adapters/signed-urls.ts), R2 presigned URLs
+ * on Workers. `origin` is the public origin of the current request (e.g. `http://127.0.0.1:8787`).
+ */
+export interface BlobUrlSigner {
+  sign(args: { key: string; method: 'GET' | 'PUT'; expiresAt: number; origin: string }): Promise<string>;
+}
+
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+}
+
+export interface Ids {
+  /** A new unique id `<prefix>-<26 lower-case base32 chars>`, sortable by creation time. */
+  next(prefix: string): string;
+  /** A new random secret (API keys, lease tokens): URL-safe, at least 128 bits. */
+  secret(bytes?: number): string;
+}
+
+export interface BaseModel {
+  /** Model id users pass as `model`, e.g. "tiny-arith"; never contains ':'. */
+  id: string;
+  ownedBy: string;
+  /** Seconds since the epoch. */
+  created: number;
+  /** The folder's manifest.json (format softgrpo-model/1), including `recommended_hyperparameters` if any. */
+  manifest: Record<string, unknown>;
+  /** Files of the model folder as stored in the blob store under `blobPrefix` + name. */
+  files: { name: string; bytes: number; sha256: string }[];
+  blobPrefix: string;
+}
+
+export interface Limits {
+  /** JSON request bodies (every route but uploads). */
+  maxJsonBodyBytes: number;
+  /** One uploaded JSONL file. */
+  maxFileBytes: number;
+  /** One JSONL line. */
+  maxLineBytes: number;
+  /** One blob uploaded through a signed URL (checkpoint files). */
+  maxBlobBytes: number;
+  /** Largest `limit` of list endpoints. */
+  maxListLimit: number;
+  /** Events one append call may carry. */
+  maxEventsPerAppend: number;
+}
+
+export interface Config {
+  /** Bearer token of GPU workers for /internal routes. */
+  workerToken: string;
+  /** HMAC secret of signed blob URLs (local routes). */
+  signingSecret: string;
+  baseModels: BaseModel[];
+  limits: Limits;
+  /** How long a claim or heartbeat keeps a job leased. */
+  leaseSeconds: number;
+  /** Claims a job may get; when the lease of the last one expires the job fails. */
+  maxAttempts: number;
+  /** Lifetime of signed URLs. */
+  signedUrlSeconds: number;
+  /** Server-sent events: poll interval of the event table, keep-alive comment interval, longest stream. */
+  sse: { pollMs: number; keepAliveMs: number; maxStreamMs: number };
+}
+
+/**
+ * ENGINE SLOT (owned by the engine engineer): the inference engines /v1/reason and /v1/chat/completions use.
+ * Refine this alias to `import('./engine/types').EngineRegistry` once src/engine/types.ts exists.
+ */
+export type EngineRegistry = object;
+
+export interface Deps {
+  database: Database;
+  blobs: BlobStore;
+  blobUrls: BlobUrlSigner;
+  clock: Clock;
+  ids: Ids;
+  config: Config;
+  /** Inference engines; absent where the deployment serves no inference. */
+  engines?: EngineRegistry;
+  /** Serves the API reference page's JavaScript bundle (`/docs/scalar.js`); absent: the page says so. */
+  docsAssets?: { scalarBundle(): Promise<ReadableStream<Uint8Array> | string> };
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxJsonBodyBytes: 1024 * 1024,
+  maxFileBytes: 512 * 1024 * 1024,
+  maxLineBytes: 1024 * 1024,
+  maxBlobBytes: 8 * 1024 * 1024 * 1024,
+  maxListLimit: 100,
+  maxEventsPerAppend: 500,
+};
+
+/** Config defaults for everything but the secrets and the model list. */
+export function defaultConfig(over: Pick<Config, 'workerToken' | 'signingSecret'> & Partial<Config>): Config {
+  return {
+    baseModels: [],
+    limits: DEFAULT_LIMITS,
+    leaseSeconds: 120,
+    maxAttempts: 3,
+    signedUrlSeconds: 3600,
+    sse: { pollMs: 500, keepAliveMs: 15_000, maxStreamMs: 10 * 60_000 },
+    ...over,
+  };
+}

@@ -1,0 +1,19 @@
+/** The Hono environment every router shares, and the factory for resource routers (validation errors -> 400). */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { validationHook } from './errors';
+import type { Deps } from './ports';
+
+export type AppEnv = {
+  Variables: {
+    deps: Deps;
+    requestId: string;
+    /** Set by the API-key middleware on /v1 routes. */
+    tenantId: string;
+    /** `tenant:<id>` on /v1, `worker` on /internal: the namespace of idempotency keys. */
+    idempotencyScope: string;
+  };
+};
+
+export function createRouter() {
+  return new OpenAPIHono<AppEnv>({ defaultHook: validationHook as never });
+}

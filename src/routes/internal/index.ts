@@ -1,0 +1,372 @@
+/**
+ * The worker protocol: GPU workers pull fine-tuning jobs with a lease (worker token only). The exact protocol,
+ * with the order of calls, is in docs/CONTRACTS.md "Worker protocol". Checkpoint routes are in ./checkpoints.ts.
+ */
+import { createRoute } from '@hono/zod-openapi';
+import { and, asc, desc, eq, inArray, isNotNull, max, sql } from 'drizzle-orm';
+import { checkpoints, files, jobEvents, jobs } from '../../db/schema';
+import { ApiError, errorResponses } from '../../errors';
+import { addJobEvents, transitionJob } from '../../jobs/store';
+import { createRouter } from '../../router';
+import { originOf, seconds, workerSecurity } from '../common';
+import { fineTunedModelName, JobIdParam } from '../finetune/schemas';
+import { leaseLost, requireLease, signedFiles } from './lease';
+import {
+  ClaimBody,
+  ClaimResponse,
+  EventsBody,
+  EventsResponse,
+  FailBody,
+  FinishBody,
+  HeartbeatBody,
+  HeartbeatResponse,
+  PauseAckBody,
+} from './schemas';
+import { JobObject, toJobObject } from '../finetune/schemas';
+
+export const internalRouter = createRouter();
+const tags = ['Worker protocol'];
+const json = <T>(schema: T) => ({ 'application/json': { schema } });
+const jobResponse = { description: 'The job after the change', content: json(JobObject) };
+
+internalRouter.openapi(
+  createRoute({
+    method: 'post',
+    path: '/jobs/claim',
+    tags,
+    summary: 'Claim the oldest queued job with a lease',
+    description:
+      'Atomic: one conditional UPDATE ... RETURNING takes the oldest queued job, so two workers never get the same ' +
+      'job. 204 when the queue is empty.',
+    security: workerSecurity,
+    request: { body: { required: true, content: json(ClaimBody) } },
+    responses: {
+      200: { description: 'A job with its lease and signed download URLs', content: json(ClaimResponse) },
+      204: { description: 'No queued job' },
+      ...errorResponses(400, 401, 403),
+    },
+  }),
+  async (c) => {
+    const deps = c.get('deps');
+    const { db } = deps.database;
+    const body = c.req.valid('json');
+    const now = deps.clock.now();
+    const token = deps.ids.secret(24);
+    const leaseMs = deps.config.leaseSeconds * 1000;
+    const oldestQueued = db
+      .select({ id: jobs.id })
+      .from(jobs)
+      .where(and(eq(jobs.status, 'queued'), body.models ? inArray(jobs.model, body.models) : undefined))
+      .orderBy(asc(jobs.createdAt), asc(jobs.id))
+      .limit(1);
+    const [job] = await db
+      .update(jobs)
+      .set({
+        status: 'running',
+        leaseToken: token,
+        leaseExpiresAt: now + leaseMs,
+        workerId: body.worker_id,
+        attempts: sql`${jobs.attempts} + 1`,
+        startedAt: sql`coalesce(${jobs.startedAt}, ${now})`,
+        updatedAt: now,
+      })
+      .where(and(inArray(jobs.id, oldestQueued), eq(jobs.status, 'queued')))
+      .returning();
+    if (!job) return c.body(null, 204);
+
+    const [training, validation, last, seqRow] = await Promise.all([
+      db.select().from(files).where(eq(files.id, job.trainingFile)).get(),
+      job.validationFile ? db.select().from(files).where(eq(files.id, job.validationFile)).get() : undefined,
+      db.select().from(checkpoints).where(eq(checkpoints.jobId, job.id)).orderBy(desc(checkpoints.step)).limit(1).get(),
+      db
+        .select({ seq: max(jobEvents.seq) })
+        .from(jobEvents)
+        .where(and(eq(jobEvents.jobId, job.id), isNotNull(jobEvents.seq)))
+        .get(),
+    ]);
+    const base = deps.config.baseModels.find((m) => m.id === job.model);
+    const missing = !training ? 'training_file' : job.validationFile && !validation ? 'validation_file' : !base ? 'model' : null;
+    if (missing) {
+      // Deleted file or retired model: the job cannot run anywhere. Fail it and tell the worker nothing to do.
+      await transitionJob(db, {
+        jobId: job.id,
+        scope: eq(jobs.leaseToken, token),
+        from: ['running'],
+        set: {
+          status: 'failed',
+          error: { code: `${missing}_missing`, message: `The job's ${missing} no longer exists.`, param: missing },
+          leaseToken: null,
+          leaseExpiresAt: null,
+          finishedAt: now,
+          updatedAt: now,
+        },
+        action: 'fail',
+      });
+      await addJobEvents(db, job.id, now, [{ level: 'error', type: 'status', message: `Failed: ${missing} no longer exists.`, data: { status: 'failed' } }]);
+      return c.body(null, 204);
+    }
+    await addJobEvents(db, job.id, now, [
+      {
+        type: 'status',
+        message: `Worker ${body.worker_id} started attempt ${job.attempts}${last ? ` from checkpoint step ${last.step}` : ''}.`,
+        data: { status: 'running', attempt: job.attempts, resume_step: last?.step ?? null },
+      },
+    ]);
+    const origin = originOf(c.req.url);
+    const expiresAt = now + deps.config.signedUrlSeconds * 1000;
+    const fileEntry = async (f: NonNullable<typeof training>) =>
+      (await signedFiles(deps, origin, expiresAt, [{ name: f.id, bytes: f.bytes, sha256: f.sha256, key: f.blobKey }]))[0];
+    return c.json(
+      {
+        job: {
+          id: job.id,
+          model: job.model,
+          method: { type: job.methodType, hyperparameters: job.hyperparameters },
+          grader: job.grader,
+          seed: job.seed,
+          suffix: job.suffix,
+          training_file: job.trainingFile,
+          validation_file: job.validationFile,
+          fine_tuned_model: fineTunedModelName(job),
+        },
+        lease: { token, expires_at: seconds(now + leaseMs), seconds: deps.config.leaseSeconds },
+        attempt: job.attempts,
+        max_attempts: job.maxAttempts,
+        next_event_seq: seqRow?.seq == null ? 0 : seqRow.seq + 1,
+        urls_expire_at: seconds(expiresAt),
+        training_file: await fileEntry(training!),
+        validation_file: validation ? await fileEntry(validation) : null,
+        base_model: {
+          id: base!.id,
+          manifest: base!.manifest,
+          files: await signedFiles(
+            deps,
+            origin,
+            expiresAt,
+            base!.files.map((f) => ({ ...f, key: `${base!.blobPrefix}${f.name}` })),
+          ),
+        },
+        resume_from: last
+          ? {
+              checkpoint_id: last.id,
+              step: last.step,
+              files: await signedFiles(
+                deps,
+                origin,
+                expiresAt,
+                last.files.map((f) => ({ ...f, key: `${last.blobPrefix}${f.name}` })),
+              ),
+            }
+          : null,
+      },
+      200,
+    );
+  },
+);
+
+internalRouter.openapi(
+  createRoute({
+    method: 'post',
+    path: '/jobs/{job_id}/heartbeat',
+    tags,
+    summary: 'Extend the lease; learn whether to continue, pause or cancel',
+    security: workerSecurity,
+    request: { params: JobIdParam, body: { required: true, content: json(HeartbeatBody) } },
+    responses: {
+      200: { description: 'What to do next', content: json(HeartbeatResponse) },
+      ...errorResponses(400, 401, 403, 404, 409),
+    },
+  }),
+  async (c) => {
+    const deps = c.get('deps');
+    const { db } = deps.database;
+    const { job_id } = c.req.valid('param');
+    const body = c.req.valid('json');
+    const now = deps.clock.now();
+    const expires = now + deps.config.leaseSeconds * 1000;
+    const [job] = await db
+      .update(jobs)
+      .set({
+        leaseExpiresAt: expires,
+        updatedAt: now,
+        ...(body.trained_steps !== undefined ? { trainedSteps: sql`max(${jobs.trainedSteps}, ${body.trained_steps})` } : {}),
+      })
+      .where(and(eq(jobs.id, job_id), eq(jobs.leaseToken, body.lease_token), inArray(jobs.status, ['running', 'pausing'])))
+      .returning({ status: jobs.status });
+    if (job)
+      return c.json(
+        { action: job.status === 'pausing' ? ('pause' as const) : ('continue' as const), status: job.status, lease_expires_at: seconds(expires) },
+        200,
+      );
+    // Cancelled while this worker held the lease: tell it to stop, and release the lease.
+    const [cancelled] = await db
+      .update(jobs)
+      .set({ leaseToken: null, leaseExpiresAt: null, updatedAt: now })
+      .where(and(eq(jobs.id, job_id), eq(jobs.leaseToken, body.lease_token), eq(jobs.status, 'cancelled')))
+      .returning({ status: jobs.status });
+    if (cancelled) return c.json({ action: 'cancel' as const, status: cancelled.status, lease_expires_at: seconds(now) }, 200);
+    await requireLease(db, job_id, body.lease_token, ['running', 'pausing']);
+    throw leaseLost(job_id);
+  },
+);
+
+internalRouter.openapi(
+  createRoute({
+    method: 'post',
+    path: '/jobs/{job_id}/events',
+    tags,
+    summary: 'Append events (idempotent by sequence number)',
+    description: 'An event whose `seq` this job already has is ignored and counted as a duplicate.',
+    security: workerSecurity,
+    request: { params: JobIdParam, body: { required: true, content: json(EventsBody) } },
+    responses: {
+      200: { description: 'How many were new', content: json(EventsResponse) },
+      ...errorResponses(400, 401, 403, 404, 409, 413),
+    },
+  }),
+  async (c) => {
+    const deps = c.get('deps');
+    const { db } = deps.database;
+    const { job_id } = c.req.valid('param');
+    const body = c.req.valid('json');
+    await requireLease(db, job_id, body.lease_token, ['running', 'pausing', 'cancelled']);
+    const now = deps.clock.now();
+    const inserted = await db
+      .insert(jobEvents)
+      .values(
+        body.events.map((e) => ({
+          jobId: job_id,
+          seq: e.seq,
+          level: e.level,
+          type: e.type,
+          message: e.message,
+          data: e.data ?? null,
+          createdAt: now,
+        })),
+      )
+      .onConflictDoNothing()
+      .returning({ id: jobEvents.id });
+    return c.json({ accepted: inserted.length, duplicates: body.events.length - inserted.length }, 200);
+  },
+);
+
+internalRouter.openapi(
+  createRoute({
+    method: 'post',
+    path: '/jobs/{job_id}/pause',
+    tags,
+    summary: 'Acknowledge a pause (after writing a checkpoint)',
+    description: 'pausing -> paused and the lease is released. 409 `invalid_job_status` if the user resumed meanwhile: keep training.',
+    security: workerSecurity,
+    request: { params: JobIdParam, body: { required: true, content: json(PauseAckBody) } },
+    responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409) },
+  }),
+  async (c) => {
+    const deps = c.get('deps');
+    const { db } = deps.database;
+    const { job_id } = c.req.valid('param');
+    const { lease_token } = c.req.valid('json');
+    await requireLease(db, job_id, lease_token, ['running', 'pausing']);
+    const now = deps.clock.now();
+    const job = await transitionJob(db, {
+      jobId: job_id,
+      scope: eq(jobs.leaseToken, lease_token),
+      from: ['pausing'],
+      set: { status: 'paused', leaseToken: null, leaseExpiresAt: null, updatedAt: now },
+      action: 'pause',
+      notFoundError: () => leaseLost(job_id),
+    });
+    await addJobEvents(db, job_id, now, [{ type: 'status', message: 'Job paused by its worker.', data: { status: 'paused' } }]);
+    return c.json(toJobObject(job), 200);
+  },
+);
+
+internalRouter.openapi(
+  createRoute({
+    method: 'post',
+    path: '/jobs/{job_id}/finish',
+    tags,
+    summary: 'Finish successfully (after the final checkpoint is registered)',
+    security: workerSecurity,
+    request: { params: JobIdParam, body: { required: true, content: json(FinishBody) } },
+    responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409) },
+  }),
+  async (c) => {
+    const deps = c.get('deps');
+    const { db } = deps.database;
+    const { job_id } = c.req.valid('param');
+    const { lease_token } = c.req.valid('json');
+    const current = await requireLease(db, job_id, lease_token, ['running', 'pausing']);
+    const last = await db.select({ step: checkpoints.step }).from(checkpoints).where(eq(checkpoints.jobId, job_id)).orderBy(desc(checkpoints.step)).get();
+    if (!last) throw noCheckpoint(job_id);
+    const now = deps.clock.now();
+    const job = await transitionJob(db, {
+      jobId: job_id,
+      scope: eq(jobs.leaseToken, lease_token),
+      from: ['running', 'pausing'],
+      set: {
+        status: 'succeeded',
+        fineTunedModel: fineTunedModelName(current),
+        trainedSteps: sql`max(${jobs.trainedSteps}, ${last.step})`,
+        leaseToken: null,
+        leaseExpiresAt: null,
+        finishedAt: now,
+        updatedAt: now,
+      },
+      action: 'finish',
+      notFoundError: () => leaseLost(job_id),
+    });
+    await addJobEvents(db, job_id, now, [
+      { type: 'status', message: `Job succeeded: ${job.fineTunedModel} (step ${last.step}).`, data: { status: 'succeeded', fine_tuned_model: job.fineTunedModel } },
+    ]);
+    return c.json(toJobObject(job), 200);
+  },
+);
+
+function noCheckpoint(jobId: string) {
+  return new ApiError(409, `Job '${jobId}' has no checkpoint; register the final checkpoint before finishing.`, {
+    code: 'no_checkpoint',
+  });
+}
+
+internalRouter.openapi(
+  createRoute({
+    method: 'post',
+    path: '/jobs/{job_id}/fail',
+    tags,
+    summary: 'Fail the job with an error the user can act on',
+    description: '`retryable: true` puts the job back in the queue while attempts are left; otherwise it fails.',
+    security: workerSecurity,
+    request: { params: JobIdParam, body: { required: true, content: json(FailBody) } },
+    responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409) },
+  }),
+  async (c) => {
+    const deps = c.get('deps');
+    const { db } = deps.database;
+    const { job_id } = c.req.valid('param');
+    const body = c.req.valid('json');
+    const current = await requireLease(db, job_id, body.lease_token, ['running', 'pausing']);
+    const now = deps.clock.now();
+    const error = { code: body.error.code, message: body.error.message, param: body.error.param ?? null };
+    const retry = body.retryable && current.attempts < current.maxAttempts;
+    const job = await transitionJob(db, {
+      jobId: job_id,
+      scope: eq(jobs.leaseToken, body.lease_token),
+      from: ['running', 'pausing'],
+      set: retry
+        ? { status: sql`CASE ${jobs.status} WHEN 'pausing' THEN 'paused' ELSE 'queued' END`, leaseToken: null, leaseExpiresAt: null, updatedAt: now }
+        : { status: 'failed', error, leaseToken: null, leaseExpiresAt: null, finishedAt: now, updatedAt: now },
+      action: 'fail',
+      notFoundError: () => leaseLost(job_id),
+    });
+    await addJobEvents(db, job_id, now, [
+      {
+        level: retry ? 'warn' : 'error',
+        type: 'status',
+        message: retry ? `Attempt ${current.attempts} failed (${error.message}); job re-queued.` : `Job failed: ${error.message}`,
+        data: { status: job.status, error },
+      },
+    ]);
+    return c.json(toJobObject(job), 200);
+  },
+);
