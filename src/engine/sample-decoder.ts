@@ -65,7 +65,7 @@ export class SampleDecoder {
       this.lowEntropyRun = soft.entropy < cold.entropy ? this.lowEntropyRun + 1 : 0;
       if (this.lowEntropyRun >= cold.steps) return this.endThinking("cold_stop");
     }
-    if (soft.emitted === this.special.thinkEndId) return this.endThinking("think_end");
+    if (soft.emitted === this.special.thinkEndId) return this.endThinking("emitted");
     if (soft.emitted === this.special.eosId) return this.emitEos();
     this.thinkingSteps++;
     this.reasoningIds.push(soft.emitted);
@@ -80,7 +80,7 @@ export class SampleDecoder {
     const token = discreteStep(logits, this.request.answer, at);
     if (token === this.special.eosId) return this.emitEos();
     if (this.phase === "thinking") {
-      if (token === this.special.thinkEndId) return this.endThinking("think_end");
+      if (token === this.special.thinkEndId) return this.endThinking("emitted");
       this.thinkingSteps++;
       this.reasoningIds.push(token);
     } else {

@@ -43,7 +43,7 @@ export interface GenerationRequest {
 }
 
 export type FinishReason = "stop" | "length" | "cancelled";
-export type ThinkingEnd = "think_end" | "cap" | "cold_stop" | null; // how the thinking phase ended
+export type ThinkingEnd = "emitted" | "cap" | "cold_stop" | null; // how the thinking phase ended
 
 export interface GeneratedSample {
   sample: number;
@@ -82,9 +82,9 @@ export interface ReasoningEngine {
   generate(request: GenerationRequest, hooks?: GenerationHooks): Promise<GenerationResult>;
 }
 
-/** Model id -> engine; null for a model this deployment cannot serve. */
+/** Model -> engine; null for a model this deployment cannot serve (ModelRef: see ./registry). */
 export interface EngineRegistry {
-  get(modelId: string): Promise<ReasoningEngine | null>;
+  get(model: import("./registry").ModelRef | string): Promise<ReasoningEngine | null>;
 }
 
 /** Bad request content that only the engine can detect (e.g. a prompt over the context length): a 4xx naming `param`. */

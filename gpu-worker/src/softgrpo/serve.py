@@ -1,0 +1,207 @@
+"""`serve`: the HTTP process behind the remote engine (src/engine/remote-engine.ts).
+
+It answers the Node engine's own request JSON with softgrpo.rollout on a PyTorch model (GPU when available), so a
+Workers deployment, or a model too large for onnxruntime on the API's CPU, gets the same soft-thinking decode:
+
+    POST /v1/generate  {"model": id, "request": GenerationRequest}  -> 200 GenerationResult
+                                                                      -> 400 {"error": {"message", "param"}}
+    GET  /health                                                      -> 200 {"models": [...]}
+
+GenerationRequest / GenerationResult are the types of src/engine/types.ts (messages, mode, soft_thinking, answer,
+max_tokens, seed, samples -> prompt_tokens, samples[{sample, reasoning, answer, token_ids, reasoning_tokens,
+answer_tokens, finish_reason, thinking_end}]).
+
+    gpu-worker/.venv/bin/python -m softgrpo.serve --model tiny-arith=models/tiny --port 8100 [--token SECRET]
+
+One generation runs at a time (a lock around the model); the standard library's threading server keeps the
+health check responsive meanwhile.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import torch
+
+from softgrpo.model import SoftTokenLM
+from softgrpo.rollout import RolloutConfig, generate
+from softgrpo.sampler import SoftStepConfig
+from softgrpo.tokenizer import ChatTokenizer
+
+MAX_BODY_BYTES = 1 << 20
+
+
+class RequestError(ValueError):
+    """Bad request content; `param` names the field (answered with 400)."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass
+class ServedModel:
+    model: SoftTokenLM
+    tokenizer: ChatTokenizer
+    context_length: int
+    lock: threading.Lock
+
+
+def load_served_model(folder: str | Path, device: str) -> ServedModel:
+    folder = Path(folder)
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    model = SoftTokenLM.from_pretrained(folder, device=device)
+    context = int(manifest.get("context_length") or model.cfg.max_position_embeddings)
+    return ServedModel(model, ChatTokenizer.from_pretrained(folder), context, threading.Lock())
+
+
+def _field(obj: dict, name: str, kind, prefix: str = ""):
+    if not isinstance(obj, dict) or name not in obj:
+        raise RequestError(prefix + name, f"{prefix + name} is required")
+    value = obj[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise RequestError(prefix + name, f"{prefix + name} must be {kind.__name__}")
+    return value
+
+
+def rollout_config(request: dict, max_tokens: int) -> RolloutConfig:
+    """The RolloutConfig of a GenerationRequest (every field required: the Node side resolves defaults)."""
+    soft, answer = _field(request, "soft_thinking", dict), _field(request, "answer", dict)
+    cold = soft.get("cold_stop")
+    mode = _field(request, "mode", str)
+    if mode not in ("soft", "discrete"):
+        raise RequestError("mode", "mode must be 'soft' or 'discrete'")
+    st = "soft_thinking."
+    return RolloutConfig(
+        mode=mode,
+        thinking=SoftStepConfig(
+            temperature=_field(soft, "temperature", float, st), top_k=_field(soft, "top_k", int, st),
+            top_p=_field(soft, "top_p", float, st), min_p=_field(soft, "min_p", float, st),
+            max_topk=_field(soft, "max_topk", int, st), gumbel_tau=_field(soft, "gumbel_tau", float, st),
+            noise_scale=_field(soft, "noise_scale", float, st),
+        ),
+        answer_temperature=_field(answer, "temperature", float, "answer."),
+        answer_top_k=_field(answer, "top_k", int, "answer."),
+        answer_top_p=_field(answer, "top_p", float, "answer."),
+        answer_min_p=_field(answer, "min_p", float, "answer."),
+        max_response_tokens=max_tokens,
+        max_thinking_tokens=_field(soft, "max_thinking_tokens", int, st),
+        cold_stop_entropy=None if cold is None else float(_field(cold, "entropy", float, st + "cold_stop.")),
+        cold_stop_steps=256 if cold is None else _field(cold, "steps", int, st + "cold_stop."),
+    )
+
+
+def generation_result(served: ServedModel, request: dict) -> dict:
+    """Run one GenerationRequest; returns the GenerationResult JSON."""
+    messages = _field(request, "messages", list)
+    samples = _field(request, "samples", list)
+    seed = _field(request, "seed", int)
+    if not samples or not all(isinstance(s, int) and s >= 0 for s in samples):
+        raise RequestError("samples", "samples must be a non-empty list of non-negative integers")
+    tok = served.tokenizer
+    prompt = tok.encode_chat(messages)
+    if len(prompt) >= served.context_length:
+        raise RequestError("messages", f"the prompt has {len(prompt)} tokens; the context length is {served.context_length}")
+    max_tokens = request.get("max_tokens")
+    if max_tokens is None:
+        max_tokens = served.context_length - len(prompt)
+    elif not isinstance(max_tokens, int) or max_tokens < 1 or len(prompt) + max_tokens > served.context_length:
+        raise RequestError("max_tokens", f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceeds the context length {served.context_length}")
+    cfg = rollout_config(request, max_tokens)
+    with served.lock:
+        rollouts = generate(served.model, tok, [prompt] * len(samples), cfg, seed, samples)
+    out = []
+    for sample, r in zip(samples, rollouts):
+        tokens = r.tokens.tolist()
+        thinking = [t for t in tokens[: r.n_thinking] if t not in (tok.think_end_id, tok.eos_id)]
+        answer = [t for t in tokens[r.n_thinking:] if t != tok.eos_id]
+        out.append({
+            "sample": sample,
+            "reasoning": tok.decode(thinking, skip_special_tokens=True),
+            "answer": tok.decode(answer, skip_special_tokens=True),
+            "token_ids": tokens,
+            "reasoning_tokens": r.n_thinking,
+            "answer_tokens": r.n_answer,
+            "finish_reason": r.finish_reason,
+            "thinking_end": r.thinking_end,
+        })
+    return {"prompt_tokens": len(prompt), "samples": out}
+
+
+def make_handler(models: dict[str, ServedModel], token: str | None):
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, status: int, message: str, param: str | None = None) -> None:
+            self._send(status, {"error": {"message": message, "param": param}})
+
+        def do_GET(self):
+            if self.path == "/health":
+                return self._send(200, {"models": sorted(models)})
+            self._error(404, f"no route GET {self.path}")
+
+        def do_POST(self):
+            if self.path != "/v1/generate":
+                return self._error(404, f"no route POST {self.path}")
+            if token and self.headers.get("authorization") != f"Bearer {token}":
+                return self._error(401, "missing or wrong bearer token")
+            length = int(self.headers.get("content-length") or 0)
+            if length > MAX_BODY_BYTES:
+                return self._error(413, f"body over {MAX_BODY_BYTES} bytes")
+            try:
+                body = json.loads(self.rfile.read(length) or b"null")
+                model_id = _field(body, "model", str)
+                if model_id not in models:
+                    raise RequestError("model", f"model {model_id!r} is not served here (serving {sorted(models)})")
+                result = generation_result(models[model_id], _field(body, "request", dict))
+            except json.JSONDecodeError as e:
+                return self._error(400, f"invalid JSON: {e}")
+            except RequestError as e:
+                return self._error(400, str(e), e.param)
+            except Exception as e:  # a bug, not bad input: answer 500 with the reason instead of dropping the socket
+                self.log_error("generate failed: %r", e)
+                return self._error(500, f"generation failed: {type(e).__name__}: {e}")
+            self._send(200, result)
+
+        def log_request(self, code="-", size="-"):  # one line per request is noise in tests; errors are still logged
+            pass
+
+    return Handler
+
+
+def make_server(models: dict[str, ServedModel], host: str, port: int, token: str | None = None) -> ThreadingHTTPServer:
+    return ThreadingHTTPServer((host, port), make_handler(models, token))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", action="append", required=True, help="id=folder (repeatable)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--token", default=None, help="require this bearer token")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    models = {}
+    for spec in args.model:
+        model_id, _, folder = spec.partition("=")
+        models[model_id] = load_served_model(folder, args.device)
+    server = make_server(models, args.host, args.port, args.token)
+    print(f"serving {sorted(models)} on http://{args.host}:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+/**
+ * The engine registry of the Node entry: each base model is served by onnxruntime-node from a local model folder or
+ * by a remote gpu-worker `serve` process, as configured per model; fine-tuned checkpoints are fetched from the blob
+ * store into a local cache and served by onnxruntime-node.
+ *
+ * Configuration (env ENGINE_MODELS, JSON), e.g.
+ *   {"tiny-arith": {"engine": "onnx", "folder": "models/tiny"},
+ *    "qwen-7b":    {"engine": "remote", "url": "http://gpu-host:8100", "context_length": 32768}}
+ */
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import { ModelFolderCache, type BlobReader } from "./model-cache";
+import { OnnxEngine } from "./onnx-engine";
+import { ConfiguredEngineRegistry } from "./registry";
+import { RemoteEngine } from "./remote-engine";
+import type { ReasoningEngine } from "./types";
+
+export const EngineModelConfig = z.discriminatedUnion("engine", [
+  z.object({ engine: z.literal("onnx"), folder: z.string().min(1), threads: z.number().int().min(1).optional() }),
+  z.object({
+    engine: z.literal("remote"),
+    url: z.string().url(),
+    context_length: z.number().int().min(1),
+    token: z.string().optional(),
+  }),
+]);
+export type EngineModelConfig = z.infer<typeof EngineModelConfig>;
+export const EngineModelsConfig = z.record(z.string().min(1), EngineModelConfig);
+
+/** Parses ENGINE_MODELS; a readable error names the offending model. */
+export function parseEngineModels(json: string): Record<string, EngineModelConfig> {
+  const parsed = EngineModelsConfig.safeParse(JSON.parse(json));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`ENGINE_MODELS: ${issue.path.join(".")}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+export interface NodeEngineOptions {
+  models: Record<string, EngineModelConfig>;
+  blobs?: BlobReader; // fine-tuned checkpoints are served only when given
+  cacheDir?: string;
+  maxLoadedCheckpoints?: number;
+  maxLoadedCheckpointBytes?: number;
+}
+
+export function createNodeEngineRegistry(options: NodeEngineOptions): ConfiguredEngineRegistry {
+  const base: Record<string, () => Promise<ReasoningEngine>> = {};
+  for (const [id, model] of Object.entries(options.models)) {
+    base[id] =
+      model.engine === "onnx"
+        ? () => OnnxEngine.load(model.folder, { modelId: id, intraOpThreads: model.threads })
+        : async () => new RemoteEngine({ modelId: id, url: model.url, contextLength: model.context_length, token: model.token });
+  }
+  const cache = options.blobs
+    ? new ModelFolderCache({
+        blobs: options.blobs,
+        dir: options.cacheDir ?? join(tmpdir(), "soft-reasoning-model-cache"),
+        maxLoaded: options.maxLoadedCheckpoints ?? 4,
+        maxLoadedBytes: options.maxLoadedCheckpointBytes ?? 2 * 1024 ** 3,
+        load: (folder, modelId) => OnnxEngine.load(folder, { modelId }),
+      })
+    : null;
+  return new ConfiguredEngineRegistry({ base, checkpoint: cache ? (ref) => cache.engine(ref) : undefined });
+}
