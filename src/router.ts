@@ -11,6 +11,10 @@ export type AppEnv = {
     tenantId: string;
     /** `tenant:<id>` on /v1, `worker` on /internal: the namespace of idempotency keys. */
     idempotencyScope: string;
+    /** Streaming uploads: the request's meaning as a hash (see middleware/idempotency.ts). */
+    uploadFingerprint?: string;
+    /** Streaming uploads: validate and fingerprint only, store nothing (a retry of a used Idempotency-Key). */
+    idempotencyProbe?: boolean;
   };
 };
 

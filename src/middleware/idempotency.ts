@@ -5,17 +5,21 @@
  * - same key, same method + path + body: the stored response again, with `idempotent-replayed: true`;
  * - same key, another request: 409 `idempotency_key_reused`;
  * - same key while the first request still runs: 409 `idempotency_request_in_progress` with retry-after.
- * The fingerprint hashes the body. JSON bodies are small (limited) and read up front; streaming uploads are hashed
- * while the handler consumes them, so nothing large is buffered.
+ * The fingerprint hashes method, path and body. JSON bodies are small (limited) and read up front. A streaming
+ * upload is fingerprinted by its handler from what it means (purpose, filename, SHA-256 of the file), because a
+ * multipart body differs byte-wise between retries (random boundary); for a key already used, the handler runs in
+ * "probe" mode (validates and hashes the stream, stores nothing) and the middleware then replays or answers 409.
  */
 import { and, eq, lt } from 'drizzle-orm';
 import type { Context, MiddlewareHandler } from 'hono';
 import { idempotencyKeys } from '../db/schema';
 import { ApiError } from '../errors';
-import { hashingStream, sha256Hex } from '../lib/hash';
+import { sha256Hex } from '../lib/hash';
 import type { Deps } from '../ports';
 import type { AppEnv } from '../router';
 
+/** Placeholder fingerprint of an upload whose handler has not finished yet. */
+const PENDING_UPLOAD = 'pending-upload';
 const KEY_RE = /^[\x21-\x7e]{1,255}$/;
 export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
 /** A reservation older than this belongs to a request that died; the key becomes usable again. */
@@ -26,18 +30,10 @@ const fingerprintOf = (c: Context, bodySha: string) => {
   return sha256Hex(`${c.req.method}\n${url.pathname}${url.search}\n${bodySha}`);
 };
 
-async function drainHash(body: ReadableStream<Uint8Array> | null): Promise<string> {
-  const h = hashingStream();
-  if (body) {
-    const reader = body.pipeThrough(h.stream).getReader();
-    while (!(await reader.read()).done) {
-      /* hashing only */
-    }
-  }
-  return h.digest();
-}
-
-/** `streaming(c)` tells which requests carry a large body that must not be read up front. */
+/**
+ * `streaming(c)` tells which requests carry a large body that must not be read up front; their handlers set
+ * `uploadFingerprint` and honour `idempotencyProbe`.
+ */
 export function idempotency(streaming: (c: Context) => boolean): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     if (c.req.method !== 'POST') return next();
@@ -53,7 +49,7 @@ export function idempotency(streaming: (c: Context) => boolean): MiddlewareHandl
     const scope = c.get('idempotencyScope');
     const isStreaming = streaming(c);
     const now = deps.clock.now();
-    let fingerprint = isStreaming ? null : fingerprintOf(c, sha256Hex(new Uint8Array(await c.req.arrayBuffer())));
+    const fingerprint = isStreaming ? null : fingerprintOf(c, sha256Hex(new Uint8Array(await c.req.arrayBuffer())));
     const where = and(eq(idempotencyKeys.scope, scope), eq(idempotencyKeys.key, key));
 
     let existing = await db.select().from(idempotencyKeys).where(where).get();
@@ -61,27 +57,29 @@ export function idempotency(streaming: (c: Context) => boolean): MiddlewareHandl
       await db.delete(idempotencyKeys).where(and(where, lt(idempotencyKeys.createdAt, now - ABANDONED_MS)));
       existing = undefined;
     }
+    if (existing && fingerprint !== null) return replayOrConflict(existing, fingerprint);
     if (existing) {
-      fingerprint ??= fingerprintOf(c, await drainHash(c.req.raw.body));
-      return replayOrConflict(existing, fingerprint);
+      if (existing.statusCode === null) throw inProgress();
+      c.set('idempotencyProbe', true);
+      await next();
+      if (c.res.status >= 300) return; // the probe's own error (e.g. a bad JSONL line) stands
+      const replay = replayOrConflict(existing, c.get('uploadFingerprint') ?? '');
+      c.res = undefined as never; // drop the probe's placeholder without merging its headers
+      c.res = replay;
+      return;
     }
 
     const reserved = await db
       .insert(idempotencyKeys)
-      .values({ scope, key, fingerprint: fingerprint ?? 'streaming', createdAt: now })
+      .values({ scope, key, fingerprint: fingerprint ?? PENDING_UPLOAD, createdAt: now })
       .onConflictDoNothing()
       .returning({ key: idempotencyKeys.key });
     if (reserved.length === 0) throw inProgress();
 
-    let hasher: ReturnType<typeof hashingStream> | null = null;
-    if (isStreaming && c.req.raw.body) {
-      hasher = hashingStream();
-      c.req.raw = new Request(c.req.raw, { body: c.req.raw.body.pipeThrough(hasher.stream), duplex: 'half' } as RequestInit);
-    }
     try {
       await next();
     } finally {
-      await settle(deps, c, scope, key, hasher, fingerprint);
+      await settle(deps, c, scope, key, fingerprint ?? c.get('uploadFingerprint') ?? null);
     }
   };
 }
@@ -91,21 +89,19 @@ async function settle(
   c: Context,
   scope: string,
   key: string,
-  hasher: ReturnType<typeof hashingStream> | null,
   fingerprint: string | null,
 ) {
   const { db } = deps.database;
   const where = and(eq(idempotencyKeys.scope, scope), eq(idempotencyKeys.key, key));
   const res = c.res;
-  if (!res || res.status < 200 || res.status >= 300) {
+  if (!res || res.status < 200 || res.status >= 300 || fingerprint === null) {
     await db.delete(idempotencyKeys).where(where);
     return;
   }
-  const fp = fingerprint ?? fingerprintOf(c, hasher ? hasher.digest() : sha256Hex(''));
   const body = await res.clone().text();
   await db
     .update(idempotencyKeys)
-    .set({ fingerprint: fp, statusCode: res.status, contentType: res.headers.get('content-type'), body })
+    .set({ fingerprint, statusCode: res.status, contentType: res.headers.get('content-type'), body })
     .where(where);
 }
 
@@ -118,7 +114,7 @@ function inProgress() {
 }
 
 function replayOrConflict(row: typeof idempotencyKeys.$inferSelect, fingerprint: string): Response {
-  if (row.fingerprint !== fingerprint && row.fingerprint !== 'streaming')
+  if (row.fingerprint !== fingerprint && row.fingerprint !== PENDING_UPLOAD)
     throw new ApiError(409, 'This Idempotency-Key was already used with a different request.', {
       code: 'idempotency_key_reused',
       param: 'Idempotency-Key',

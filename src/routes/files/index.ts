@@ -53,7 +53,12 @@ filesRouter.openapi(
       ...errorResponses(400, 401, 409, 413, 415),
     },
   }),
-  async (c) => c.json(toFileObject(await uploadFile(c)), 200),
+  async (c) => {
+    const row = await uploadFile(c);
+    // null: an idempotency probe; the middleware replaces this answer with the stored one (or a 409).
+    if (!row) return c.body(null, 204) as never;
+    return c.json(toFileObject(row), 200);
+  },
 );
 
 filesRouter.openapi(

@@ -4,9 +4,10 @@
  * exists, so a failed upload leaves nothing behind.
  */
 import type { Context } from 'hono';
-import { files } from '../../db/schema';
+import { files, type FileRow } from '../../db/schema';
 import { ApiError } from '../../errors';
-import { BlobTooLargeError } from '../../lib/streams';
+import { hashingStream, sha256Hex } from '../../lib/hash';
+import { BlobTooLargeError, limitStream } from '../../lib/streams';
 import type { AppEnv } from '../../router';
 import { JsonlError, jsonlValidator } from './jsonl';
 import { MultipartError, boundaryOf, readMultipart, readSmallText } from './multipart';
@@ -14,7 +15,11 @@ import { MultipartError, boundaryOf, readMultipart, readSmallText } from './mult
 export const RAW_UPLOAD_TYPES = ['application/jsonl', 'application/x-ndjson', 'application/json-lines', 'text/plain', 'application/octet-stream'];
 const FILENAME_RE = /^[^\x00-\x1f/\\]{1,255}$/;
 
-export async function uploadFile(c: Context<AppEnv>) {
+/**
+ * Stores the upload and returns its row; sets `uploadFingerprint`. In idempotency probe mode it validates and
+ * fingerprints the upload without storing anything and returns null.
+ */
+export async function uploadFile(c: Context<AppEnv>): Promise<FileRow | null> {
   const deps = c.get('deps');
   const { limits } = deps.config;
   const tenantId = c.get('tenantId');
@@ -32,8 +37,17 @@ export async function uploadFile(c: Context<AppEnv>) {
   let filename: string | undefined;
   let stored: { size: number; sha256: string; examples: number } | null = null;
 
+  const probe = c.get('idempotencyProbe') === true;
   const store = async (stream: ReadableStream<Uint8Array>) => {
     const v = jsonlValidator(limits.maxLineBytes);
+    if (probe) {
+      const h = hashingStream();
+      const reader = stream.pipeThrough(v.stream).pipeThrough(limitStream(limits.maxFileBytes)).pipeThrough(h.stream).getReader();
+      while (!(await reader.read()).done) {
+        /* validate and hash only */
+      }
+      return { size: h.bytes, sha256: h.digest(), examples: v.state.examples };
+    }
     const info = await deps.blobs.put(blobKey, stream.pipeThrough(v.stream), {
       maxBytes: limits.maxFileBytes,
       contentType: 'application/jsonl',
@@ -68,6 +82,8 @@ export async function uploadFile(c: Context<AppEnv>) {
       throw new ApiError(400, `purpose: must be "fine-tune" (got "${purpose.slice(0, 40)}")`, { param: 'purpose', code: 'invalid_value' });
     if (!filename || !FILENAME_RE.test(filename))
       throw new ApiError(400, 'filename: must be 1-255 characters without path separators', { param: 'filename', code: 'invalid_value' });
+    c.set('uploadFingerprint', sha256Hex(`upload\n${purpose}\n${filename}\n${stored.sha256}`));
+    if (probe) return null;
     const now = deps.clock.now();
     const [row] = await deps.database.db
       .insert(files)
@@ -85,7 +101,7 @@ export async function uploadFile(c: Context<AppEnv>) {
       .returning();
     return row;
   } catch (err) {
-    await deps.blobs.delete(blobKey).catch(() => undefined);
+    if (!probe) await deps.blobs.delete(blobKey).catch(() => undefined);
     if (err instanceof JsonlError) throw new ApiError(400, err.message, { param: 'file', code: 'invalid_jsonl' });
     if (err instanceof BlobTooLargeError)
       throw new ApiError(413, `File larger than ${limits.maxFileBytes} bytes.`, { param: 'file', code: 'file_too_large' });
