@@ -2,7 +2,7 @@
  * Node entry point: `npm run dev:node` (or `npm start`). Serves the app of src/app.ts with @hono/node-server on
  * HOST:PORT (default 127.0.0.1:8787), keeping all state in DATA_DIR (default ./.data: api.sqlite, blobs/,
  * secrets.json). Applies migrations at start, registers the base models of MODELS_DIR (default ./models), and
- * runs the lease sweep every SWEEP_SECONDS (default 15). WORKER_TOKEN and SIGNING_SECRET come from the
+ * runs the lease sweep every SWEEP_SECONDS (default 15) over leases of LEASE_SECONDS (default 120). WORKER_TOKEN and SIGNING_SECRET come from the
  * environment or are generated once into DATA_DIR/secrets.json. Create an API key with `npm run create-api-key`.
  */
 import { serve } from '@hono/node-server';
@@ -20,6 +20,8 @@ const deps = await buildNodeDeps({
   modelsDir: env.MODELS_DIR,
   workerToken: env.WORKER_TOKEN,
   signingSecret: env.SIGNING_SECRET,
+  // LEASE_SECONDS: how long a claim / heartbeat holds a job (default 120); the e2e tests use a short lease
+  config: env.LEASE_SECONDS ? { leaseSeconds: Number(env.LEASE_SECONDS) } : undefined,
 });
 // ENGINES (owned by the engine engineer): set `deps.engines` here from the Node engine registry.
 const app = createApp(deps);
