@@ -14,8 +14,11 @@ export const blobsRouter = new Hono<AppEnv>();
 function verify(c: import('hono').Context<AppEnv>, method: 'GET' | 'PUT'): string {
   const key = decodeURIComponent(new URL(c.req.url).pathname.replace(/^\/blobs\//, ''));
   const deps = c.get('deps');
+  // The URL names the one method it was signed for; a GET URL must not work for PUT (or the reverse).
+  if (c.req.query('method') !== method)
+    throw new ApiError(403, `Signed URL refused: it was not signed for ${method}.`, { code: 'bad_signature' });
   const problem = checkBlobSignature(deps.config.signingSecret, {
-    method: c.req.query('method') === method ? method : `${c.req.query('method')}`,
+    method,
     key,
     exp: c.req.query('exp'),
     sig: c.req.query('sig'),
