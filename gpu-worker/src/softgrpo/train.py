@@ -1,0 +1,324 @@
+"""SofT-GRPO / GRPO training: one flat loop (SOFT_GRPO.md sections 1-3).
+
+    for step: sample prompts -> G rollouts each -> rewards -> group advantages
+              -> old and reference log-probs on the rebuilt sequences (no grad)
+              -> PPO mini-batch updates (AdamW, grad clip) -> metrics -> eval -> checkpoint
+
+`train(...)` is a generator of event dicts (start, metrics, eval, checkpoint, done); the caller (CLI, worker) streams
+them. Sending "stop" into the generator (`events.send("stop")`) checkpoints the current step and ends the run.
+Run it from the command line with `python -m softgrpo.cli train ...` (see cli.py).
+
+Training rebuilds each rollout exactly as it was generated: prompt tokens and discrete steps as [tok, 0...] with
+weights [1, 0...], soft steps as the stored ids with weights softmax(gp / tau_g). The embedding lookups of the soft
+positions are detached (SOFT_GRPO.md s.2: no gradient through the mixture), so the gradient of a soft step reaches
+theta only through q. Old log-probs are computed on the very same micro-batch tensors the update uses, so the
+importance ratio of the first update is exactly 1.
+Departures from the reference code: forced `</think>` steps (thinking cap, cold stop) are left out of the loss
+(they are not policy samples); the loop is single-process (no FSDP / sequence packing).
+"""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from softgrpo.checkpoint import (checkpoint_dir, latest_checkpoint, load_training_state, merged_model,
+                                 save_model_folder, save_training_state)
+from softgrpo.config import Hyperparameters, rollout_config
+from softgrpo.data import example_messages
+from softgrpo.loss import LOSSES, grpo_objective, group_advantages, masked_token_mean
+from softgrpo.metrics import mean, pass_at_k, rollout_summary
+from softgrpo.model import SoftTokenLM
+from softgrpo.rollout import Rollout, generate, one_hot_slots
+from softgrpo.tokenizer import ChatTokenizer
+
+SEED_DATA, SEED_ROLLOUT, SEED_EVAL = 1, 2, 3
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def derive_seed(seed: int, purpose: int, index: int) -> int:
+    """A Philox / torch seed in [0, 2^53) for (run seed, purpose, index): splitmix64 of the three, so nearby steps
+    and seeds get unrelated streams."""
+    x = (seed * 0x9E3779B97F4A7C15 + purpose * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB) & (2**64 - 1)
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & (2**64 - 1)
+    return (x ^ (x >> 31)) & (2**53 - 1)
+
+
+def prompt_indices(n_examples: int, seed: int, start: int, count: int) -> list[int]:
+    """Positions start .. start+count-1 of the prompt stream: a fresh seeded permutation of the data per epoch."""
+    out = []
+    for position in range(start, start + count):
+        epoch, offset = divmod(position, n_examples)
+        generator = torch.Generator().manual_seed(derive_seed(seed, SEED_DATA, epoch))
+        out.append(int(torch.randperm(n_examples, generator=generator)[offset]))
+    return out
+
+
+@dataclass
+class SequenceBatch:
+    """Rebuilt training input of N rollouts (right-padded to S) and the M response steps to score."""
+    ids: torch.Tensor  # [N, S, k] int64
+    weights: torch.Tensor  # [N, S, k] float32
+    attention_mask: torch.Tensor  # [N, S] int64
+    soft_input: torch.Tensor  # [N, S] bool: the input at this position is a soft mixture (detached)
+    rows: torch.Tensor  # [M] int64: the sequence of each response step
+    positions: torch.Tensor  # [M] int64: the position whose output predicts the step
+    step_ids: torch.Tensor  # [M, k] int64
+    gp: torch.Tensor  # [M, k] float32
+    tokens: torch.Tensor  # [M] int64
+    is_soft: torch.Tensor  # [M] bool
+    temperature: torch.Tensor  # [M] float32
+    loss_mask: torch.Tensor  # [M] float32: 0 for forced </think>
+    advantages: torch.Tensor  # [M] float32
+    rollout_logprob: torch.Tensor  # [M] float32: log-prob computed during the rollout
+
+
+def build_batch(rollouts: list[Rollout], advantages: torch.Tensor, gumbel_tau: float, device) -> SequenceBatch:
+    """Rebuild the model input of rollouts: prompt + all steps but the last (nothing is predicted after it)."""
+    k = rollouts[0].ids.shape[1]
+    lengths = [len(r.prompt_ids) + len(r.tokens) - 1 for r in rollouts]
+    N, S = len(rollouts), max(lengths)
+    ids = torch.zeros(N, S, k, dtype=torch.long)
+    weights = torch.zeros(N, S, k)
+    mask = torch.zeros(N, S, dtype=torch.long)
+    soft_input = torch.zeros(N, S, dtype=torch.bool)
+    rows, positions = [], []
+    for n, r in enumerate(rollouts):
+        P, T = len(r.prompt_ids), len(r.tokens)
+        prompt_ids, prompt_weights = one_hot_slots(torch.tensor(r.prompt_ids, dtype=torch.long), k)
+        step_weights = torch.where(r.is_soft[:, None], torch.softmax(r.gp / gumbel_tau, dim=-1),
+                                   one_hot_slots(r.tokens, k)[1])
+        ids[n, :P + T - 1] = torch.cat([prompt_ids, r.ids[:-1]])
+        weights[n, :P + T - 1] = torch.cat([prompt_weights, step_weights[:-1]])
+        mask[n, :P + T - 1] = 1
+        soft_input[n, P:P + T - 1] = r.is_soft[:-1]
+        rows.append(torch.full((T,), n, dtype=torch.long))
+        positions.append(torch.arange(P - 1, P + T - 1))
+    cat = lambda name: torch.cat([getattr(r, name) for r in rollouts])  # noqa: E731
+    per_step_advantage = torch.cat([advantages[n].expand(len(r.tokens)) for n, r in enumerate(rollouts)])
+    batch = SequenceBatch(ids=ids, weights=weights, attention_mask=mask, soft_input=soft_input,
+                          rows=torch.cat(rows), positions=torch.cat(positions), step_ids=cat("ids"), gp=cat("gp"),
+                          tokens=cat("tokens"), is_soft=cat("is_soft"), temperature=cat("temperature").float(),
+                          loss_mask=(~cat("forced")).float(), advantages=per_step_advantage.float(),
+                          rollout_logprob=cat("logprob"))
+    return SequenceBatch(**{name: value.to(device) for name, value in vars(batch).items()})
+
+
+@contextmanager
+def soft_inputs_detached(model: SoftTokenLM, soft_input: torch.Tensor):
+    """Detach the embedding lookups at soft input positions ([N, S] bool) for forwards inside the block."""
+    def hook(module, args, output):  # output: [N, S, k, d] rows of E for every slot
+        return torch.where(soft_input[:, :, None, None], output.detach(), output)
+
+    handle = model.model.embed_tokens.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def sequence_logprobs(model: SoftTokenLM, batch: SequenceBatch, loss: str, with_entropy: bool = False):
+    """Per-step policy log-probs [M] (and full-vocabulary entropies [M] if asked) of a rebuilt batch."""
+    with soft_inputs_detached(model, batch.soft_input):
+        out = model(batch.ids, batch.weights, attention_mask=batch.attention_mask, return_hidden=True,
+                    return_logits=False)
+    hidden = out.hidden[batch.rows, batch.positions]  # [M, d]
+    # logits / tau per step; the loss functions then run at temperature 1
+    logits = (hidden.float() @ model.lm_head_weight.float().T) / batch.temperature[:, None]
+    logp = LOSSES[loss](logits, batch.step_ids, batch.gp, batch.tokens, batch.is_soft, 1.0)
+    entropy = None
+    if with_entropy:
+        log_p = torch.log_softmax(logits, dim=-1)
+        entropy = -(log_p.exp() * log_p).sum(dim=-1)
+    return logp, entropy
+
+
+def chunks(items: list, size: int | None) -> list[list]:
+    size = size or len(items)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def generate_in_chunks(model, tokenizer, prompts, cfg, seed, chunk_size) -> list[Rollout]:
+    """generate() over chunks of rows; sample indices stay global, so chunking does not change the output."""
+    rollouts = []
+    for start in range(0, len(prompts), chunk_size or len(prompts)):
+        part = prompts[start:start + (chunk_size or len(prompts))]
+        rollouts += generate(model, tokenizer, part, cfg, seed, samples=list(range(start, start + len(part))))
+    return rollouts
+
+
+def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparameters, method: str,
+          grader: Callable[[str, dict], float], out_dir: str | Path, validation_examples: list[dict] | None = None,
+          seed: int = 0, resume: bool = False, job_id: str | None = None, export_onnx: bool = False,
+          device: str = "cpu", micro_batch_size: int | None = None,
+          rollout_batch_size: int | None = None) -> Iterator[dict]:
+    """Run SofT-GRPO (method "soft_grpo") or discrete GRPO ("grpo"); yields event dicts.
+
+    model_folder: base model folder; hp: resolved Hyperparameters; grader: rewards.make_grader(...);
+    resume: continue from the latest checkpoint under out_dir if there is one; micro_batch_size: rollouts per
+    forward inside a mini-batch (default: the whole mini-batch); rollout_batch_size: rows per generate() call.
+    """
+    model_folder, out_dir = Path(model_folder), Path(out_dir)
+    base_manifest = _read_json(model_folder / "manifest.json")
+    tokenizer = ChatTokenizer.from_pretrained(model_folder)
+    model = SoftTokenLM.from_pretrained(model_folder, device=device)
+    peft_model = None
+    if hp.lora_rank > 0:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=hp.lora_rank, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
+                          target_modules=LORA_TARGETS)
+        peft_model = get_peft_model(model, lora)  # injects LoRA layers into `model` in place
+        reference = None  # the reference policy is the same network with the adapters disabled
+    else:
+        reference = SoftTokenLM.from_pretrained(model_folder, device=device).requires_grad_(False)
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(trainable.values(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    rollout_cfg = rollout_config(hp, method)
+    G, B = hp.group_size, hp.batch_size
+    prompt_tokens = [tokenizer.encode_chat(example_messages(ex)) for ex in train_examples]
+    context_length = int(base_manifest.get("context_length") or model.cfg.max_position_embeddings)
+
+    start_step, history = 0, []
+    checkpoint = latest_checkpoint(out_dir) if resume else None
+    if checkpoint is not None:
+        saved, optimizer_state, rng, state = load_training_state(checkpoint / "state")
+        if state["hyperparameters"] != hp.to_dict() or state["method"] != method or state["seed"] != seed:
+            raise ValueError(f"{checkpoint}: saved hyperparameters/method/seed differ from this run's; "
+                             "resume with the same configuration")
+        with torch.no_grad():
+            for name, tensor in saved.items():
+                trainable[name].copy_(tensor)
+        optimizer.load_state_dict(optimizer_state)
+        torch.set_rng_state(rng["torch"])
+        start_step, history = state["step"], state["history"]
+
+    def save_checkpoint(step: int, metrics: dict) -> dict:
+        folder = checkpoint_dir(out_dir, step)
+        manifest = {"base": base_manifest.get("base") or base_manifest.get("name") or model_folder.name,
+                    "step": step, "job_id": job_id, "context_length": context_length, "metrics": metrics,
+                    "eos": tokenizer.eos_token, "method": method}
+        if base_manifest.get("recommended_hyperparameters"):
+            manifest["recommended_hyperparameters"] = base_manifest["recommended_hyperparameters"]
+        save_model_folder(folder / "model", merged_model(model, peft_model).eval(), model_folder, manifest,
+                          export_onnx)
+        save_training_state(folder / "state", trainable, optimizer,
+                            {"step": step, "data_position": step * B, "seed": seed, "method": method,
+                             "hyperparameters": hp.to_dict(), "history": history})
+        return {"type": "checkpoint", "step": step, "model_dir": str(folder / "model"),
+                "state_dir": str(folder / "state"), "metrics": metrics}
+
+    def evaluate(step: int) -> dict:
+        prompts = [tokenizer.encode_chat(example_messages(ex)) for ex in validation_examples]
+        n = hp.eval_samples
+        # the same seed at every evaluation: checkpoints are compared on common random numbers
+        rollouts = generate_in_chunks(model, tokenizer, [p for p in prompts for _ in range(n)], rollout_cfg,
+                                      derive_seed(seed, SEED_EVAL, 0), rollout_batch_size)
+        rewards = torch.tensor([grader(r.answer_text, validation_examples[i // n]) for i, r in enumerate(rollouts)])
+        correct = (rewards >= 1.0).view(len(prompts), n).sum(dim=1).tolist()
+        return {"type": "eval", "step": step, "reward_mean": float(rewards.mean()),
+                "pass_at_1": mean(c / n for c in correct), f"pass_at_{n}": mean(pass_at_k(n, c, n) for c in correct),
+                "n_prompts": len(prompts), "samples_per_prompt": n,
+                "thinking_length": mean(r.n_thinking for r in rollouts)}
+
+    yield {"type": "start", "method": method, "seed": seed, "hyperparameters": hp.to_dict(), "job_id": job_id,
+           "n_train": len(train_examples), "n_validation": len(validation_examples or []),
+           "trainable_parameters": sum(p.numel() for p in trainable.values()), "resumed_from_step": start_step,
+           "onnx_export": export_onnx, "device": device}
+    if validation_examples and start_step == 0:
+        model.eval()
+        yield evaluate(0)
+
+    for step in range(start_step, hp.n_steps):
+        t_start = time.perf_counter()
+        # ---- rollouts: G per prompt; the rollout index is the Philox `sample` coordinate ------------------------
+        model.eval()
+        indices = prompt_indices(len(train_examples), seed, step * B, B)
+        prompts = [prompt_tokens[i] for i in indices for _ in range(G)]
+        rollouts = generate_in_chunks(model, tokenizer, prompts, rollout_cfg, derive_seed(seed, SEED_ROLLOUT, step),
+                                      rollout_batch_size)
+        t_rollout = time.perf_counter() - t_start
+        rewards = torch.tensor([grader(r.answer_text, train_examples[indices[j // G]]) for j, r in enumerate(rollouts)])
+        advantages = group_advantages(rewards.view(B, G)).flatten()
+
+        # ---- old and reference log-probs on the exact tensors the updates will use ------------------------------
+        minibatches = []  # [mini-batch][micro-batch] -> (batch, old_logp, ref_logp)
+        per_minibatch = hp.mini_batch_size * G  # whole prompt groups per mini-batch
+        with torch.no_grad():
+            for group in chunks(list(range(len(rollouts))), per_minibatch):
+                micro = []
+                for part in chunks(group, micro_batch_size):
+                    batch = build_batch([rollouts[j] for j in part], advantages[part], hp.gumbel_tau, device)
+                    old = sequence_logprobs(model, batch, hp.loss)[0]
+                    ref = None
+                    if hp.kl_beta > 0:
+                        with peft_model.disable_adapter() if peft_model is not None else nullcontext():
+                            ref = sequence_logprobs(reference or model, batch, hp.loss)[0]
+                    micro.append((batch, old, ref))
+                minibatches.append(micro)
+
+        # ---- PPO updates: one optimizer step per mini-batch, token-mean over the mini-batch ---------------------
+        model.train()
+        stats: dict[str, list[float]] = {}
+        ratios = []
+        for _ in range(hp.ppo_epochs):
+            for micro in minibatches:
+                optimizer.zero_grad(set_to_none=True)
+                n_tokens = float(sum(batch.loss_mask.sum() for batch, _, _ in micro))
+                for batch, old, ref in micro:
+                    logp, entropy = sequence_logprobs(model, batch, hp.loss, with_entropy=hp.entropy_coef > 0)
+                    loss, parts = grpo_objective(logp, old, ref, batch.advantages, batch.loss_mask, hp.clip_eps,
+                                                 hp.dual_clip, hp.kl_beta, n_tokens)
+                    if hp.entropy_coef > 0:
+                        loss = loss - hp.entropy_coef * masked_token_mean(entropy, batch.loss_mask, n_tokens)
+                    loss.backward()
+                    kept = batch.loss_mask.bool()
+                    ratios.append(torch.exp(logp.detach() - old)[kept])
+                    for name, value in parts.items():
+                        stats.setdefault(name, []).append(float(value))
+                grad_norm = torch.nn.utils.clip_grad_norm_(trainable.values(), hp.grad_clip)
+                stats.setdefault("grad_norm", []).append(float(grad_norm))
+                optimizer.step()
+        t_total = time.perf_counter() - t_start
+
+        ratio = torch.cat(ratios)
+        gap_valid = hp.loss == "soft_grpo" or method == "grpo"  # the rollout scored the masked-mean variant
+        metrics = {
+            "step": step + 1,
+            **rollout_summary(rollouts, rewards),
+            # pg_loss / kl / clip fractions are sums of per-micro-batch token-mean shares: sum them per mini-batch
+            **{name: sum(values) / (len(minibatches) * hp.ppo_epochs) for name, values in stats.items()
+               if name != "grad_norm"},
+            "grad_norm": mean(stats["grad_norm"]),
+            "ratio_mean": float(ratio.mean()), "ratio_min": float(ratio.min()), "ratio_max": float(ratio.max()),
+            # exactly 0 unless old log-probs and the first update's forward disagree (a recompute bug)
+            "ratio_first_update_max_deviation": float((ratios[0] - 1).abs().max()),
+            # rollout (KV cache, step by step) vs training forward (whole sequence): numerics gap, SOFT_GRPO.md s.5
+            "rollout_logprob_gap": float(torch.cat([(old - batch.rollout_logprob).abs() for micro in minibatches
+                                                    for batch, old, _ in micro]).mean()) if gap_valid else None,
+            "tokens_per_s": sum(len(r.tokens) for r in rollouts) / max(t_rollout, 1e-9),
+            "rollout_seconds": t_rollout, "step_seconds": t_total, "learning_rate": hp.learning_rate,
+        }
+        history.append(metrics)
+        command = yield {"type": "metrics", **metrics}
+
+        step_done = step + 1
+        if validation_examples and (step_done % hp.eval_interval == 0 or step_done == hp.n_steps):
+            model.eval()
+            command = (yield evaluate(step_done)) or command
+        if step_done % hp.checkpoint_interval == 0 or step_done == hp.n_steps or command == "stop":
+            yield save_checkpoint(step_done, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        if command == "stop":
+            yield {"type": "stopped", "step": step_done}
+            return
+    yield {"type": "done", "step": hp.n_steps, "history": history}
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
