@@ -1,0 +1,427 @@
+"""The GPU worker: pulls fine-tuning jobs from the API and runs them (docs/WORKER.md; protocol in docs/CONTRACTS.md).
+
+    gpu-worker/.venv/bin/python -m softgrpo.worker --api http://127.0.0.1:8787 --token "$WORKER_TOKEN" \
+        [--once] [--poll-seconds 2] [--device cpu|cuda] [--work-dir DIR] [--no-onnx]
+
+One job at a time: claim (lease) -> download the training / validation files and validate every line before any
+training -> resolve the hyperparameters ("auto" via the base model's manifest) and post them as the first event ->
+run softgrpo.train (SofT-GRPO or GRPO, the job's grader and seed), streaming metrics / eval events -> upload every
+checkpoint (servable model folder with its ONNX export + resumable training state) through signed URLs and
+register it -> finish, or fail with a message the user can act on. A background thread heartbeats every
+lease/3 seconds; between training steps the worker obeys its answer (cancel: stop, upload nothing; pause:
+checkpoint, then acknowledge and release the job).
+
+Crash safety: the event stream of a run is a deterministic function of its steps (hyperparameters, start, eval,
+then per step metrics [+ eval], done). Each checkpoint carries `worker_state.json` with the next event sequence
+number at that point, and its events are posted before it is registered. A re-claim (`resume_from`) restores the
+training state and continues numbering at that sequence number, so events re-emitted for steps after the checkpoint
+hit the sequence numbers the lost attempt already used and are ignored as duplicates: none duplicated, none lost.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from softgrpo.api_client import ApiError, Claim, DownloadError, LeaseLost, WorkerApi
+from softgrpo.config import resolve_hyperparameters
+from softgrpo.data import DatasetError, parse_jsonl
+from softgrpo.model_folder import sha256_file
+from softgrpo.rewards import make_grader
+
+WORKER_STATE = "worker_state.json"
+
+
+def log(message: str) -> None:
+    print(f"[worker {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class JobFailure(Exception):
+    """The job cannot go on: fail it with this user-facing error."""
+
+    def __init__(self, code: str, message: str, param: str | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.code, self.message, self.param, self.retryable = code, message, param, retryable
+
+
+class StopJob(Exception):
+    """Stop working on the job without another call: cancelled, or the lease is gone."""
+
+
+# ---- events ----------------------------------------------------------------------------------------------------------
+class EventStream:
+    """Numbers events per job (seq, seq+1, ...) and posts them in batches; a re-posted seq is a no-op server-side."""
+
+    def __init__(self, api: WorkerApi, job_id: str, lease_token: str, next_seq: int):
+        self.api, self.job_id, self.lease_token = api, job_id, lease_token
+        self.next_seq = next_seq
+        self.pending: list[dict] = []
+
+    def emit(self, type_: str, message: str, data: dict | None = None, level: str = "info") -> None:
+        self.pending.append({"seq": self.next_seq, "level": level, "type": type_, "message": message[:4000],
+                             "data": _jsonable(data or {})})
+        self.next_seq += 1
+
+    def flush(self) -> None:
+        while self.pending:
+            batch = self.pending[:500]
+            self.api.append_events(self.job_id, self.lease_token, batch)
+            del self.pending[:len(batch)]
+
+
+def _jsonable(value):
+    """Metrics may hold NaN / inf (JSON has neither): null them."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# ---- heartbeat -------------------------------------------------------------------------------------------------------
+class Heartbeat(threading.Thread):
+    """Extends the lease every `interval` seconds; remembers what the API asked for (continue / pause / cancel)."""
+
+    def __init__(self, api: WorkerApi, job_id: str, lease_token: str, interval: float):
+        super().__init__(daemon=True, name=f"heartbeat-{job_id}")
+        self.api, self.job_id, self.lease_token, self.interval = api, job_id, lease_token, interval
+        self.action = "continue"
+        self.lease_lost = False
+        self.trained_steps = 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> str:
+        try:
+            answer = self.api.heartbeat(self.job_id, self.lease_token, self.trained_steps)
+            if self.action != "cancel":  # a cancel answer released the lease: it is final
+                self.action = answer["action"]
+        except LeaseLost:
+            self.lease_lost = True
+        except (ApiError, httpx.HTTPError) as err:  # transient: the next beat may get through before the lease ends
+            log(f"job {self.job_id}: heartbeat failed: {err}")
+        return self.action
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def check(self) -> None:
+        """Raise StopJob when the job was cancelled or the lease is gone."""
+        if self.lease_lost:
+            raise StopJob("lease lost")
+        if self.action == "cancel":
+            raise StopJob("cancelled")
+
+
+# ---- downloads -------------------------------------------------------------------------------------------------------
+def download_dataset(api: WorkerApi, file: dict, dest: Path, param: str) -> list[dict]:
+    """Download a JSONL file and validate every line; JobFailure names the failing lines."""
+    try:
+        api.download(file, dest)
+    except DownloadError as err:
+        raise JobFailure("file_download_failed", f"Could not download {param} {file['name']}: {err}", param,
+                         retryable=True) from err
+    try:
+        text = dest.read_text(encoding="utf-8-sig")  # the API accepts a byte-order mark on line 1
+    except UnicodeDecodeError:
+        raise JobFailure("invalid_file", f"{param} {file['name']} is not UTF-8 text", param) from None
+    try:
+        return parse_jsonl(text, f"{param} {file['name']}")
+    except DatasetError as err:
+        raise JobFailure("invalid_file", f"{err}. Fix these lines and upload the file again.", param) from None
+
+
+def download_model_files(api: WorkerApi, files: list[dict], folder: Path) -> Path:
+    """Download a model folder's files (kept across jobs; a file already there with the right sha256 is reused)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        path = folder / file["name"]
+        if path.is_file() and path.stat().st_size == file["bytes"] and sha256_file(path) == file["sha256"]:
+            continue
+        api.download(file, path)
+    return folder
+
+
+def restore_checkpoint(api: WorkerApi, resume: dict, out_dir: Path) -> dict:
+    """Download a registered checkpoint's training state into out_dir as softgrpo.checkpoint lays it out
+    (<out>/checkpoints/step-NNNNNN/state/); returns its worker_state.json."""
+    by_name = {f["name"]: f for f in resume["files"]}
+    if WORKER_STATE not in by_name:
+        raise JobFailure("checkpoint_unusable", f"checkpoint {resume['checkpoint_id']} has no {WORKER_STATE}; "
+                         "it was not written by this worker and cannot be resumed", "resume_from")
+    folder = out_dir / "checkpoints" / f"step-{resume['step']:06d}"
+    api.download(by_name[WORKER_STATE], folder / WORKER_STATE)
+    state = json.loads((folder / WORKER_STATE).read_text())
+    for name in state["state_files"]:
+        api.download(by_name[name], folder / "state" / name)
+    return state
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------------------------
+def upload_checkpoint(api: WorkerApi, job_id: str, lease_token: str, event: dict, next_seq: int) -> dict:
+    """Upload a checkpoint's model folder + training state (+ worker_state.json) and register it."""
+    model_dir, state_dir = Path(event["model_dir"]), Path(event["state_dir"])
+    model_files = sorted(p.name for p in model_dir.iterdir() if p.is_file())
+    state_files = sorted(p.name for p in state_dir.iterdir() if p.is_file())
+    clash = set(model_files) & (set(state_files) | {WORKER_STATE})
+    if clash:
+        raise RuntimeError(f"checkpoint file names clash between model and state folders: {sorted(clash)}")
+    worker_state = state_dir.parent / WORKER_STATE
+    worker_state.write_text(json.dumps({"step": event["step"], "next_event_seq": next_seq,
+                                        "model_files": model_files, "state_files": state_files}, indent=2) + "\n")
+    paths = [model_dir / n for n in model_files] + [state_dir / n for n in state_files] + [worker_state]
+    files = [{"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths]
+    urls = api.upload_urls(job_id, lease_token, event["step"], files)
+    by_name = {u["name"]: u["url"] for u in urls["files"]}
+    for path in paths:
+        api.put_blob(by_name[path.name], path)
+    metrics = {k: float(v) for k, v in event["metrics"].items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")}
+    return api.register_checkpoint(job_id, lease_token, event["step"], files, metrics)
+
+
+# ---- one job ---------------------------------------------------------------------------------------------------------
+def _describe_metrics(m: dict, n_steps: int) -> str:
+    return (f"step {m['step']}/{n_steps}: reward {m['reward_mean']:.3f}, accuracy {m['accuracy']:.3f}, "
+            f"kl {m.get('kl', 0.0):.4f}, {m['step_seconds']:.1f} s")
+
+
+def run_job(api: WorkerApi, claim: Claim, work_root: Path, device: str, export_onnx: bool,
+            heartbeat_api: WorkerApi) -> str:
+    """Run one claimed job to its end; returns "succeeded" | "failed" | "paused" | "cancelled" | "lease_lost"."""
+    job, token = claim["job"], claim["lease"]["token"]
+    job_id = job["id"]
+    heartbeat = Heartbeat(heartbeat_api, job_id, token, interval=max(1.0, claim["lease"]["seconds"] / 3))
+    heartbeat.start()
+    out_dir = work_root / "jobs" / job_id / f"attempt-{claim['attempt']}"
+    shutil.rmtree(out_dir.parent, ignore_errors=True)  # earlier attempts' local files are not trusted
+    out_dir.mkdir(parents=True)
+    log(f"job {job_id}: attempt {claim['attempt']}/{claim['max_attempts']} "
+        f"({job['method']['type']} on {job['model']}{', resuming at step %d' % claim['resume_from']['step'] if claim['resume_from'] else ''})")
+    try:
+        return _run_job(api, claim, out_dir, work_root, device, export_onnx, heartbeat)
+    except StopJob as stop:
+        log(f"job {job_id}: stopped ({stop})")
+        return "cancelled" if str(stop) == "cancelled" else "lease_lost"
+    except LeaseLost:  # a cancel answer releases the lease, so later calls see lease_lost too
+        outcome = "cancelled" if heartbeat.action == "cancel" else "lease_lost"
+        log(f"job {job_id}: lease released ({outcome}); stopping")
+        return outcome
+    except JobFailure as failure:
+        log(f"job {job_id}: failed: {failure.code}: {failure.message}")
+        return _report_failure(api, job_id, token, failure)
+    except Exception as err:  # a bug or a broken environment: tell the user what happened, do not retry blindly
+        log(f"job {job_id}: crashed: {type(err).__name__}: {err}")
+        transient = isinstance(err, (httpx.HTTPError, DownloadError, MemoryError)) or "out of memory" in str(err)
+        hint = (" Try a smaller batch_size, group_size or max_response_tokens." if "out of memory" in str(err)
+                else "")
+        return _report_failure(api, job_id, token, JobFailure(
+            "training_error", f"The worker failed: {type(err).__name__}: {err}.{hint}", retryable=transient))
+    finally:
+        heartbeat.stop()
+        shutil.rmtree(out_dir.parent, ignore_errors=True)
+
+
+def _report_failure(api: WorkerApi, job_id: str, token: str, failure: JobFailure) -> str:
+    try:
+        api.fail(job_id, token, failure.code, failure.message, failure.param, failure.retryable)
+    except LeaseLost:
+        return "lease_lost"
+    return "failed"
+
+
+def _run_job(api: WorkerApi, claim: Claim, out_dir: Path, work_root: Path, device: str, export_onnx: bool,
+             heartbeat: Heartbeat) -> str:
+    from softgrpo.train import train  # torch import: after the cheap checks of a claim
+
+    job, token = claim["job"], claim["lease"]["token"]
+    job_id, method = job["id"], job["method"]["type"]
+    manifest = claim["base_model"]["manifest"]
+
+    # ---- inputs: every line validated before any model is loaded ---------------------------------------------------
+    train_examples = download_dataset(api, claim["training_file"], out_dir / "train.jsonl", "training_file")
+    validation = None
+    if claim["validation_file"]:
+        validation = download_dataset(api, claim["validation_file"], out_dir / "validation.jsonl", "validation_file")
+    try:
+        grader = make_grader(job["grader"])
+    except ValueError as err:
+        raise JobFailure("invalid_grader", str(err), "grader") from None
+    try:
+        hp = resolve_hyperparameters(job["method"]["hyperparameters"], method, len(train_examples), manifest,
+                                     context_length=manifest.get("context_length"))
+    except ValueError as err:
+        field = str(err).split(" ")[0]
+        raise JobFailure("invalid_hyperparameters", str(err),
+                         field if field.startswith("hyperparameters.") else "hyperparameters") from None
+    heartbeat.check()
+
+    base_dir = download_model_files(api, claim["base_model"]["files"], work_root / "models" / claim["base_model"]["id"])
+    resume = claim["resume_from"]
+    if resume:
+        state = restore_checkpoint(api, resume, out_dir)
+        events = EventStream(api, job_id, token, state["next_event_seq"])
+        if resume["step"] >= hp.n_steps:  # the final checkpoint was registered; only finish was lost
+            return _finish(api, job_id, token, events, hp.n_steps)
+    else:
+        events = EventStream(api, job_id, token, 0)  # a fresh run re-emits the same stream: lost attempts dedupe
+        events.emit("hyperparameters", f"Resolved hyperparameters for {method}.", hp.to_dict())
+    events.flush()
+    heartbeat.trained_steps = resume["step"] if resume else 0
+
+    resumed = bool(resume)
+    while True:
+        outcome = _train_until_stop(api, train, claim, hp, grader, train_examples, validation, base_dir, out_dir,
+                                    device, export_onnx, heartbeat, events, resumed)
+        if outcome != "paused":
+            return outcome
+        try:
+            api.ack_pause(job_id, token)
+            log(f"job {job_id}: paused at step {heartbeat.trained_steps}")
+            return "paused"
+        except ApiError as err:
+            if err.code != "invalid_job_status":
+                raise
+            log(f"job {job_id}: resumed before the pause was acknowledged; training on")
+            heartbeat.action = "continue"
+            resumed = True  # continue from the local checkpoint just written
+
+
+def _train_until_stop(api, train, claim, hp, grader, train_examples, validation, base_dir, out_dir, device,
+                      export_onnx, heartbeat, events: EventStream, resumed: bool) -> str:
+    """Drive the softgrpo.train generator; returns "succeeded" | "paused"."""
+    job, token = claim["job"], claim["lease"]["token"]
+    job_id = job["id"]
+    run = train(base_dir, train_examples, hp, job["method"]["type"], grader, out_dir,
+                validation_examples=validation, seed=int(job["seed"]), resume=resumed, job_id=job_id,
+                export_onnx=export_onnx, device=device)
+    command = None
+    try:
+        while True:
+            try:
+                event = run.send(command)
+            except StopIteration:
+                raise RuntimeError("the training loop ended without a done event") from None
+            command = None
+            kind = event["type"]
+            if kind == "start":
+                if not event["resumed_from_step"]:
+                    events.emit("message", f"Training started on {event['device']}: {event['n_train']} training and "
+                                f"{event['n_validation']} validation examples, "
+                                f"{event['trainable_parameters']} trainable parameters.",
+                                {k: v for k, v in event.items() if k not in ("type", "hyperparameters")})
+            elif kind == "metrics":
+                heartbeat.trained_steps = event["step"]
+                data = {k: v for k, v in event.items() if k != "type"}
+                events.emit("metrics", _describe_metrics(data, hp.n_steps), data)
+                log(f"job {job_id}: {_describe_metrics(data, hp.n_steps)}")
+                events.flush()
+                if heartbeat.action == "pause":
+                    command = "stop"
+            elif kind == "eval":
+                data = {k: v for k, v in event.items() if k != "type"}
+                events.emit("eval", f"eval at step {data['step']}: pass@1 {data['pass_at_1']:.3f} on "
+                            f"{data['n_prompts']} validation prompts", data)
+                events.flush()
+            elif kind == "checkpoint":
+                events.flush()  # the events up to this checkpoint exist before it does (see module docstring)
+                ckpt = upload_checkpoint(api, job_id, token, event, events.next_seq)
+                log(f"job {job_id}: registered {ckpt['fine_tuned_model_checkpoint']}")
+                shutil.rmtree(event["model_dir"], ignore_errors=True)  # uploaded; the state stays for a local resume
+            elif kind == "stopped":
+                return "paused"
+            elif kind == "done":
+                return _finish(api, job_id, token, events, event["step"])
+            heartbeat.check()
+    finally:
+        run.close()
+
+
+def _finish(api: WorkerApi, job_id: str, token: str, events: EventStream, step: int) -> str:
+    events.emit("message", f"Training finished after {step} steps.", {"step": step})
+    events.flush()
+    job = api.finish(job_id, token)
+    log(f"job {job_id}: succeeded: {job['fine_tuned_model']}")
+    return "succeeded"
+
+
+# ---- the loop --------------------------------------------------------------------------------------------------------
+def run_worker(api: WorkerApi, heartbeat_api: WorkerApi, worker_id: str, work_root: Path, once: bool,
+               poll_seconds: float, device: str, export_onnx: bool, models: list[str] | None = None) -> None:
+    """Claim and run jobs until stopped (or one claim with `once`)."""
+    while True:
+        try:
+            claim = api.claim(worker_id, models)
+        except (ApiError, httpx.HTTPError) as err:
+            log(f"claim failed: {err}; retrying in {poll_seconds} s")
+            claim = None
+            if once:
+                raise
+        if claim is not None:
+            outcome = run_job(api, claim, work_root, device, export_onnx, heartbeat_api)
+            log(f"job {claim['job']['id']}: {outcome}")
+        if once:
+            return
+        if claim is None:
+            time.sleep(poll_seconds)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m softgrpo.worker", description=__doc__.split("\n")[0])
+    ap.add_argument("--api", default=os.environ.get("API_URL", "http://127.0.0.1:8787"), help="API base URL")
+    ap.add_argument("--token", default=os.environ.get("WORKER_TOKEN"), help="worker token (env WORKER_TOKEN)")
+    ap.add_argument("--worker-id", default=f"{socket.gethostname()}-{os.getpid()}")
+    ap.add_argument("--once", action="store_true", help="claim at most one job, run it, exit")
+    ap.add_argument("--poll-seconds", type=float, default=2.0, help="wait between claims when the queue is empty")
+    ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    ap.add_argument("--work-dir", default=None, help="downloads and local checkpoints (default: a temp folder)")
+    ap.add_argument("--model", action="append", dest="models", help="only claim jobs on this base model (repeat)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--no-onnx", dest="onnx", action="store_false",
+                    help="skip the ONNX export of checkpoints (they then cannot be served by the ONNX engine)")
+    args = ap.parse_args(argv)
+    if not args.token:
+        ap.error("--token (or env WORKER_TOKEN) is required")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    # SIGTERM (docker stop, the local stack's shutdown) exits like Ctrl-C; the lease then expires and the job resumes
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work_root = Path(args.work_dir or Path(tempfile.gettempdir()) / "softgrpo-worker")
+    device = args.device or default_device()
+    api, heartbeat_api = WorkerApi(args.api, args.token), WorkerApi(args.api, args.token, retries=1)
+    log(f"{args.worker_id} polling {args.api} on {device} (work dir {work_root})")
+    try:
+        run_worker(api, heartbeat_api, args.worker_id, work_root, args.once, args.poll_seconds, device, args.onnx,
+                   args.models)
+    except KeyboardInterrupt:
+        log("stopped")
+    finally:
+        api.close()
+        heartbeat_api.close()
+
+
+if __name__ == "__main__":
+    main()
