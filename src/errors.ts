@@ -96,7 +96,8 @@ export const onError: ErrorHandler = (err, c) => {
     const status = err.status as ContentfulStatusCode;
     if (status === 413) return errorResponse(c, 413, 'Request body too large.', { code: 'body_too_large' });
     const message = err.message || (status === 400 ? 'Bad request.' : 'Request failed.');
-    return errorResponse(c, status, message, { code: status === 400 && /JSON/i.test(message) ? 'invalid_json' : null! });
+    const code = status === 400 && /JSON/i.test(message) ? 'invalid_json' : status === 415 ? 'unsupported_media_type' : 'http_error';
+    return errorResponse(c, status, message, { code });
   }
   console.error(`[${c.get('requestId' as never) ?? '-'}] unhandled error`, err);
   return errorResponse(c, 500, 'Internal server error.', { code: 'internal_error' });
@@ -118,8 +119,12 @@ export const ErrorSchema = z
   .openapi('Error');
 
 const errorContent = { 'application/json': { schema: ErrorSchema } };
-/** Error responses for route definitions: `responses: { 200: ..., ...errorResponses(400, 404) }`. */
-export function errorResponses<S extends number>(...statuses: S[]) {
+/**
+ * Error responses for route definitions: `responses: { 200: ..., ...errorResponses(401, 404) }`.
+ * 400 (validation, a malformed Idempotency-Key) and 413 (body limit) can answer any route and are always included.
+ */
+export function errorResponses<S extends number>(...given: S[]) {
+  const statuses = [...new Set([400, 413, ...given])].sort() as (S | 400 | 413)[];
   const descriptions: Record<number, string> = {
     400: 'Invalid request (the message names the field)',
     401: 'Missing or invalid API key',
@@ -127,10 +132,11 @@ export function errorResponses<S extends number>(...statuses: S[]) {
     404: 'Not found (or owned by another tenant)',
     409: 'Conflict with the current state (illegal status transition, reused idempotency key)',
     413: 'Request body larger than the documented limit',
+    415: 'Unsupported Content-Type',
     429: 'Too many requests (see retry-after)',
     503: 'Temporarily unavailable (see retry-after)',
   };
   return Object.fromEntries(
     statuses.map((s) => [s, { description: descriptions[s] ?? 'Error', content: errorContent }]),
-  ) as { [K in S]: { description: string; content: typeof errorContent } };
+  ) as { [K in S | 400 | 413]: { description: string; content: typeof errorContent } };
 }

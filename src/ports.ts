@@ -111,11 +111,8 @@ export interface Config {
   sse: { pollMs: number; keepAliveMs: number; maxStreamMs: number };
 }
 
-/**
- * ENGINE SLOT (owned by the engine engineer): the inference engines /v1/reason and /v1/chat/completions use.
- * Refine this alias to `import('./engine/types').EngineRegistry` once src/engine/types.ts exists.
- */
-export type EngineRegistry = object;
+/** The inference engines /v1/reason and /v1/chat/completions use (model -> engine), see src/engine/types.ts. */
+export type EngineRegistry = import('./engine/types').EngineRegistry;
 
 export interface Deps {
   database: Database;

@@ -49,3 +49,17 @@ export const originOf = (url: string) => new URL(url).origin;
 
 export const bearerSecurity = [{ bearerAuth: [] }];
 export const workerSecurity = [{ workerToken: [] }];
+
+/** Documents `Idempotency-Key` on POST routes (middleware/idempotency.ts enforces it). */
+export const IdempotencyHeaders = z.object({
+  'idempotency-key': z
+    .string()
+    .min(1)
+    .max(255)
+    .optional()
+    .openapi({
+      description:
+        'Retry safely: the same key with the same request returns the stored response (header idempotent-replayed: true); ' +
+        'with a different request, 409. Keys are kept 24 hours per tenant.',
+    }),
+});

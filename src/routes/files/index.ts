@@ -5,7 +5,7 @@ import { files, jobs } from '../../db/schema';
 import { ApiError, errorResponses, notFound } from '../../errors';
 import { DEFAULT_LIMITS } from '../../ports';
 import { createRouter } from '../../router';
-import { ListQuery, bearerSecurity, page } from '../common';
+import { IdempotencyHeaders, ListQuery, bearerSecurity, page } from '../common';
 import { DeletedFile, FileIdParam, FileList, FileObject, toFileObject } from './schemas';
 import { RAW_UPLOAD_TYPES, uploadFile } from './upload';
 
@@ -26,6 +26,7 @@ filesRouter.openapi(
       'Send multipart/form-data with fields `purpose` and `file`, or the raw JSONL as the body with `?purpose=fine-tune&filename=...`.',
     security: bearerSecurity,
     request: {
+      headers: IdempotencyHeaders,
       query: z.object({
         purpose: z.string().optional().openapi({ description: 'Raw uploads only: must be "fine-tune".' }),
         filename: z.string().optional().openapi({ description: 'Raw uploads only.' }),

@@ -9,7 +9,7 @@ import { checkpoints, files, jobEvents, jobs } from '../../db/schema';
 import { errorResponses, notFound } from '../../errors';
 import { addJobEvents, getTenantJob, transitionJob } from '../../jobs/store';
 import { createRouter } from '../../router';
-import { ListQuery, bearerSecurity, page } from '../common';
+import { IdempotencyHeaders, ListQuery, bearerSecurity, page } from '../common';
 import {
   CheckpointList,
   CreateJobBody,
@@ -44,8 +44,9 @@ finetuneRouter.openapi(
       'Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter ' +
       'accepts "auto". Idempotency-Key is honoured.',
     security: bearerSecurity,
-    request: { body: { required: true, content: { 'application/json': { schema: CreateJobBody } } } },
-    responses: { 200: jobResponse, ...errorResponses(400, 401, 404, 409, 413) },
+    request: {
+      headers: IdempotencyHeaders, body: { required: true, content: { 'application/json': { schema: CreateJobBody } } } },
+    responses: { 200: jobResponse, ...errorResponses(400, 401, 404, 409, 413, 415) },
   }),
   async (c) => {
     const body = c.req.valid('json');
@@ -155,8 +156,9 @@ finetuneRouter.openapi(
     summary: 'Cancel a job',
     description: 'Any unfinished job can be cancelled; a running worker learns it from its next heartbeat.',
     security: bearerSecurity,
-    request: { params: JobIdParam },
-    responses: { 200: jobResponse, ...errorResponses(401, 404, 409) },
+    request: {
+      headers: IdempotencyHeaders, params: JobIdParam },
+    responses: { 200: jobResponse, ...errorResponses(401, 404, 409, 415) },
   }),
   async (c) => {
     const deps = c.get('deps');
@@ -185,8 +187,9 @@ finetuneRouter.openapi(
       'A queued job becomes paused at once; a running one becomes pausing until its worker has written a checkpoint ' +
       'and acknowledged, then paused. Resume continues from the last checkpoint.',
     security: bearerSecurity,
-    request: { params: JobIdParam },
-    responses: { 200: jobResponse, ...errorResponses(401, 404, 409) },
+    request: {
+      headers: IdempotencyHeaders, params: JobIdParam },
+    responses: { 200: jobResponse, ...errorResponses(401, 404, 409, 415) },
   }),
   async (c) => {
     const deps = c.get('deps');
@@ -214,8 +217,9 @@ finetuneRouter.openapi(
     summary: 'Resume a paused job',
     description: 'paused -> queued (a worker resumes from the last checkpoint); pausing -> running (pause withdrawn).',
     security: bearerSecurity,
-    request: { params: JobIdParam },
-    responses: { 200: jobResponse, ...errorResponses(401, 404, 409) },
+    request: {
+      headers: IdempotencyHeaders, params: JobIdParam },
+    responses: { 200: jobResponse, ...errorResponses(401, 404, 409, 415) },
   }),
   async (c) => {
     const deps = c.get('deps');

@@ -8,7 +8,7 @@ import { checkpoints, files, jobEvents, jobs } from '../../db/schema';
 import { ApiError, errorResponses } from '../../errors';
 import { addJobEvents, transitionJob } from '../../jobs/store';
 import { createRouter } from '../../router';
-import { originOf, seconds, workerSecurity } from '../common';
+import { IdempotencyHeaders, originOf, seconds, workerSecurity } from '../common';
 import { fineTunedModelName, JobIdParam } from '../finetune/schemas';
 import { leaseLost, requireLease, signedFiles } from './lease';
 import {
@@ -39,11 +39,12 @@ internalRouter.openapi(
       'Atomic: one conditional UPDATE ... RETURNING takes the oldest queued job, so two workers never get the same ' +
       'job. 204 when the queue is empty.',
     security: workerSecurity,
-    request: { body: { required: true, content: json(ClaimBody) } },
+    request: {
+      headers: IdempotencyHeaders, body: { required: true, content: json(ClaimBody) } },
     responses: {
       200: { description: 'A job with its lease and signed download URLs', content: json(ClaimResponse) },
       204: { description: 'No queued job' },
-      ...errorResponses(400, 401, 403),
+      ...errorResponses(400, 401, 403, 409, 415),
     },
   }),
   async (c) => {
@@ -171,10 +172,11 @@ internalRouter.openapi(
     tags,
     summary: 'Extend the lease; learn whether to continue, pause or cancel',
     security: workerSecurity,
-    request: { params: JobIdParam, body: { required: true, content: json(HeartbeatBody) } },
+    request: {
+      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(HeartbeatBody) } },
     responses: {
       200: { description: 'What to do next', content: json(HeartbeatResponse) },
-      ...errorResponses(400, 401, 403, 404, 409),
+      ...errorResponses(400, 401, 403, 404, 409, 415),
     },
   }),
   async (c) => {
@@ -218,10 +220,11 @@ internalRouter.openapi(
     summary: 'Append events (idempotent by sequence number)',
     description: 'An event whose `seq` this job already has is ignored and counted as a duplicate.',
     security: workerSecurity,
-    request: { params: JobIdParam, body: { required: true, content: json(EventsBody) } },
+    request: {
+      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(EventsBody) } },
     responses: {
       200: { description: 'How many were new', content: json(EventsResponse) },
-      ...errorResponses(400, 401, 403, 404, 409, 413),
+      ...errorResponses(400, 401, 403, 404, 409, 413, 415),
     },
   }),
   async (c) => {
@@ -258,8 +261,9 @@ internalRouter.openapi(
     summary: 'Acknowledge a pause (after writing a checkpoint)',
     description: 'pausing -> paused and the lease is released. 409 `invalid_job_status` if the user resumed meanwhile: keep training.',
     security: workerSecurity,
-    request: { params: JobIdParam, body: { required: true, content: json(PauseAckBody) } },
-    responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409) },
+    request: {
+      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(PauseAckBody) } },
+    responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409, 415) },
   }),
   async (c) => {
     const deps = c.get('deps');
@@ -288,8 +292,9 @@ internalRouter.openapi(
     tags,
     summary: 'Finish successfully (after the final checkpoint is registered)',
     security: workerSecurity,
-    request: { params: JobIdParam, body: { required: true, content: json(FinishBody) } },
-    responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409) },
+    request: {
+      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(FinishBody) } },
+    responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409, 415) },
   }),
   async (c) => {
     const deps = c.get('deps');
@@ -337,8 +342,9 @@ internalRouter.openapi(
     summary: 'Fail the job with an error the user can act on',
     description: '`retryable: true` puts the job back in the queue while attempts are left; otherwise it fails.',
     security: workerSecurity,
-    request: { params: JobIdParam, body: { required: true, content: json(FailBody) } },
-    responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409) },
+    request: {
+      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(FailBody) } },
+    responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409, 415) },
   }),
   async (c) => {
     const deps = c.get('deps');
