@@ -189,6 +189,20 @@ describe('status transitions', () => {
   });
 });
 
+describe('files used by jobs', () => {
+  it('refuses_to_delete_a_file_an_unfinished_job_uses_and_allows_it_after_cancel', async () => {
+    const id = ((await (await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId })).json()) as any).id;
+    const res = await api.delete(`/v1/files/${fileId}`);
+    expect(res.status).toBe(409);
+    expect(((await res.json()) as any).error.code).toBe('file_in_use');
+    expect(t.rows().files).toBe(1);
+    await api.post(`/v1/finetune/${id}/cancel`);
+    expect((await api.delete(`/v1/files/${fileId}`)).status).toBe(200);
+    // The finished job keeps naming its (deleted) training file.
+    expect(((await (await api.get(`/v1/finetune/${id}`)).json()) as any).training_file).toBe(fileId);
+  });
+});
+
 describe('events', () => {
   it('pages_events_oldest_first_with_after', async () => {
     const id = ((await (await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId })).json()) as any).id;
