@@ -11,6 +11,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def api(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
     make_model_folder(root / "models" / "toy")
     env = {**os.environ, "PORT": str(free_port()), "HOST": "127.0.0.1", "DATA_DIR": str(root / "data"),
-           "MODELS_DIR": str(root / "models"), "WORKER_TOKEN": WORKER_TOKEN}
+           "MODELS_DIR": str(root / "models"), "WORKER_TOKEN": WORKER_TOKEN,
+           "LEASE_SECONDS": "6", "SWEEP_SECONDS": "1"}  # short lease: heartbeats every 2 s
     key = subprocess.run([str(TSX), "scripts/create-api-key.ts", "--tenant", "py-tests"], cwd=REPO, env=env,
                          capture_output=True, text=True, check=True).stdout.strip()
     server = subprocess.Popen([str(TSX), "src/entry/node.ts"], cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -75,9 +77,10 @@ def upload(user: httpx.Client, lines: list) -> str:
     return response.json()["id"]
 
 
-def create_job(user: httpx.Client, training_file: str, method: str = "soft_grpo", **extra) -> dict:
+def create_job(user: httpx.Client, training_file: str, method: str = "soft_grpo", hp: dict | None = None,
+               **extra) -> dict:
     body = {"model": "toy", "training_file": training_file, "seed": 7, "grader": {"type": "exact"},
-            "method": {"type": method, "hyperparameters": TINY_HP}, **extra}
+            "method": {"type": method, "hyperparameters": {**TINY_HP, **(hp or {})}}, **extra}
     response = user.post("/v1/finetune", json=body)
     assert response.status_code in (200, 201), response.text
     return response.json()
@@ -158,3 +161,63 @@ def test_empty_queue_returns_without_work(api, tmp_path):
     work_one_job(base, tmp_path)  # --once with nothing queued: claim answers 204
     assert time.monotonic() - started < 30
     assert not (tmp_path / "work" / "jobs").exists() or not any((tmp_path / "work" / "jobs").iterdir())
+
+
+def wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_worker_thread(base: str, tmp_path: Path) -> threading.Thread:
+    thread = threading.Thread(target=work_one_job, args=(base, tmp_path), daemon=True)
+    thread.start()
+    return thread
+
+
+def metric_steps(data_dir: Path, job_id: str) -> list[int]:
+    return [e["data"]["step"] for e in worker_events(data_dir, job_id) if e["type"] == "metrics"]
+
+
+def test_pause_checkpoints_and_releases_then_resume_continues_to_the_last_step(api, tmp_path):
+    base, user, data_dir = api
+    n_steps = 20  # long enough that the pause lands mid-run
+    job = create_job(user, upload(user, EXAMPLES), hp={"n_steps": n_steps, "checkpoint_interval": 100,
+                                                       "eval_interval": 100})
+    thread = start_worker_thread(base, tmp_path)
+    wait_for(lambda: metric_steps(data_dir, job["id"]), what="the first step")
+    assert user.post(f"/v1/finetune/{job['id']}/pause").json()["status"] == "pausing"
+    thread.join(timeout=120)
+    paused = user.get(f"/v1/finetune/{job['id']}").json()
+    assert paused["status"] == "paused", paused
+    [checkpoint] = user.get(f"/v1/finetune/{job['id']}/checkpoints").json()["data"]
+    paused_at = checkpoint["step_number"]
+    assert 1 <= paused_at < n_steps and metric_steps(data_dir, job["id"]) == list(range(1, paused_at + 1))
+
+    assert user.post(f"/v1/finetune/{job['id']}/resume").json()["status"] == "queued"
+    work_one_job(base, tmp_path)
+    done = user.get(f"/v1/finetune/{job['id']}").json()
+    assert done["status"] == "succeeded" and done["trained_steps"] == n_steps
+    steps = sorted(c["step_number"] for c in user.get(f"/v1/finetune/{job['id']}/checkpoints").json()["data"])
+    assert steps == [paused_at, n_steps]
+    events = worker_events(data_dir, job["id"])
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert metric_steps(data_dir, job["id"]) == list(range(1, n_steps + 1))  # each step once, none lost
+    assert [e["type"] for e in events].count("hyperparameters") == 1
+
+
+def test_cancel_stops_the_worker_without_uploading(api, tmp_path):
+    base, user, data_dir = api
+    job = create_job(user, upload(user, EXAMPLES), hp={"n_steps": 50, "checkpoint_interval": 100})
+    thread = start_worker_thread(base, tmp_path)
+    wait_for(lambda: metric_steps(data_dir, job["id"]), what="the first step")
+    assert user.post(f"/v1/finetune/{job['id']}/cancel").json()["status"] == "cancelled"
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert user.get(f"/v1/finetune/{job['id']}").json()["status"] == "cancelled"
+    assert user.get(f"/v1/finetune/{job['id']}/checkpoints").json()["data"] == []
+    assert len(metric_steps(data_dir, job["id"])) < 50

@@ -101,21 +101,23 @@ class Heartbeat(threading.Thread):
         self.lease_lost = False
         self.trained_steps = 0
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # the main loop also beats at step boundaries
 
     def run(self) -> None:
         while not self._stop.wait(self.interval):
             self.beat()
 
     def beat(self) -> str:
-        try:
-            answer = self.api.heartbeat(self.job_id, self.lease_token, self.trained_steps)
-            if self.action != "cancel":  # a cancel answer released the lease: it is final
-                self.action = answer["action"]
-        except LeaseLost:
-            self.lease_lost = True
-        except (ApiError, httpx.HTTPError) as err:  # transient: the next beat may get through before the lease ends
-            log(f"job {self.job_id}: heartbeat failed: {err}")
-        return self.action
+        with self._lock:
+            if self.lease_lost or self.action == "cancel":  # both are final: the lease is gone
+                return self.action
+            try:
+                self.action = self.api.heartbeat(self.job_id, self.lease_token, self.trained_steps)["action"]
+            except LeaseLost:
+                self.lease_lost = True
+            except (ApiError, httpx.HTTPError) as err:  # transient: a later beat may get through before the lease ends
+                log(f"job {self.job_id}: heartbeat failed: {err}")
+            return self.action
 
     def stop(self) -> None:
         self._stop.set()
@@ -331,7 +333,7 @@ def _train_until_stop(api, train, claim, hp, grader, train_examples, validation,
                 events.emit("metrics", _describe_metrics(data, hp.n_steps), data)
                 log(f"job {job_id}: {_describe_metrics(data, hp.n_steps)}")
                 events.flush()
-                if heartbeat.action == "pause":
+                if heartbeat.beat() == "pause":  # between steps: extend the lease and obey the answer at once
                     command = "stop"
             elif kind == "eval":
                 data = {k: v for k, v in event.items() if k != "type"}
