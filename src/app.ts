@@ -23,6 +23,8 @@ import { finetuneRouter } from './routes/finetune';
 import { internalCheckpointsRouter } from './routes/internal/checkpoints';
 import { internalRouter } from './routes/internal';
 import { modelsRouter } from './routes/models';
+import { chatRouter } from './routes/chat';
+import { reasonRouter } from './routes/reason';
 import { DEFAULT_LIMITS } from './ports';
 
 /** Requests whose bodies stream (and enforce their own limits) instead of being read whole. */
@@ -52,6 +54,7 @@ export const OPENAPI_CONFIG = {
     { name: 'Files', description: 'JSONL datasets for fine-tuning' },
     { name: 'Fine-tuning', description: 'SofT-GRPO / GRPO fine-tuning jobs' },
     { name: 'Models', description: 'Base and fine-tuned models' },
+    { name: 'Reasoning', description: 'Soft-thinking reasoning with majority voting, and chat completions' },
     { name: 'Worker protocol', description: 'GPU workers only (worker token); see docs/CONTRACTS.md' },
   ],
 } as const;
@@ -73,8 +76,8 @@ export function createApp(deps: Deps) {
   v1.route('/finetune', finetuneRouter);
   v1.route('/fine_tuning/jobs', finetuneRouter);
   v1.route('/models', modelsRouter);
-  // ENGINE ROUTES (owned by the engine engineer): add `v1.route('/reason', ...)` and
-  // `v1.route('/chat/completions', ...)` here, so API keys, idempotency and limits apply to them too.
+  v1.route('/reason', reasonRouter);
+  v1.route('/chat/completions', chatRouter);
   app.route('/v1', v1);
 
   const internal = createRouter();

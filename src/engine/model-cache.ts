@@ -1,6 +1,7 @@
 /**
- * Fine-tuned checkpoint model folders, fetched from the blob store into a local cache directory and loaded as ONNX
- * engines, with a bound on loaded sessions: at most `maxLoaded` engines and `maxLoadedBytes` of model.onnx files;
+ * Model folders in the blob store (fine-tuned checkpoints, base models without engine configuration), fetched into
+ * a local cache directory and loaded as ONNX engines, with a bound on loaded sessions: at most `maxLoaded` engines
+ * and `maxLoadedBytes` of ONNX weights (model.onnx + model.onnx.data);
  * the least recently used engine is released (once its in-flight requests finish) when a new one exceeds either.
  *
  * Each file is verified against the SHA-256 the checkpoint registered, written to a temporary name and renamed,
@@ -10,7 +11,7 @@ import { createHash } from "node:crypto";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";
-import type { CheckpointFileRef, ModelRef } from "./registry";
+import type { ModelFileRef, ModelRef } from "./registry";
 import type { GenerationHooks, GenerationRequest, ReasoningEngine } from "./types";
 
 /** The part of the app's BlobStore port this cache needs. */
@@ -54,12 +55,10 @@ export class ModelFolderCache {
     return [...this.entries.keys()];
   }
 
-  async engine(ref: ModelRef & { checkpoint: NonNullable<ModelRef["checkpoint"]> }): Promise<ReasoningEngine> {
+  async engine(ref: ModelRef & { files: ModelFileRef[] }): Promise<ReasoningEngine> {
     let entry = this.entries.get(ref.id);
     if (!entry) {
-      const onnx = ref.checkpoint.files.find((f) => f.name === "model.onnx");
-      if (!onnx) throw new Error(`checkpoint ${ref.id} has no model.onnx`);
-      const weights = ref.checkpoint.files.filter((f) => f.name === "model.onnx" || f.name === "model.onnx.data");
+      const weights = ref.files.filter((f) => f.name === "model.onnx" || f.name === "model.onnx.data");
       const bytes = weights.reduce((sum, f) => sum + f.bytes, 0);
       entry = { engine: this.fetchAndLoad(ref), bytes, inFlight: 0, evicted: false, lastUsed: 0 };
       this.entries.set(ref.id, entry);
@@ -71,6 +70,7 @@ export class ModelFolderCache {
     const held = entry;
     return {
       describe: () => engine.describe(),
+      preflight: engine.preflight ? (request: GenerationRequest) => engine.preflight!(request) : undefined,
       generate: async (request: GenerationRequest, hooks?: GenerationHooks) => {
         held.inFlight++;
         try {
@@ -98,22 +98,24 @@ export class ModelFolderCache {
     }
   }
 
-  private async fetchAndLoad(ref: ModelRef & { checkpoint: NonNullable<ModelRef["checkpoint"]> }): Promise<LoadedEngine> {
-    const folder = join(this.options.dir, createHash("sha256").update(ref.checkpoint.blobPrefix).digest("hex").slice(0, 32));
+  private async fetchAndLoad(ref: ModelRef & { files: ModelFileRef[] }): Promise<LoadedEngine> {
+    // one folder per content: the same files under another name share it, changed files get a new one
+    const content = ref.files.map((f) => `${f.name}:${f.sha256}`).sort().join("\n");
+    const folder = join(this.options.dir, createHash("sha256").update(content).digest("hex").slice(0, 32));
     await mkdir(folder, { recursive: true });
     for (const name of [...SERVING_FILES, ...OPTIONAL_SERVING_FILES]) {
-      const file = ref.checkpoint.files.find((f) => f.name === name);
-      if (!file && SERVING_FILES.includes(name)) throw new Error(`checkpoint ${ref.id} lacks ${name}`);
-      if (file) await this.fetchFile(ref.checkpoint.blobPrefix, file, join(folder, name));
+      const file = ref.files.find((f) => f.name === name);
+      if (!file && SERVING_FILES.includes(name)) throw new Error(`model ${ref.id} lacks ${name}`);
+      if (file) await this.fetchFile(file, join(folder, name));
     }
     return this.options.load(folder, ref.id);
   }
 
-  private async fetchFile(prefix: string, file: CheckpointFileRef, path: string): Promise<void> {
+  private async fetchFile(file: ModelFileRef, path: string): Promise<void> {
     const existing = await stat(path).catch(() => null);
     if (existing?.size === file.bytes) return; // only a verified download is renamed into place
-    const blob = await this.options.blobs.get(prefix + file.name);
-    if (!blob) throw new Error(`blob ${prefix + file.name} is missing`);
+    const blob = await this.options.blobs.get(file.key);
+    if (!blob) throw new Error(`blob ${file.key} is missing`);
     const temporary = `${path}.part-${process.pid}-${Date.now()}`;
     const hash = createHash("sha256");
     const out = createWriteStream(temporary);
@@ -124,7 +126,7 @@ export class ModelFolderCache {
       }
       await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
       const digest = hash.digest("hex");
-      if (digest !== file.sha256) throw new Error(`blob ${prefix + file.name}: sha256 ${digest} != registered ${file.sha256}`);
+      if (digest !== file.sha256) throw new Error(`blob ${file.key}: sha256 ${digest} != registered ${file.sha256}`);
       await rename(temporary, path);
     } catch (error) {
       out.destroy();

@@ -1,7 +1,7 @@
 /**
  * The engine registry of the Node entry: each base model is served by onnxruntime-node from a local model folder or
- * by a remote gpu-worker `serve` process, as configured per model; fine-tuned checkpoints are fetched from the blob
- * store into a local cache and served by onnxruntime-node.
+ * by a remote gpu-worker `serve` process, as configured per model; other models (fine-tuned checkpoints, base models
+ * without configuration) are fetched from the blob store into a local cache and served by onnxruntime-node.
  *
  * Configuration (env ENGINE_MODELS, JSON), e.g.
  *   {"tiny-arith": {"engine": "onnx", "folder": "models/tiny"},
@@ -40,7 +40,7 @@ export function parseEngineModels(json: string): Record<string, EngineModelConfi
 
 export interface NodeEngineOptions {
   models: Record<string, EngineModelConfig>;
-  blobs?: BlobReader; // fine-tuned checkpoints are served only when given
+  blobs?: BlobReader; // models not in `models` (fine-tuned checkpoints) are served from blobs only when given
   cacheDir?: string;
   maxLoadedCheckpoints?: number;
   maxLoadedCheckpointBytes?: number;
@@ -63,5 +63,5 @@ export function createNodeEngineRegistry(options: NodeEngineOptions): Configured
         load: (folder, modelId) => OnnxEngine.load(folder, { modelId }),
       })
     : null;
-  return new ConfiguredEngineRegistry({ base, checkpoint: cache ? (ref) => cache.engine(ref) : undefined });
+  return new ConfiguredEngineRegistry({ configured: base, fromBlobs: cache ? (ref) => cache.engine(ref) : undefined });
 }

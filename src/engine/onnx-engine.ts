@@ -75,6 +75,10 @@ export class OnnxEngine implements ReasoningEngine {
     return { logits: (outputs.logits as ort.Tensor).data as Float32Array, cache: cacheFromOutputs(outputs, this.geometry.numLayers) };
   }
 
+  async preflight(request: GenerationRequest): Promise<void> {
+    this.checkLengths(this.tokenizer.encodeChat(request.messages).length, request.max_tokens);
+  }
+
   async generate(request: GenerationRequest, hooks: GenerationHooks = {}): Promise<GenerationResult> {
     const promptIds = this.tokenizer.encodeChat(request.messages);
     const maxTokens = this.checkLengths(promptIds.length, request.max_tokens);

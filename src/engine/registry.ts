@@ -1,28 +1,30 @@
 /**
- * Model id -> engine, runtime-neutral. Base models come from configuration (each one onnx or remote, chosen per
- * model); fine-tuned checkpoints are served by a checkpoint loader (the blob-backed model cache on Node).
- * Entry points compose it: src/engine/node-engines.ts on Node, remote engines only on Workers.
+ * Model -> engine, runtime-neutral. Models named in the engine configuration are served by their configured engine
+ * (onnx from a local folder, or remote), chosen per model; any other model whose files the API resolved (a fine-tuned
+ * checkpoint, or a base model without configuration) is served from its blobs when a blob loader is given (the
+ * Node model cache). Entry points compose it: src/engine/node-engines.ts on Node, remote engines only on Workers.
  */
 import type { EngineRegistry, ReasoningEngine } from "./types";
 
-export interface CheckpointFileRef {
+export interface ModelFileRef {
   name: string;
   bytes: number;
   sha256: string;
+  key: string; // blob key
 }
 
-/** What the API resolved a requested model name to. */
+/** What the API resolved a requested model name to (src/routes/models/resolve.ts). */
 export interface ModelRef {
   id: string; // the name the client sent
   base: string; // the base model id
-  checkpoint?: { blobPrefix: string; files: CheckpointFileRef[] }; // set for fine-tuned models
+  files?: ModelFileRef[]; // the model folder in the blob store
 }
 
 export interface RegistryParts {
-  /** Loaders of the configured base models; each is called once, on first use. */
-  base: Record<string, () => Promise<ReasoningEngine>>;
-  /** Engine for a fine-tuned checkpoint of a base model; absent: fine-tuned models are not served here. */
-  checkpoint?: (ref: ModelRef & { checkpoint: NonNullable<ModelRef["checkpoint"]> }) => Promise<ReasoningEngine>;
+  /** Loaders of the configured models; each is called once, on first use (a failed load is retried). */
+  configured: Record<string, () => Promise<ReasoningEngine>>;
+  /** Engine for a model folder in the blob store; absent: only configured models are served. */
+  fromBlobs?: (ref: ModelRef & { files: ModelFileRef[] }) => Promise<ReasoningEngine>;
 }
 
 export class ConfiguredEngineRegistry implements EngineRegistry {
@@ -30,25 +32,24 @@ export class ConfiguredEngineRegistry implements EngineRegistry {
 
   constructor(private readonly parts: RegistryParts) {}
 
-  /** Ids of the base models this registry can serve. */
-  baseIds(): string[] {
-    return Object.keys(this.parts.base);
-  }
-
-  serves(ref: ModelRef): boolean {
-    return ref.checkpoint ? Boolean(this.parts.checkpoint) && ref.base in this.parts.base : ref.id in this.parts.base;
+  configuredIds(): string[] {
+    return Object.keys(this.parts.configured);
   }
 
   async get(ref: ModelRef | string): Promise<ReasoningEngine | null> {
-    const model = typeof ref === "string" ? { id: ref, base: ref } : ref;
-    if (!this.serves(model)) return null;
-    if (model.checkpoint && this.parts.checkpoint) return this.parts.checkpoint({ ...model, checkpoint: model.checkpoint });
-    let engine = this.loaded.get(model.id);
-    if (!engine) {
-      engine = this.parts.base[model.id]();
-      engine.catch(() => this.loaded.delete(model.id)); // a failed load is retried by the next request
-      this.loaded.set(model.id, engine);
+    const model: ModelRef = typeof ref === "string" ? { id: ref, base: ref } : ref;
+    const load = this.parts.configured[model.id];
+    if (load) {
+      let engine = this.loaded.get(model.id);
+      if (!engine) {
+        engine = load();
+        engine.catch(() => this.loaded.delete(model.id));
+        this.loaded.set(model.id, engine);
+      }
+      return engine;
     }
-    return engine;
+    const files = model.files;
+    if (this.parts.fromBlobs && files?.some((f) => f.name === "model.onnx")) return this.parts.fromBlobs({ ...model, files });
+    return null;
   }
 }

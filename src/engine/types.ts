@@ -79,6 +79,8 @@ export interface ModelDescription {
 
 export interface ReasoningEngine {
   describe(): ModelDescription;
+  /** Cheap checks of a request before any sampling (prompt length); throws EngineInputError. Optional. */
+  preflight?(request: GenerationRequest): Promise<void>;
   generate(request: GenerationRequest, hooks?: GenerationHooks): Promise<GenerationResult>;
 }
 

@@ -1,0 +1,182 @@
+/**
+ * Zod schemas of `POST /v1/reason`: the request (with the checks that need several fields: exactly one of
+ * messages / prompt, no soft_thinking in discrete mode, a pattern exactly for regex extraction) and the response.
+ * Defaults are the SofT-GRPO rollout settings (SOFT_GRPO.md s.1), so a model is queried the way it was trained.
+ */
+import { z } from '@hono/zod-openapi';
+
+export const MAX_SAMPLES = 64;
+export const MAX_SEED = Number.MAX_SAFE_INTEGER;
+
+export const ChatMessage = z
+  .object({
+    role: z.enum(['system', 'user', 'assistant']),
+    content: z.string().max(200_000),
+  })
+  .strict()
+  .openapi('ReasonMessage');
+
+const temperature = (min: 'zero' | 'positive') =>
+  (min === 'zero' ? z.number().min(0) : z.number().gt(0)).max(100);
+const topK = z.number().int().min(0).max(1000).openapi({ description: 'Keep the k most likely tokens (0 = off).' });
+const topP = z.number().gt(0).max(1).openapi({ description: 'Nucleus: the shortest prefix reaching this mass (1 = off).' });
+const minP = z.number().min(0).lt(1).openapi({ description: 'Drop tokens below min_p * max p (0 = off).' });
+
+export const SoftThinkingSettings = z
+  .object({
+    temperature: temperature('positive').default(1).openapi({ description: 'Thinking-phase temperature tau.' }),
+    top_k: topK.default(5),
+    top_p: topP.default(0.95),
+    min_p: minP.default(0),
+    max_topk: z.number().int().min(1).max(64).default(5).openapi({ description: 'k: tokens mixed per soft step.' }),
+    gumbel_tau: z.number().gt(0).max(100).default(0.1).openapi({ description: 'Gumbel-softmax temperature of the mixture weights.' }),
+    noise_scale: z
+      .number()
+      .min(0)
+      .max(100)
+      .default(1)
+      .openapi({ description: 'Gumbel noise scale lambda; 0 = plain Soft Thinking (deterministic thinking).' }),
+    max_thinking_tokens: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .openapi({ description: 'Thinking steps before </think> is forced. Default: max_tokens.' }),
+    cold_stop: z
+      .object({
+        entropy: z.number().min(0).openapi({ description: 'Entropy threshold of the filtered distribution.' }),
+        steps: z.number().int().min(1).default(256).openapi({ description: 'Consecutive low-entropy steps that end thinking.' }),
+      })
+      .strict()
+      .nullable()
+      .default(null),
+  })
+  .strict()
+  .openapi('SoftThinkingSettings');
+
+export const VoteSettings = z
+  .object({
+    method: z.literal('majority').default('majority'),
+    extract: z.enum(['boxed', 'last_number', 'regex']).default('boxed'),
+    normalize: z.enum(['math', 'exact']).default('math'),
+    pattern: z
+      .string()
+      .min(1)
+      .max(500)
+      .optional()
+      .openapi({ description: 'For extract "regex": the first group (or the match) of the last match is the answer.' }),
+    adaptive: z
+      .boolean()
+      .default(false)
+      .openapi({ description: 'Sample in batches and stop once the leading answer cannot be overtaken.' }),
+    adaptive_batch_size: z.number().int().min(1).max(MAX_SAMPLES).default(4),
+  })
+  .strict()
+  .openapi('VoteSettings');
+
+const samplingFields = {
+  n: z.number().int().min(1).max(MAX_SAMPLES).default(1).openapi({ description: `Samples (1-${MAX_SAMPLES}).` }),
+  max_tokens: z
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .openapi({ description: 'Generated tokens per sample (thinking + answer). Default: the rest of the context.' }),
+  temperature: temperature('zero').default(1).openapi({ description: 'Answer-phase temperature (0 = greedy).' }),
+  top_k: topK.default(5),
+  top_p: topP.default(0.95),
+  min_p: minP.default(0),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_SEED)
+    .optional()
+    .openapi({ description: 'Philox seed: the same seed, model and settings give the same samples. Default: random.' }),
+  stream: z.boolean().default(false),
+};
+
+export const ReasonRequest = z
+  .object({
+    model: z.string().min(1).max(256).openapi({ example: 'tiny-arith' }),
+    messages: z.array(ChatMessage).min(1).max(256).optional(),
+    prompt: z.string().min(1).max(200_000).optional().openapi({ description: 'A single user message (instead of messages).' }),
+    mode: z.enum(['soft', 'discrete']).default('soft').openapi({ description: 'discrete: ordinary token sampling throughout.' }),
+    soft_thinking: SoftThinkingSettings.optional(),
+    vote: VoteSettings.optional(),
+    ...samplingFields,
+  })
+  .strict()
+  .superRefine((body, ctx) => {
+    if ((body.messages === undefined) === (body.prompt === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [body.messages ? 'prompt' : 'messages'], message: 'give exactly one of messages or prompt' });
+    }
+    if (body.mode === 'discrete' && body.soft_thinking !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['soft_thinking'], message: 'soft_thinking does not apply to mode "discrete"' });
+    }
+    const vote = body.vote;
+    if (vote && (vote.extract === 'regex') !== (vote.pattern !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['vote', 'pattern'], message: 'a pattern is required with extract "regex", and only then' });
+    }
+    if (vote?.pattern !== undefined) {
+      try {
+        new RegExp(vote.pattern, 'g');
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', path: ['vote', 'pattern'], message: `not a valid regular expression (${(error as Error).message})` });
+      }
+    }
+    const cap = body.soft_thinking?.max_thinking_tokens;
+    if (cap !== undefined && body.max_tokens !== undefined && cap > body.max_tokens) {
+      ctx.addIssue({ code: 'custom', path: ['soft_thinking', 'max_thinking_tokens'], message: 'must not exceed max_tokens' });
+    }
+  })
+  .openapi('ReasonRequest');
+export type ReasonRequest = z.infer<typeof ReasonRequest>;
+
+export const Usage = z
+  .object({
+    prompt_tokens: z.number().int(),
+    reasoning_tokens: z.number().int().openapi({ description: 'Thinking steps, the closing </think> included.' }),
+    answer_tokens: z.number().int(),
+    completion_tokens: z.number().int().openapi({ description: 'reasoning_tokens + answer_tokens.' }),
+    total_tokens: z.number().int(),
+  })
+  .openapi('ReasonUsage');
+
+export const ReasonChoice = z
+  .object({
+    index: z.number().int(),
+    reasoning: z.string().openapi({ description: 'The thinking text (the emitted tokens of the soft steps).' }),
+    reasoning_content: z.string().openapi({ description: 'The same text under the name DeepSeek-style clients read.' }),
+    answer: z.string(),
+    extracted_answer: z.string().nullable(),
+    finish_reason: z.enum(['stop', 'length', 'cancelled']),
+    thinking_end: z.enum(['emitted', 'cap', 'cold_stop']).nullable(),
+    usage: Usage.omit({ prompt_tokens: true, total_tokens: true }),
+  })
+  .openapi('ReasonChoice');
+
+export const Aggregate = z
+  .object({
+    answer: z.string().nullable(),
+    votes: z.number().int(),
+    agreement: z.number().openapi({ description: 'votes / samples.' }),
+    samples: z.number().int().openapi({ description: 'Samples generated (fewer than n when adaptive voting stopped early).' }),
+    distribution: z.array(z.object({ answer: z.string(), count: z.number().int() })),
+  })
+  .openapi('ReasonAggregate');
+
+export const ReasonResponse = z
+  .object({
+    id: z.string(),
+    object: z.literal('reason.result'),
+    created: z.number().int(),
+    model: z.string(),
+    mode: z.enum(['soft', 'discrete']),
+    seed: z.number().int(),
+    choices: z.array(ReasonChoice),
+    aggregate: Aggregate,
+    usage: Usage,
+  })
+  .openapi('ReasonResponse');
+export type ReasonResponse = z.infer<typeof ReasonResponse>;
