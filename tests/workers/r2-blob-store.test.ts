@@ -10,9 +10,9 @@ import { BlobTooLargeError } from '../../src/lib/streams';
 const MiB = 1024 * 1024;
 const enc = new TextEncoder();
 
-async function sha256Hex(data: BufferSource | string): Promise<string> {
+async function sha256Hex(data: Uint8Array | string): Promise<string> {
   const bytes = typeof data === 'string' ? enc.encode(data) : data;
-  const digest = await crypto.subtle.digest('SHA-256', bytes);
+  const digest = await crypto.subtle.digest('SHA-256', bytes as BufferSource);
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
@@ -117,7 +117,7 @@ describe('R2BlobStore', () => {
 
 // --- SigV4 query-string signing, from the AWS specification ("Authenticating Requests: Using Query Parameters").
 async function hmac(keyBytes: ArrayBuffer | Uint8Array, data: string): Promise<ArrayBuffer> {
-  const k = await crypto.subtle.importKey('raw', keyBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  const k = await crypto.subtle.importKey('raw', keyBytes as BufferSource, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
   return crypto.subtle.sign('HMAC', k, enc.encode(data));
 }
 const uriEncode = (s: string) =>

@@ -1,0 +1,145 @@
+/**
+ * Cloudflare Workers entry point (wrangler.toml `main`): the app of src/app.ts on D1 (database) and R2 (blobs);
+ * the cron trigger runs the lease sweep. Only adapters differ from src/entry/node.ts.
+ *
+ * Blob URLs are chosen by configuration, not detected: BLOB_URL_MODE = "r2-presigned" signs S3 URLs straight to R2
+ * (needs the R2_* secrets), "worker-hmac" signs URLs to this Worker's own /blobs routes (needs SIGNING_SECRET).
+ * A mode whose secrets are missing fails every request with a clear configuration error instead of degrading.
+ *
+ * Keep Node-only modules (better-sqlite3, node:fs, onnxruntime-node) out of this file's import graph;
+ * tests/build/worker-bundle.test.ts checks the bundle.
+ */
+import { createApp } from '../app';
+import { createD1Database } from '../adapters/d1-database';
+import { R2BlobStore, r2PresignedUrlSigner } from '../adapters/r2-blob-store';
+import { createHmacUrlSigner } from '../adapters/signed-urls';
+import { expireLeases } from '../jobs/lease-expiry';
+import { createIds, systemClock } from '../lib/ids';
+import { DEFAULT_LIMITS, defaultConfig, type BlobUrlSigner, type Config, type Deps } from '../ports';
+import { MissingBaseModelError, loadBaseModelsFromR2 } from './worker-models';
+
+export interface WorkerEnv {
+  DB: D1Database;
+  BLOBS: R2Bucket;
+  /** Secret: bearer token of gpu-workers on /internal. */
+  WORKER_TOKEN: string;
+  /** Secret: HMAC key of /blobs URLs (required in "worker-hmac" mode). */
+  SIGNING_SECRET?: string;
+  BLOB_URL_MODE: string;
+  /** Secrets of "r2-presigned" mode: an R2 API token pair and the account of the S3 endpoint. */
+  R2_ACCOUNT_ID?: string;
+  R2_ACCESS_KEY_ID?: string;
+  R2_SECRET_ACCESS_KEY?: string;
+  /** The bucket bound as BLOBS, by name (presigned URLs address it through the S3 endpoint). */
+  R2_BUCKET_NAME?: string;
+  /** Comma-separated base model ids, each stored in R2 under models/<id>/ (manifest.json and the model files). */
+  BASE_MODELS?: string;
+  SIGNED_URL_SECONDS?: string;
+  MAX_FILE_BYTES?: string;
+  MAX_JSON_BODY_BYTES?: string;
+  LEASE_SECONDS?: string;
+  MAX_ATTEMPTS?: string;
+}
+
+class ConfigurationError extends Error {}
+
+function required(env: WorkerEnv, name: keyof WorkerEnv): string {
+  const value = env[name];
+  if (typeof value !== 'string' || value === '') throw new ConfigurationError(`${name} is not configured`);
+  return value;
+}
+
+function positiveInt(env: WorkerEnv, name: keyof WorkerEnv, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new ConfigurationError(`${name} must be a positive integer, got '${raw}'`);
+  return value;
+}
+
+/** The blob URL signer BLOB_URL_MODE names, plus the HMAC secret the app's /blobs routes check. */
+function blobUrls(env: WorkerEnv): { signer: BlobUrlSigner; signingSecret: string } {
+  switch (env.BLOB_URL_MODE) {
+    case 'r2-presigned': {
+      const signer = r2PresignedUrlSigner(
+        {
+          accountId: required(env, 'R2_ACCOUNT_ID'),
+          accessKeyId: required(env, 'R2_ACCESS_KEY_ID'),
+          secretAccessKey: required(env, 'R2_SECRET_ACCESS_KEY'),
+          bucketName: required(env, 'R2_BUCKET_NAME'),
+        },
+        systemClock,
+      );
+      // No /blobs URL is ever issued in this mode; a random key (never empty) keeps those routes unforgeable.
+      return { signer, signingSecret: env.SIGNING_SECRET || createIds(systemClock).secret(32) };
+    }
+    case 'worker-hmac': {
+      const signingSecret = required(env, 'SIGNING_SECRET');
+      return { signer: createHmacUrlSigner(signingSecret), signingSecret };
+    }
+    default:
+      throw new ConfigurationError(`BLOB_URL_MODE must be "r2-presigned" or "worker-hmac", got '${env.BLOB_URL_MODE}'`);
+  }
+}
+
+export async function workerDeps(env: WorkerEnv): Promise<Deps> {
+  const { signer, signingSecret } = blobUrls(env);
+  const blobs = new R2BlobStore(env.BLOBS);
+  const config: Config = defaultConfig({
+    workerToken: required(env, 'WORKER_TOKEN'),
+    signingSecret,
+    baseModels: await loadBaseModelsFromR2(env.BLOBS, blobs, env.BASE_MODELS),
+    limits: {
+      ...DEFAULT_LIMITS,
+      maxFileBytes: positiveInt(env, 'MAX_FILE_BYTES', DEFAULT_LIMITS.maxFileBytes),
+      maxJsonBodyBytes: positiveInt(env, 'MAX_JSON_BODY_BYTES', DEFAULT_LIMITS.maxJsonBodyBytes),
+    },
+    leaseSeconds: positiveInt(env, 'LEASE_SECONDS', 120),
+    maxAttempts: positiveInt(env, 'MAX_ATTEMPTS', 3),
+    signedUrlSeconds: positiveInt(env, 'SIGNED_URL_SECONDS', 3600),
+  });
+  return {
+    database: createD1Database(env.DB),
+    blobs,
+    blobUrls: signer,
+    clock: systemClock,
+    ids: createIds(systemClock),
+    config,
+  };
+}
+
+type App = ReturnType<typeof createApp>;
+// One app per isolate and env (bindings and vars do not change within an isolate).
+const apps = new WeakMap<WorkerEnv, Promise<App>>();
+
+function appFor(env: WorkerEnv): Promise<App> {
+  let app = apps.get(env);
+  if (!app) {
+    app = workerDeps(env).then(createApp);
+    // A failed start (e.g. missing secret) is retried on the next request rather than cached.
+    app.catch(() => apps.delete(env));
+    apps.set(env, app);
+  }
+  return app;
+}
+
+export default {
+  async fetch(request, env, ctx) {
+    let app: App;
+    try {
+      app = await appFor(env);
+    } catch (err) {
+      if (!(err instanceof ConfigurationError || err instanceof MissingBaseModelError)) throw err;
+      console.error('worker misconfigured:', err.message);
+      return Response.json(
+        { error: { message: 'Service misconfigured.', type: 'server_error', param: null, code: 'misconfigured' } },
+        { status: 500, headers: { 'x-request-id': crypto.randomUUID() } },
+      );
+    }
+    return app.fetch(request, env, ctx);
+  },
+
+  async scheduled(_controller, env, ctx) {
+    ctx.waitUntil(workerDeps(env).then((deps) => expireLeases(deps)));
+  },
+} satisfies ExportedHandler<WorkerEnv>;
