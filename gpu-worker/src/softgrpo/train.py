@@ -175,8 +175,9 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
         lora = LoraConfig(r=hp.lora_rank, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
                           target_modules=LORA_TARGETS)
         peft_model = get_peft_model(model, lora)  # injects LoRA layers into `model` in place
-        reference = None  # the reference policy is the same network with the adapters disabled
-    else:
+    # the frozen initial policy for the KL term: with LoRA it is the same network with the adapters disabled
+    reference = None
+    if hp.kl_beta > 0 and peft_model is None:
         reference = SoftTokenLM.from_pretrained(model_folder, device=device).requires_grad_(False)
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(trainable.values(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
