@@ -1,18 +1,20 @@
 /**
- * The Node engine against PyTorch on the bundled tiny model (models/tiny, or TINY_MODEL_DIR):
+ * The Node engine against PyTorch on the bundled tiny model (models/tiny, or TINY_MODEL_DIR), with one Python
+ * process (tests/engine/torch_reference.py in gpu-worker/.venv):
  * - onnxruntime-node logits of model.onnx equal softgrpo.model's within 1e-4 on soft and discrete inputs, with and
- *   without the KV cache (the reference runs in gpu-worker/.venv through tests/engine/torch_reference.py);
+ *   without the KV cache;
+ * - the remote engine (src/engine/remote-engine.ts) against the real `serve` process (softgrpo.rollout):
  * - with noise off, the Node engine and softgrpo.rollout decode the same tokens; in discrete mode and with Gumbel
  *   noise on, the shared Philox keying makes them decode the same tokens too.
  */
-import { execFile } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OnnxEngine } from "../../src/engine/onnx-engine";
 import { emptyCache } from "../../src/engine/kv-cache";
+import { RemoteEngine } from "../../src/engine/remote-engine";
 import type { GenerationRequest } from "../../src/engine/types";
 
 const ROOT = resolve(__dirname, "../..");
@@ -60,22 +62,40 @@ const GENERATIONS: GenerationRequest[] = [
 ];
 
 let engine: OnnxEngine;
-let reference: { forwards: Record<string, number[]>; generations: Array<{ samples: Array<{ token_ids: number[] }> }> };
+let remote: RemoteEngine;
+let python: ChildProcess | undefined;
+let reference: { forwards: Record<string, number[]> };
 let forwards: ReturnType<typeof FORWARDS>;
 const work = mkdtempSync(join(tmpdir(), "onnx-parity-"));
+
+/** Starts torch_reference.py; resolves with the port of its serve process once the logits are written. */
+function startReference(): Promise<number> {
+  const args = [join(ROOT, "tests/engine/torch_reference.py"), join(work, "tasks.json"), join(work, "out.json")];
+  python = spawn(PYTHON, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  python.stderr!.on("data", (chunk) => (stderr += chunk));
+  return new Promise((resolvePort, reject) => {
+    let stdout = "";
+    python!.stdout!.on("data", (chunk) => {
+      stdout += chunk;
+      const line = stdout.split("\n").find((l) => l.startsWith("{"));
+      if (line) resolvePort(JSON.parse(line).port);
+    });
+    python!.on("exit", (code) => reject(new Error(`torch_reference.py exited with ${code}: ${stderr.slice(-2000)}`)));
+  });
+}
 
 beforeAll(async () => {
   engine = await OnnxEngine.load(FOLDER, { modelId: "tiny" });
   forwards = FORWARDS(engine.geometry.vocabSize);
-  writeFileSync(join(work, "tasks.json"), JSON.stringify({ folder: FOLDER, forwards, generations: GENERATIONS }));
-  await promisify(execFile)(PYTHON, [join(ROOT, "tests/engine/torch_reference.py"), join(work, "tasks.json"), join(work, "out.json")], {
-    cwd: ROOT,
-    timeout: 240_000,
-  });
+  writeFileSync(join(work, "tasks.json"), JSON.stringify({ folder: FOLDER, model_id: "tiny", forwards }));
+  const port = await startReference();
   reference = JSON.parse(readFileSync(join(work, "out.json"), "utf8"));
+  remote = new RemoteEngine({ modelId: "tiny", url: `http://127.0.0.1:${port}`, contextLength: engine.describe().context_length });
 }, 300_000);
 
 afterAll(async () => {
+  python?.kill();
   await engine?.release();
   rmSync(work, { recursive: true, force: true });
 });
@@ -115,15 +135,25 @@ describe("onnxruntime-node logits equal PyTorch", () => {
   });
 });
 
-describe("Node engine decodes the same tokens as softgrpo.rollout", () => {
+describe("Node engine decodes the same tokens as softgrpo.rollout behind the remote engine", () => {
   it.each([
     [0, "soft, noise off"],
     [1, "discrete"],
     [2, "soft with Gumbel noise and sampled answers (shared Philox)"],
   ])("request %i: %s", async (index) => {
     const ours = await engine.generate(GENERATIONS[index]);
-    const theirs = reference.generations[index];
+    const theirs = await remote.generate(GENERATIONS[index]);
     expect(ours.samples.map((s) => s.token_ids)).toEqual(theirs.samples.map((s) => s.token_ids));
+    expect(ours.samples.map((s) => [s.reasoning, s.answer, s.reasoning_tokens, s.answer_tokens, s.finish_reason, s.thinking_end])).toEqual(
+      theirs.samples.map((s) => [s.reasoning, s.answer, s.reasoning_tokens, s.answer_tokens, s.finish_reason, s.thinking_end]),
+    );
+    expect(ours.prompt_tokens).toBe(theirs.prompt_tokens);
     expect(ours.samples.every((s) => s.token_ids.length > 0)).toBe(true);
+  });
+
+  it("answers a prompt over the context length with an input error naming the field, on both engines", async () => {
+    const tooLong = { ...GENERATIONS[0], messages: [{ role: "user" as const, content: "7 + ".repeat(engine.describe().context_length) }] };
+    await expect(engine.generate(tooLong)).rejects.toMatchObject({ name: "EngineInputError", param: "messages" });
+    await expect(remote.generate(tooLong)).rejects.toMatchObject({ name: "EngineInputError", param: "messages" });
   });
 });

@@ -1,14 +1,14 @@
-"""PyTorch reference for the Node engine tests (tests/engine/onnx-parity.test.ts).
+"""PyTorch reference for the Node engine tests (tests/engine/onnx-parity.test.ts), in one Python process:
 
-Reads a JSON task file, runs the model folder through softgrpo.model (logits of given soft / discrete inputs, with
-and without a KV cache) and softgrpo.rollout via softgrpo.serve.generation_result (the decode), writes JSON:
+1. logits of softgrpo.model for given soft / discrete inputs, with and without a KV cache, written to OUT.json;
+2. then the real `serve` HTTP server (softgrpo.serve, rollout underneath) on a free port for the same model folder,
+   announced as a line `{"port": N}` on stdout; it runs until the test kills the process.
 
     gpu-worker/.venv/bin/python tests/engine/torch_reference.py TASKS.json OUT.json
 
-TASKS: {"folder": str, "forwards": [{"name", "ids" [B,T,k], "weights" [B,T,k], "split": int|null}],
-        "generations": [GenerationRequest...]}
+TASKS: {"folder": str, "model_id": str, "forwards": [{"name", "ids" [B,T,k], "weights" [B,T,k], "split": int|null}]}
 "split" runs the first `split` positions as a prefill and the rest as a second call with the cache.
-OUT:   {"forwards": {name: logits [B,T,V] flattened}, "generations": [GenerationResult...]}
+OUT:   {"forwards": {name: logits [B,T,V] flattened}}
 """
 import json
 import sys
@@ -16,7 +16,7 @@ import sys
 import torch
 
 from softgrpo.model import SoftTokenLM
-from softgrpo.serve import generation_result, load_served_model
+from softgrpo.serve import load_served_model, make_server
 
 
 def logits_of(model: SoftTokenLM, ids, weights, split):
@@ -33,12 +33,12 @@ def logits_of(model: SoftTokenLM, ids, weights, split):
 def main():
     tasks = json.load(open(sys.argv[1]))
     served = load_served_model(tasks["folder"], "cpu")
-    out = {"forwards": {}, "generations": []}
-    for f in tasks.get("forwards", []):
-        out["forwards"][f["name"]] = logits_of(served.model, f["ids"], f["weights"], f.get("split")).flatten().tolist()
-    for request in tasks.get("generations", []):
-        out["generations"].append(generation_result(served, request))
-    json.dump(out, open(sys.argv[2], "w"))
+    forwards = {f["name"]: logits_of(served.model, f["ids"], f["weights"], f.get("split")).flatten().tolist()
+                for f in tasks["forwards"]}
+    json.dump({"forwards": forwards}, open(sys.argv[2], "w"))
+    server = make_server({tasks["model_id"]: served}, "127.0.0.1", 0)
+    print(json.dumps({"port": server.server_address[1]}), flush=True)
+    server.serve_forever()
 
 
 if __name__ == "__main__":
