@@ -35,3 +35,39 @@ def check_backend(backend: str) -> str:
     if backend not in ("torch", "triton"):
         raise ValueError(f"backend must be 'torch' or 'triton', got {backend!r}")
     return backend
+
+
+def soft_token_step_fn(backend: str):
+    """The soft-token step for `backend`: sampler.soft_token_step ("torch") or the Triton kernel ("triton")."""
+    if check_backend(backend) == "torch":
+        from softgrpo.sampler import soft_token_step
+        return soft_token_step
+    require_triton()
+    from softgrpo.kernels.soft_token_step import soft_token_step_triton
+    return soft_token_step_triton
+
+
+def policy_logprob_fn(backend: str):
+    """(hidden [N,d], lm_head [V,d], ids, gp, tokens, is_soft, temperature, reduce) -> [N] log pi, for `backend`:
+    "torch" materialises hidden @ lm_head.T and calls loss.policy_logprob; "triton" is the fused kernel."""
+    if check_backend(backend) == "torch":
+        from softgrpo.loss import policy_logprob
+
+        def torch_policy_logprob(hidden, lm_head, ids, gp, tokens, is_soft, temperature, reduce="mean"):
+            return policy_logprob(hidden @ lm_head.T, ids, gp, tokens, is_soft, temperature, reduce)
+        return torch_policy_logprob
+    require_triton()
+    from softgrpo.kernels.fused_policy_logprob import fused_policy_logprob
+    return fused_policy_logprob
+
+
+def __getattr__(name):
+    # the contract's names, imported lazily (importing Triton kernels needs no GPU, but keeps `import softgrpo`
+    # light and avoids an import cycle with the kernel modules, which import the helpers above)
+    if name in ("soft_token_step_triton", "discrete_step_triton", "sampling_step"):
+        from softgrpo.kernels import soft_token_step as m
+        return getattr(m, name)
+    if name == "fused_policy_logprob":
+        from softgrpo.kernels.fused_policy_logprob import fused_policy_logprob
+        return fused_policy_logprob
+    raise AttributeError(name)
