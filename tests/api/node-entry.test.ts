@@ -23,9 +23,9 @@ const freePort = () =>
     });
   });
 
-async function start(): Promise<{ proc: ChildProcess; base: string }> {
+async function start(extra: NodeJS.ProcessEnv = {}): Promise<{ proc: ChildProcess; base: string }> {
   const port = await freePort();
-  const proc = spawn(tsx, ['src/entry/node.ts'], { cwd: root, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(tsx, ['src/entry/node.ts'], { cwd: root, env: { ...env, ...extra, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${out}`)), 30_000);
@@ -93,4 +93,45 @@ describe('node entry', () => {
       await stop(proc);
     }
   }, 90_000);
+});
+
+describe('two API processes on one DATA_DIR', () => {
+  it('never_hand_the_same_job_to_two_workers_claiming_through_different_processes', async () => {
+    const key = execFileSync(tsx, ['scripts/create-api-key.ts'], { cwd: root, env, encoding: 'utf8' }).trim();
+    const shared = { WORKER_TOKEN: 'wt-shared-token', SIGNING_SECRET: 'shared-secret' };
+    const a = await start(shared);
+    const b = await start(shared);
+    try {
+      const auth = { authorization: `Bearer ${key}` };
+      const form = new FormData();
+      form.append('purpose', 'fine-tune');
+      form.append('file', new Blob(['{"prompt":"1+1","answer":2}\n']), 'a.jsonl');
+      const file = (await (await fetch(`${a.base}/v1/files`, { method: 'POST', headers: auth, body: form })).json()) as any;
+      const jobs = new Set<string>();
+      for (let i = 0; i < 10; i++) {
+        const res = await fetch(`${i % 2 ? a.base : b.base}/v1/finetune`, {
+          method: 'POST',
+          headers: { ...auth, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'tiny-arith', training_file: file.id }),
+        });
+        jobs.add(((await res.json()) as any).id);
+      }
+      const claims = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          fetch(`${i % 2 ? a.base : b.base}/internal/jobs/claim`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${shared.WORKER_TOKEN}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ worker_id: `w${i}` }),
+          }).then(async (r) => (r.status === 200 ? ((await r.json()) as any).job.id : r.status)),
+        ),
+      );
+      const claimed = claims.filter((c) => typeof c === 'string');
+      expect(claims.filter((c) => typeof c !== 'string').every((c) => c === 204)).toBe(true);
+      expect(claimed).toHaveLength(10);
+      expect(new Set(claimed)).toEqual(jobs);
+    } finally {
+      await stop(a.proc);
+      await stop(b.proc);
+    }
+  }, 120_000);
 });

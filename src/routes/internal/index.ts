@@ -9,7 +9,7 @@ import { ApiError, errorResponses } from '../../errors';
 import { addJobEvents, transitionJob } from '../../jobs/store';
 import { createRouter } from '../../router';
 import { IdempotencyHeaders, originOf, seconds, workerSecurity } from '../common';
-import { fineTunedModelName, JobIdParam } from '../finetune/schemas';
+import { fineTunedModelName, JobIdParam, JobObject, toJobObject } from '../finetune/schemas';
 import { leaseLost, requireLease, signedFiles } from './lease';
 import {
   ClaimBody,
@@ -22,7 +22,6 @@ import {
   HeartbeatResponse,
   PauseAckBody,
 } from './schemas';
-import { JobObject, toJobObject } from '../finetune/schemas';
 
 export const internalRouter = createRouter();
 const tags = ['Worker protocol'];
