@@ -6,6 +6,9 @@
  * (needs the R2_* secrets), "worker-hmac" signs URLs to this Worker's own /blobs routes (needs SIGNING_SECRET).
  * A mode whose secrets are missing fails every request with a clear configuration error instead of degrading.
  *
+ * Inference on Workers goes only to remote engines (gpu-worker `serve` processes), per model, as REMOTE_ENGINES
+ * says; without it /v1/reason answers 503 (no engines). The onnxruntime-node engine is Node-only.
+ *
  * Keep Node-only modules (better-sqlite3, node:fs, onnxruntime-node) out of this file's import graph;
  * tests/build/worker-bundle.test.ts checks the bundle.
  */
@@ -13,6 +16,8 @@ import { createApp } from '../app';
 import { createD1Database } from '../adapters/d1-database';
 import { R2BlobStore, r2PresignedUrlSigner } from '../adapters/r2-blob-store';
 import { createHmacUrlSigner } from '../adapters/signed-urls';
+import { ConfiguredEngineRegistry } from '../engine/registry';
+import { RemoteEngine } from '../engine/remote-engine';
 import { expireLeases } from '../jobs/lease-expiry';
 import { createIds, systemClock } from '../lib/ids';
 import { DEFAULT_LIMITS, defaultConfig, type BlobUrlSigner, type Config, type Deps } from '../ports';
@@ -32,6 +37,10 @@ export interface WorkerEnv {
   R2_SECRET_ACCESS_KEY?: string;
   /** The bucket bound as BLOBS, by name (presigned URLs address it through the S3 endpoint). */
   R2_BUCKET_NAME?: string;
+  /** JSON {"<model id>": {"url": "https://serve-host", "context_length": 32768}}: remote engines per model. */
+  REMOTE_ENGINES?: string;
+  /** Secret: bearer token sent to the remote engines. */
+  REMOTE_ENGINE_TOKEN?: string;
   /** Comma-separated base model ids, each stored in R2 under models/<id>/ (manifest.json and the model files). */
   BASE_MODELS?: string;
   SIGNED_URL_SECONDS?: string;
@@ -82,6 +91,31 @@ function blobUrls(env: WorkerEnv): { signer: BlobUrlSigner; signingSecret: strin
   }
 }
 
+/** The remote engines REMOTE_ENGINES configures, or undefined when it is empty (no inference here). */
+function remoteEngines(env: WorkerEnv): ConfiguredEngineRegistry | undefined {
+  const raw = env.REMOTE_ENGINES?.trim();
+  if (!raw) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigurationError('REMOTE_ENGINES is not valid JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new ConfigurationError('REMOTE_ENGINES must be a JSON object of model id -> {url, context_length}');
+  const configured: Record<string, () => Promise<RemoteEngine>> = {};
+  for (const [modelId, spec] of Object.entries(parsed as Record<string, { url?: unknown; context_length?: unknown }>)) {
+    const url = typeof spec?.url === 'string' && URL.canParse(spec.url) ? new URL(spec.url) : null;
+    if (!url || !/^https?:$/.test(url.protocol)) throw new ConfigurationError(`REMOTE_ENGINES.${modelId}.url must be an http(s) URL`);
+    const contextLength = spec.context_length;
+    if (typeof contextLength !== 'number' || !Number.isInteger(contextLength) || contextLength < 1)
+      throw new ConfigurationError(`REMOTE_ENGINES.${modelId}.context_length must be a positive integer`);
+    const token = env.REMOTE_ENGINE_TOKEN || undefined;
+    configured[modelId] = async () => new RemoteEngine({ modelId, url: url.toString(), contextLength, token });
+  }
+  return new ConfiguredEngineRegistry({ configured });
+}
+
 export async function workerDeps(env: WorkerEnv): Promise<Deps> {
   const { signer, signingSecret } = blobUrls(env);
   const blobs = new R2BlobStore(env.BLOBS);
@@ -105,6 +139,7 @@ export async function workerDeps(env: WorkerEnv): Promise<Deps> {
     clock: systemClock,
     ids: createIds(systemClock),
     config,
+    engines: remoteEngines(env),
   };
 }
 

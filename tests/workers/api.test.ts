@@ -316,9 +316,25 @@ describe('configuration from env', () => {
   });
 
   it('fails_closed_with_the_envelope_when_a_mode_lacks_its_secrets_or_a_model_is_missing', async () => {
-    for (const over of [{ BLOB_URL_MODE: 'r2-presigned' }, { BLOB_URL_MODE: 'bogus' }, { SIGNING_SECRET: '' }, { WORKER_TOKEN: '' }, { BASE_MODELS: 'tiny-arith,not-uploaded' }]) {
+    const broken = [
+      { BLOB_URL_MODE: 'r2-presigned' },
+      { BLOB_URL_MODE: 'bogus' },
+      { SIGNING_SECRET: '' },
+      { WORKER_TOKEN: '' },
+      { BASE_MODELS: 'tiny-arith,not-uploaded' },
+      { REMOTE_ENGINES: 'not json' },
+      { REMOTE_ENGINES: '{"tiny-arith": {"url": "ftp://gpu", "context_length": 512}}' },
+      { REMOTE_ENGINES: '{"tiny-arith": {"url": "https://gpu", "context_length": 0}}' },
+    ];
+    for (const over of broken) {
       await expectEnvelope(await call('/healthz', over), 500, 'misconfigured');
     }
     expect((await call('/healthz', {})).status).toBe(200);
+  });
+
+  it('answers_503_on_reason_when_no_remote_engine_is_configured', async () => {
+    const api = client(workerFetch, (await newTenant()).key, BASE);
+    const res = await api.post('/v1/reason', { model: 'tiny-arith', prompt: 'What is 2+3?' });
+    expect((await expectEnvelope(res, 503, 'no_engines')).param).toBe('model');
   });
 });
