@@ -9,6 +9,8 @@ import { serve } from '@hono/node-server';
 import { createApp } from '../app';
 import { expireLeases } from '../jobs/lease-expiry';
 import { buildNodeDeps } from './node-deps';
+import { createNodeEngineRegistry, parseEngineModels } from '../engine/node-engines';
+import { join } from 'node:path';
 
 const env = process.env;
 const port = Number(env.PORT ?? 8787);
@@ -23,7 +25,13 @@ const deps = await buildNodeDeps({
   // LEASE_SECONDS: how long a claim / heartbeat holds a job (default 120); the e2e tests use a short lease
   config: env.LEASE_SECONDS ? { leaseSeconds: Number(env.LEASE_SECONDS) } : undefined,
 });
-// ENGINES (owned by the engine engineer): set `deps.engines` here from the Node engine registry.
+// Engines: ENGINE_MODELS (JSON, src/engine/node-engines.ts) picks onnx or remote per model; every other model with a
+// model.onnx (base models of MODELS_DIR, fine-tuned checkpoints) is served by onnxruntime-node from the blob store.
+deps.engines = createNodeEngineRegistry({
+  models: env.ENGINE_MODELS ? parseEngineModels(env.ENGINE_MODELS) : {},
+  blobs: deps.blobs,
+  cacheDir: join(dataDir, 'model-cache'),
+});
 const app = createApp(deps);
 
 const sweepMs = Number(env.SWEEP_SECONDS ?? 15) * 1000;
