@@ -86,7 +86,9 @@ describe('job lifecycle over HTTP', () => {
     expect(ckpts.data.map((c) => c.step_number)).toEqual([2]);
     // The lease is released: the worker can no longer act on the job.
     expect((await worker.heartbeat(job.id, claim.lease.token)).status).toBe(409);
-    expect(await worker.claim()).toBeNull();
+    const idle = await worker.raw('/internal/jobs/claim', { worker_id: 'w' });
+    expect(idle.status).toBe(204);
+    expect(idle.headers.get('retry-after')).toBe('5');
   });
 
   it('tells_the_worker_to_cancel_when_the_user_cancels_mid_run', async () => {

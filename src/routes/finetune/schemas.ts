@@ -60,6 +60,11 @@ export const JobObject = z
     error: JobError.nullable(),
     trained_steps: z.number().int(),
     attempts: z.number().int(),
+    // OpenAI fields kept for SDK compatibility.
+    result_files: z.array(z.string()),
+    trained_tokens: z.number().int().nullable(),
+    estimated_finish: z.number().int().nullable(),
+    user_provided_suffix: z.string().nullable(),
   })
   .openapi('FineTuningJob');
 export const JobList = listOf(JobObject, 'FineTuningJobList');
@@ -130,6 +135,10 @@ export function toJobObject(j: JobRow): z.infer<typeof JobObject> {
     error: j.error,
     trained_steps: j.trainedSteps,
     attempts: j.attempts,
+    result_files: [],
+    trained_tokens: null,
+    estimated_finish: null,
+    user_provided_suffix: j.suffix,
   };
 }
 

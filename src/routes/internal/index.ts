@@ -24,6 +24,8 @@ import {
 } from './schemas';
 
 export const internalRouter = createRouter();
+/** Suggested polling interval of idle workers (the 204 answer's retry-after). */
+const CLAIM_POLL_SECONDS = 5;
 const tags = ['Worker protocol'];
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 const jobResponse = { description: 'The job after the change', content: json(JobObject) };
@@ -42,7 +44,7 @@ internalRouter.openapi(
       headers: IdempotencyHeaders, body: { required: true, content: json(ClaimBody) } },
     responses: {
       200: { description: 'A job with its lease and signed download URLs', content: json(ClaimResponse) },
-      204: { description: 'No queued job' },
+      204: { description: 'No queued job; poll again after `retry-after` seconds' },
       ...errorResponses(400, 401, 403, 409, 415),
     },
   }),
@@ -72,7 +74,7 @@ internalRouter.openapi(
       })
       .where(and(inArray(jobs.id, oldestQueued), eq(jobs.status, 'queued')))
       .returning();
-    if (!job) return c.body(null, 204);
+    if (!job) return c.body(null, 204, { 'retry-after': String(CLAIM_POLL_SECONDS) });
 
     const [training, validation, last, seqRow] = await Promise.all([
       db.select().from(files).where(eq(files.id, job.trainingFile)).get(),
