@@ -1,0 +1,133 @@
+"""The `serve` HTTP process of the remote engine: the Node engine's request JSON in, softgrpo.rollout underneath,
+the same result JSON out; bad input answers 400 naming the field. A real server on a free port, a random tiny model.
+"""
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from softgrpo.model import SoftTokenLM
+from softgrpo.rollout import RolloutConfig, generate
+from softgrpo.sampler import SoftStepConfig
+from softgrpo.serve import load_served_model, make_server
+
+torch.set_num_threads(1)
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}")
+CONTEXT = 96
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve-model")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    texts = [f"Mia has {i} apples. She buys {i % 7} more. {i} + {i % 7} = {i + i % 7}" for i in range(100)]
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=280, special_tokens=SPECIALS,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"chat_template": TEMPLATE, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}))
+    config = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "vocab_size": tok.get_vocab_size(),
+              "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "max_position_embeddings": 256, "rms_norm_eps": 1e-6,
+              "rope_theta": 10000.0, "tie_word_embeddings": True, "initializer_range": 0.5}
+    SoftTokenLM.from_config(config, seed=0).save_pretrained(folder)
+    (folder / "manifest.json").write_text(json.dumps({"format": "softgrpo-model/1", "context_length": CONTEXT}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(model_folder):
+    served = load_served_model(model_folder, "cpu")
+    srv = make_server({"tiny": served}, "127.0.0.1", 0, token="secret")
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv, served
+    srv.shutdown()
+
+
+def request_body(**over):
+    body = {
+        "messages": [{"role": "user", "content": "Mia has 7 apples. She buys 3 more."}],
+        "mode": "soft",
+        "soft_thinking": {"temperature": 1.0, "top_k": 5, "top_p": 0.95, "min_p": 0.0, "max_topk": 4,
+                          "gumbel_tau": 0.1, "noise_scale": 1.0, "max_thinking_tokens": 6, "cold_stop": None},
+        "answer": {"temperature": 1.0, "top_k": 5, "top_p": 0.95, "min_p": 0.0},
+        "max_tokens": 10, "seed": 42, "samples": [0, 1, 2],
+    }
+    body.update(over)
+    return body
+
+
+def post(srv, payload, token="secret"):
+    url = f"http://127.0.0.1:{srv.server_address[1]}/v1/generate"
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, method="POST", headers={
+        "content-type": "application/json", **({"authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as res:
+            return res.status, json.loads(res.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_generate_returns_the_rollout_of_the_same_settings(server):
+    srv, served = server
+    status, result = post(srv, {"model": "tiny", "request": request_body()})
+    assert status == 200
+    prompt = served.tokenizer.encode_chat([{"role": "user", "content": "Mia has 7 apples. She buys 3 more."}])
+    cfg = RolloutConfig(mode="soft", thinking=SoftStepConfig(top_k=5, top_p=0.95, max_topk=4, gumbel_tau=0.1,
+                                                             noise_scale=1.0),
+                        answer_temperature=1.0, answer_top_k=5, answer_top_p=0.95, max_response_tokens=10,
+                        max_thinking_tokens=6)
+    direct = generate(served.model, served.tokenizer, [prompt] * 3, cfg, 42, [0, 1, 2])
+    assert result["prompt_tokens"] == len(prompt)
+    assert [s["token_ids"] for s in result["samples"]] == [r.tokens.tolist() for r in direct]
+    for s, r in zip(result["samples"], direct):
+        assert s["reasoning_tokens"] == r.n_thinking and s["answer_tokens"] == r.n_answer
+        assert s["finish_reason"] == r.finish_reason and s["thinking_end"] == r.thinking_end
+        assert s["reasoning_tokens"] + s["answer_tokens"] == len(s["token_ids"]) <= 10
+    assert [s["sample"] for s in result["samples"]] == [0, 1, 2]
+
+
+def test_a_sample_index_gives_the_same_tokens_alone_or_in_a_batch(server):
+    srv, _ = server
+    _, batch = post(srv, {"model": "tiny", "request": request_body()})
+    _, alone = post(srv, {"model": "tiny", "request": request_body(samples=[2])})
+    assert alone["samples"][0]["token_ids"] == batch["samples"][2]["token_ids"]
+    _, discrete = post(srv, {"model": "tiny", "request": request_body(mode="discrete")})
+    assert all(s["thinking_end"] in (None, "emitted", "cap") for s in discrete["samples"])
+
+
+@pytest.mark.parametrize("over, param", [
+    ({"messages": [{"role": "user", "content": "7 + " * 200}]}, "messages"),
+    ({"max_tokens": 10_000}, "max_tokens"),
+    ({"samples": []}, "samples"),
+    ({"mode": "beam"}, "mode"),
+    ({"soft_thinking": {"top_k": "five"}}, "soft_thinking.temperature"),
+    ({"answer": {"temperature": 1.0, "top_k": 5, "top_p": "x", "min_p": 0.0}}, "answer.top_p"),
+])
+def test_bad_request_fields_answer_400_naming_the_field(server, over, param):
+    srv, _ = server
+    status, body = post(srv, {"model": "tiny", "request": request_body(**over)})
+    assert status == 400
+    assert body["error"]["param"] == param
+
+
+def test_unknown_model_bad_json_and_missing_token(server):
+    srv, _ = server
+    status, body = post(srv, {"model": "other", "request": request_body()})
+    assert (status, body["error"]["param"]) == (400, "model")
+    status, body = post(srv, b"{not json")
+    assert status == 400 and "JSON" in body["error"]["message"]
+    status, _ = post(srv, {"model": "tiny", "request": request_body()}, token=None)
+    assert status == 401
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.server_address[1]}/health", timeout=10) as res:
+        assert json.loads(res.read()) == {"models": ["tiny"]}
