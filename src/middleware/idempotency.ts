@@ -2,6 +2,7 @@
  * `Idempotency-Key` on every POST. Keys live per scope (tenant, or the worker) for 24 hours:
  * - first request with a key: runs, and a 2xx response (status, content type, body) is stored;
  *   a non-2xx response is not stored, so the client may fix the request and retry with the same key;
+ *   neither is an event stream (`text/event-stream`), which cannot be replayed;
  * - same key, same method + path + body: the stored response again, with `idempotent-replayed: true`;
  * - same key, another request: 409 `idempotency_key_reused`;
  * - same key while the first request still runs: 409 `idempotency_request_in_progress` with retry-after.
@@ -94,7 +95,9 @@ async function settle(
   const { db } = deps.database;
   const where = and(eq(idempotencyKeys.scope, scope), eq(idempotencyKeys.key, key));
   const res = c.res;
-  if (!res || res.status < 200 || res.status >= 300 || fingerprint === null) {
+  // Event streams are not stored: reading one here would hold the response until the stream ends.
+  const streamed = res?.headers.get('content-type')?.startsWith('text/event-stream') ?? false;
+  if (!res || res.status < 200 || res.status >= 300 || fingerprint === null || streamed) {
     await db.delete(idempotencyKeys).where(where);
     return;
   }
