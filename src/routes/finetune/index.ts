@@ -44,8 +44,7 @@ finetuneRouter.openapi(
       'Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter ' +
       'accepts "auto". Idempotency-Key is honoured.',
     security: bearerSecurity,
-    request: {
-      headers: IdempotencyHeaders, body: { required: true, content: { 'application/json': { schema: CreateJobBody } } } },
+    request: { headers: IdempotencyHeaders, body: { required: true, content: { 'application/json': { schema: CreateJobBody } } } },
     responses: { 200: jobResponse, ...errorResponses(400, 401, 404, 409, 413, 415) },
   }),
   async (c) => {
@@ -156,8 +155,7 @@ finetuneRouter.openapi(
     summary: 'Cancel a job',
     description: 'Any unfinished job can be cancelled; a running worker learns it from its next heartbeat.',
     security: bearerSecurity,
-    request: {
-      headers: IdempotencyHeaders, params: JobIdParam },
+    request: { headers: IdempotencyHeaders, params: JobIdParam },
     responses: { 200: jobResponse, ...errorResponses(401, 404, 409, 415) },
   }),
   async (c) => {
@@ -187,8 +185,7 @@ finetuneRouter.openapi(
       'A queued job becomes paused at once; a running one becomes pausing until its worker has written a checkpoint ' +
       'and acknowledged, then paused. Resume continues from the last checkpoint.',
     security: bearerSecurity,
-    request: {
-      headers: IdempotencyHeaders, params: JobIdParam },
+    request: { headers: IdempotencyHeaders, params: JobIdParam },
     responses: { 200: jobResponse, ...errorResponses(401, 404, 409, 415) },
   }),
   async (c) => {
@@ -217,8 +214,7 @@ finetuneRouter.openapi(
     summary: 'Resume a paused job',
     description: 'paused -> queued (a worker resumes from the last checkpoint); pausing -> running (pause withdrawn).',
     security: bearerSecurity,
-    request: {
-      headers: IdempotencyHeaders, params: JobIdParam },
+    request: { headers: IdempotencyHeaders, params: JobIdParam },
     responses: { 200: jobResponse, ...errorResponses(401, 404, 409, 415) },
   }),
   async (c) => {

@@ -26,8 +26,7 @@ internalCheckpointsRouter.openapi(
     summary: 'Signed PUT URLs for the files of a checkpoint',
     description: 'PUT each file\'s bytes to its URL (no bearer token), then register the checkpoint.',
     security: workerSecurity,
-    request: {
-      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(UploadUrlsBody) } },
+    request: { headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(UploadUrlsBody) } },
     responses: {
       200: { description: 'One URL per file', content: json(UploadUrlsResponse) },
       ...errorResponses(400, 401, 403, 404, 409, 415),
@@ -64,8 +63,7 @@ internalCheckpointsRouter.openapi(
       'Verifies that each file exists with the given size and SHA-256 (400 naming `files[i]` otherwise). ' +
       'The checkpoint becomes the model `ft:<base>:<suffix>:<job_id>:ckpt-<step>` and the resume point.',
     security: workerSecurity,
-    request: {
-      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(RegisterCheckpointBody) } },
+    request: { headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(RegisterCheckpointBody) } },
     responses: {
       200: { description: 'The checkpoint', content: json(CheckpointObject) },
       ...errorResponses(400, 401, 403, 404, 409, 415),

@@ -40,8 +40,7 @@ internalRouter.openapi(
       'Atomic: one conditional UPDATE ... RETURNING takes the oldest queued job, so two workers never get the same ' +
       'job. 204 when the queue is empty.',
     security: workerSecurity,
-    request: {
-      headers: IdempotencyHeaders, body: { required: true, content: json(ClaimBody) } },
+    request: { headers: IdempotencyHeaders, body: { required: true, content: json(ClaimBody) } },
     responses: {
       200: { description: 'A job with its lease and signed download URLs', content: json(ClaimResponse) },
       204: { description: 'No queued job; poll again after `retry-after` seconds' },
@@ -173,8 +172,7 @@ internalRouter.openapi(
     tags,
     summary: 'Extend the lease; learn whether to continue, pause or cancel',
     security: workerSecurity,
-    request: {
-      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(HeartbeatBody) } },
+    request: { headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(HeartbeatBody) } },
     responses: {
       200: { description: 'What to do next', content: json(HeartbeatResponse) },
       ...errorResponses(400, 401, 403, 404, 409, 415),
@@ -221,8 +219,7 @@ internalRouter.openapi(
     summary: 'Append events (idempotent by sequence number)',
     description: 'An event whose `seq` this job already has is ignored and counted as a duplicate.',
     security: workerSecurity,
-    request: {
-      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(EventsBody) } },
+    request: { headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(EventsBody) } },
     responses: {
       200: { description: 'How many were new', content: json(EventsResponse) },
       ...errorResponses(400, 401, 403, 404, 409, 413, 415),
@@ -262,8 +259,7 @@ internalRouter.openapi(
     summary: 'Acknowledge a pause (after writing a checkpoint)',
     description: 'pausing -> paused and the lease is released. 409 `invalid_job_status` if the user resumed meanwhile: keep training.',
     security: workerSecurity,
-    request: {
-      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(PauseAckBody) } },
+    request: { headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(PauseAckBody) } },
     responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409, 415) },
   }),
   async (c) => {
@@ -293,8 +289,7 @@ internalRouter.openapi(
     tags,
     summary: 'Finish successfully (after the final checkpoint is registered)',
     security: workerSecurity,
-    request: {
-      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(FinishBody) } },
+    request: { headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(FinishBody) } },
     responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409, 415) },
   }),
   async (c) => {
@@ -343,8 +338,7 @@ internalRouter.openapi(
     summary: 'Fail the job with an error the user can act on',
     description: '`retryable: true` puts the job back in the queue while attempts are left; otherwise it fails.',
     security: workerSecurity,
-    request: {
-      headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(FailBody) } },
+    request: { headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(FailBody) } },
     responses: { 200: jobResponse, ...errorResponses(400, 401, 403, 404, 409, 415) },
   }),
   async (c) => {
