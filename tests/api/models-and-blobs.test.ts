@@ -76,6 +76,7 @@ describe('signed blob URLs', () => {
     expect((await t.fetch(tampered.toString())).status).toBe(403);
     const wrongMethod = await t.fetch(url.toString(), { method: 'PUT', body: 'x' });
     expect(wrongMethod.status).toBe(403);
+    expect((await t.fetch('http://localhost/blobs/%E0%A4%A?method=GET&exp=1&sig=x')).status).toBe(400);
     t.clock.advance(t.deps.config.signedUrlSeconds + 1);
     const expired = await t.fetch(url.toString());
     expect(expired.status).toBe(403);

@@ -12,7 +12,12 @@ import type { AppEnv } from '../../router';
 export const blobsRouter = new Hono<AppEnv>();
 
 function verify(c: import('hono').Context<AppEnv>, method: 'GET' | 'PUT'): string {
-  const key = decodeURIComponent(new URL(c.req.url).pathname.replace(/^\/blobs\//, ''));
+  let key: string;
+  try {
+    key = decodeURIComponent(new URL(c.req.url).pathname.replace(/^\/blobs\//, ''));
+  } catch {
+    throw new ApiError(400, 'Malformed blob path.', { code: 'bad_blob_path' });
+  }
   const deps = c.get('deps');
   // The URL names the one method it was signed for; a GET URL must not work for PUT (or the reverse).
   if (c.req.query('method') !== method)
