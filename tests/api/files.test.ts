@@ -37,6 +37,14 @@ describe('upload', () => {
     expect(await download.text()).toBe(content);
   });
 
+  it('serves_content_of_a_file_with_a_non_ascii_name', async () => {
+    const file = (await (await api.upload(jsonl(GOOD_LINES[0]), 'données-日本.jsonl')).json()) as { id: string; filename: string };
+    expect(file.filename).toBe('données-日本.jsonl');
+    const res = await api.get(`/v1/files/${file.id}/content`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-disposition')).toContain(`filename*=UTF-8''${encodeURIComponent('données-日本.jsonl')}`);
+  });
+
   it('accepts_a_raw_jsonl_body_with_purpose_in_the_query', async () => {
     const res = await t.fetch('http://localhost/v1/files?purpose=fine-tune&filename=raw.jsonl', {
       method: 'POST',

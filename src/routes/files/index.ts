@@ -11,6 +11,12 @@ import { RAW_UPLOAD_TYPES, uploadFile } from './upload';
 
 export const filesRouter = createRouter();
 
+/** RFC 6266: an ASCII fallback plus the exact UTF-8 name (headers cannot carry raw non-Latin-1 text). */
+function contentDisposition(filename: string) {
+  const ascii = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+}
+
 const jsonlLimits = `At most ${DEFAULT_LIMITS.maxFileBytes} bytes per file and ${DEFAULT_LIMITS.maxLineBytes} bytes per line (deployment defaults).`;
 
 filesRouter.openapi(
@@ -145,7 +151,7 @@ filesRouter.openapi(
       headers: {
         'content-type': 'application/jsonl',
         'content-length': String(blob.size),
-        'content-disposition': `attachment; filename="${row.filename.replace(/["\\]/g, '_')}"`,
+        'content-disposition': contentDisposition(row.filename),
       },
     }) as never;
   },
