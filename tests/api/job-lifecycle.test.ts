@@ -181,6 +181,15 @@ describe('job lifecycle over HTTP', () => {
     expect(worker_events.map((e) => e.message)).toEqual(['one', 'two', 'three']);
   });
 
+  it('appends_a_batch_larger_than_one_statement_and_dedupes_across_it', async () => {
+    const job = await createJob();
+    const claim = (await worker.claim())!;
+    const batch = Array.from({ length: 100 }, (_, i) => ({ seq: i, message: `e${i}`, type: 'metrics', data: { step: i } }));
+    expect(await (await worker.events(job.id, claim.lease.token, batch.slice(0, 30))).json()).toEqual({ accepted: 30, duplicates: 0 });
+    expect(await (await worker.events(job.id, claim.lease.token, batch)).json()).toEqual({ accepted: 70, duplicates: 30 });
+    expect(t.rows().job_events - 4).toBe(100); // + created/validated/queued/started
+  });
+
   it('refuses_a_checkpoint_whose_blob_is_missing_or_differs', async () => {
     const job = await createJob();
     const claim = (await worker.claim())!;

@@ -24,6 +24,8 @@ import {
 } from './schemas';
 
 export const internalRouter = createRouter();
+/** Rows per INSERT of worker events: 7 bound parameters each, under D1's 100 per statement. */
+const EVENTS_PER_STATEMENT = 14;
 /** Suggested polling interval of idle workers (the 204 answer's retry-after). */
 const CLAIM_POLL_SECONDS = 5;
 const tags = ['Worker protocol'];
@@ -232,22 +234,27 @@ internalRouter.openapi(
     const body = c.req.valid('json');
     await requireLease(db, job_id, body.lease_token, ['running', 'pausing', 'cancelled']);
     const now = deps.clock.now();
-    const inserted = await db
-      .insert(jobEvents)
-      .values(
-        body.events.map((e) => ({
-          jobId: job_id,
-          seq: e.seq,
-          level: e.level,
-          type: e.type,
-          message: e.message,
-          data: e.data ?? null,
-          createdAt: now,
-        })),
-      )
-      .onConflictDoNothing()
-      .returning({ id: jobEvents.id });
-    return c.json({ accepted: inserted.length, duplicates: body.events.length - inserted.length }, 200);
+    const rows = body.events.map((e) => ({
+      jobId: job_id,
+      seq: e.seq,
+      level: e.level,
+      type: e.type,
+      message: e.message,
+      data: e.data ?? null,
+      createdAt: now,
+    }));
+    // D1 binds at most 100 parameters per statement (7 per event row). Each chunk is idempotent on its own, so a
+    // failure half-way is repaired by the worker's retry of the whole batch.
+    let accepted = 0;
+    for (let i = 0; i < rows.length; i += EVENTS_PER_STATEMENT) {
+      const inserted = await db
+        .insert(jobEvents)
+        .values(rows.slice(i, i + EVENTS_PER_STATEMENT))
+        .onConflictDoNothing()
+        .returning({ id: jobEvents.id });
+      accepted += inserted.length;
+    }
+    return c.json({ accepted, duplicates: body.events.length - accepted }, 200);
   },
 );
 

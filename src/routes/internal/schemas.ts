@@ -17,7 +17,7 @@ export const SignedFile = z
 export const ClaimBody = z
   .object({
     worker_id: z.string().min(1).max(128).openapi({ description: 'Free-form worker name, recorded on the job.' }),
-    models: z.array(z.string().max(128)).max(100).optional().openapi({ description: 'Only claim jobs on these base models.' }),
+    models: z.array(z.string().max(128)).max(32).optional().openapi({ description: 'Only claim jobs on these base models.' }),
   })
   .strict();
 
