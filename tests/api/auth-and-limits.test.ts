@@ -2,6 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
 import { apiKeys } from '../../src/db/schema';
+import { expireLeases } from '../../src/jobs/lease-expiry';
 import { makeTestApp, WORKER_TOKEN, type TestApp } from '../helpers/app';
 import { client, GOOD_LINES, jsonl } from '../helpers/http';
 import { TestWorker } from '../helpers/worker-client';
@@ -131,6 +132,15 @@ describe('Idempotency-Key', () => {
     const b = await worker.raw('/internal/jobs/claim', { worker_id: 'w' }, { 'idempotency-key': 'claim-1' });
     expect(b.headers.get('idempotent-replayed')).toBe('true');
     expect(((await b.json()) as any).lease.token).toBe(((await a.json()) as any).lease.token);
+  });
+
+  it('forgets_keys_after_24_hours', async () => {
+    await api.post('/v1/finetune', body(), { 'idempotency-key': 'old' });
+    t.clock.advance(24 * 3600 + 1);
+    await expireLeases(t.deps);
+    expect(t.rows().idempotency_keys).toBe(0);
+    const res = await api.post('/v1/finetune', { ...body(), suffix: 'new' }, { 'idempotency-key': 'old' });
+    expect(res.status).toBe(200);
   });
 
   it('rejects_a_malformed_key', async () => {
