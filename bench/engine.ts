@@ -1,0 +1,128 @@
+/**
+ * Node engine benchmark: onnxruntime-node soft-thinking decode (src/engine/onnx-engine.ts) against the PyTorch engine
+ * (softgrpo.rollout, gpu-worker/bench/bench_cpu_rollout.py) on the same CPU in the same run, n = 1, 8, 32 samples
+ * of one prompt, same request JSON, same intra-op thread count. Prints a table and appends rows to
+ * bench/results-engine.md.
+ *
+ *   npm run bench:engine -- [--model models/tiny] [--repeats 3] [--threads 1] [--max-tokens 64]
+ *
+ * tokens/s = generated steps summed over the n samples / wall time of the request (prefill included);
+ * latency = median wall time of one request.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendRows, separatorOf } from './results-engine-file';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { OnnxEngine } from '../src/engine/onnx-engine';
+import type { GenerationRequest } from '../src/engine/types';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const { values: args } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'models/tiny' },
+    repeats: { type: 'string', default: '3' },
+    threads: { type: 'string', default: '1' },
+    'max-tokens': { type: 'string', default: '64' },
+  },
+});
+const folder = resolve(ROOT, args.model!);
+const repeats = Number(args.repeats);
+const threads = Number(args.threads);
+const maxTokens = Number(args['max-tokens']);
+const SIZES = [1, 8, 32];
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function requestFor(n: number): GenerationRequest {
+  return {
+    messages: [{ role: 'user', content: 'Mia has 7 apples. She buys 3 bags with 4 apples in each bag. How many apples does Mia have now?' }],
+    mode: 'soft',
+    soft_thinking: { temperature: 1, top_k: 5, top_p: 0.95, min_p: 0, max_topk: 5, gumbel_tau: 0.1, noise_scale: 1, max_thinking_tokens: maxTokens, cold_stop: null },
+    answer: { temperature: 1, top_k: 5, top_p: 0.95, min_p: 0 },
+    max_tokens: maxTokens,
+    seed: 2026,
+    samples: Array.from({ length: n }, (_, i) => i),
+  };
+}
+
+interface Measurement {
+  n: number;
+  latencyMs: number;
+  tokensPerS: number;
+}
+
+async function measureNode(): Promise<Measurement[]> {
+  const engine = await OnnxEngine.load(folder, { modelId: 'bench', intraOpThreads: threads });
+  const out: Measurement[] = [];
+  for (const n of SIZES) {
+    await engine.generate(requestFor(n)); // warm-up
+    const latency: number[] = [];
+    const rates: number[] = [];
+    for (let r = 0; r < repeats; r++) {
+      const start = performance.now();
+      const result = await engine.generate(requestFor(n));
+      const ms = performance.now() - start;
+      latency.push(ms);
+      rates.push(result.samples.reduce((s, x) => s + x.token_ids.length, 0) / (ms / 1000));
+    }
+    out.push({ n, latencyMs: median(latency), tokensPerS: median(rates) });
+  }
+  await engine.release();
+  return out;
+}
+
+function measureTorch(): Measurement[] {
+  const work = mkdtempSync(join(tmpdir(), 'bench-engine-'));
+  try {
+    writeFileSync(join(work, 'requests.json'), JSON.stringify(SIZES.map(requestFor)));
+    const stdout = execFileSync(
+      join(ROOT, 'gpu-worker/.venv/bin/python'),
+      [join(ROOT, 'gpu-worker/bench/bench_cpu_rollout.py'), folder, join(work, 'requests.json'), '--repeats', String(repeats), '--threads', String(threads)],
+      { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 24 },
+    );
+    return stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+      .map((row: { n: number; latency_ms: number[]; tokens: number[] }) => ({
+        n: row.n,
+        latencyMs: median(row.latency_ms),
+        tokensPerS: median(row.tokens.map((t, i) => t / (row.latency_ms[i] / 1000))),
+      }));
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function versions(): string {
+  const ort = JSON.parse(readFileSync(join(ROOT, 'node_modules/onnxruntime-node/package.json'), 'utf8')).version;
+  const torch = execFileSync(join(ROOT, 'gpu-worker/.venv/bin/python'), ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).trim();
+  return `node ${process.version}, onnxruntime-node ${ort}, torch ${torch}`;
+}
+
+const node = await measureNode();
+const torch = measureTorch();
+const machine = `${cpus()[0]?.model.trim() ?? 'cpu'} x${cpus().length}`;
+const date = new Date().toISOString().slice(0, 16).replace('T', ' ') + 'Z';
+const load = loadavg()[0].toFixed(1);
+const header = '| what | n | torch tokens/s | node tokens/s | tokens/s ratio | torch latency ms | node latency ms | latency ratio | threads | max tokens | versions | machine | load 1m | date |';
+const rows = SIZES.map((n) => {
+  const a = torch.find((m) => m.n === n)!;
+  const b = node.find((m) => m.n === n)!;
+  return `| soft decode, ${args.model} | ${n} | ${a.tokensPerS.toFixed(0)} | ${b.tokensPerS.toFixed(0)} | ${(b.tokensPerS / a.tokensPerS).toFixed(2)} | ${a.latencyMs.toFixed(0)} | ${b.latencyMs.toFixed(0)} | ${(b.latencyMs / a.latencyMs).toFixed(2)} | ${threads} | ${maxTokens} | ${versions()} | ${machine} | ${load} | ${date} |`;
+});
+console.log([header, separatorOf(header), ...rows].join('\n'));
+
+appendRows(
+  'Speed',
+  [
+    'Rows appended by `npm run bench:engine`: onnxruntime-node (ours) against the PyTorch engine (softgrpo.rollout, baseline)',
+    'on the same CPU in the same run, one prompt, n samples decoded as one batch, soft mode with Gumbel noise, the same',
+    'intra-op thread count. Ratios are node / torch (tokens/s above 1 and latency below 1 favour node).',
+  ],
+  header,
+  rows,
+);
+console.log(`\nappended ${rows.length} rows to bench/results-engine.md`);
