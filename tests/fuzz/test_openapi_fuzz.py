@@ -5,8 +5,9 @@ break it (negative), sends them to the real Node server (conftest.py) with a val
 response: never a 5xx, a status code the document declares for the operation, the declared content type, and a
 body that validates against the declared schema.
 
-Bounded and reproducible: MAX_EXAMPLES cases per operation and mode, hypothesis derandomized (a fixed seed per
-test), no example database; the whole module takes a few minutes at most on two cores.
+Bounded and reproducible: MAX_EXAMPLES cases per operation, hypothesis derandomized (a fixed seed per test), no
+example database; inference requests are capped to a few short samples (`_bound_inference_cost`) so that a real
+model behind /v1/reason cannot make one case cost minutes. About 3 minutes on two busy cores.
 
 Run: gpu-worker/.venv/bin/python -m pytest tests/fuzz   (`npm run test:fuzz`; FUZZ_MAX_EXAMPLES overrides)
 """
@@ -63,9 +64,35 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+INFERENCE_PATHS = {"/v1/reason", "/v1/chat/completions"}
+MAX_FUZZ_SAMPLES = 2
+MAX_FUZZ_TOKENS = 16
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _bound_inference_cost(case) -> None:
+    """Keeps generated inference requests cheap: at most MAX_FUZZ_SAMPLES samples of MAX_FUZZ_TOKENS tokens (a
+    missing max_tokens, which means "the rest of the context", is set to the cap). Only values above a cap change,
+    so a valid body stays valid; the validation of larger values is left to the route tests."""
+    if case.path not in INFERENCE_PATHS or not isinstance(case.body, dict):
+        return
+    body = case.body
+    if _is_int(body.get("n")) and body["n"] > MAX_FUZZ_SAMPLES:
+        body["n"] = MAX_FUZZ_SAMPLES
+    for name in ("max_tokens", "max_completion_tokens"):
+        if _is_int(body.get(name)) and body[name] > MAX_FUZZ_TOKENS:
+            body[name] = MAX_FUZZ_TOKENS
+    if body.get("max_tokens") is None and body.get("max_completion_tokens") is None:
+        body["max_tokens"] = MAX_FUZZ_TOKENS
+
+
 @public.parametrize()
 @FUZZ_SETTINGS
 def test_public_route_conforms_to_openapi(case, server):
+    _bound_inference_cost(case)
     case.call_and_validate(base_url=server.base_url, headers=_bearer(server.api_key), checks=CHECKS, timeout=60)
 
 
@@ -93,4 +120,5 @@ def test_route_on_existing_resource_conforms_to_openapi(case, server):
         real = _real_id(case.path, name, server.ids)
         if real is not None:
             case.path_parameters[name] = real
+    _bound_inference_cost(case)
     case.call_and_validate(base_url=server.base_url, headers=_bearer(server.api_key), checks=CHECKS, timeout=60)
