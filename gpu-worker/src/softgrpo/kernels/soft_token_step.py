@@ -137,7 +137,7 @@ def _filtered_probs(z, valid, temperature, top_k, top_p, min_p, KP: tl.constexpr
 
 @triton.jit
 def _finish_kernel(cand_ptr, key_ptr, sample_ptr, step_ptr, emb_ptr, stride_e,
-                   ids_ptr, gp_ptr, w_ptr, emitted_ptr, ent_ptr, mixed_ptr, stride_m, token_ptr,
+                   ids_ptr, gp_ptr, w_ptr, emitted_ptr, ent_ptr, mixed_ptr, stride_m, token_ptr, aent_ptr,
                    n_cand, D: tl.constexpr,
                    temperature, top_k, top_p, min_p, max_topk, gumbel_tau, noise_scale,
                    a_temperature, a_top_k, a_top_p, a_min_p,
@@ -205,8 +205,10 @@ def _finish_kernel(cand_ptr, key_ptr, sample_ptr, step_ptr, emb_ptr, stride_e,
     if DO_DISCRETE:
         if a_temperature == 0.0:
             tok = tl.sum(tl.where(pos == 0, idx, 0), axis=0)  # greedy: largest logit, lowest id on ties
+            tl.store(aent_ptr + b, 0.0)  # a point mass
         else:
             pa = _filtered_probs(z, valid, a_temperature, a_top_k, a_top_p, a_min_p, KP)
+            tl.store(aent_ptr + b, -tl.sum(tl.where(pa > 0, pa * tl.log(tl.maximum(pa, 1e-38)), 0.0), axis=0))
             u = philox_uniform(tl.zeros_like(pos).to(tl.uint32), tl.zeros_like(pos).to(tl.uint32) + step.to(tl.uint32),
                                tl.zeros_like(pos).to(tl.uint32) + sample.to(tl.uint32), 1, k0, k1)
             u0 = tl.max(u, axis=0)  # every lane drew the same (slot 0) uniform
@@ -238,15 +240,17 @@ def _splits(B: int, V: int, device: torch.device) -> int:
 
 def sampling_step(logits: torch.Tensor, keys: torch.Tensor, sample: torch.Tensor, step: torch.Tensor,
                   soft: SoftStepConfig | None, answer: tuple[float, int, float, float] | None,
-                  embedding: torch.Tensor | None = None, splits: int | None = None):
+                  embedding: torch.Tensor | None = None, splits: int | None = None, answer_entropy: bool = False):
     """Soft step (config `soft`) and/or discrete step (answer = (temperature, top_k, top_p, min_p)) from one read
     of the logits. Used by the rollout engine, where rows in thinking and answer phases share one launch.
 
-    logits: [B, V] float (fp32/bf16/fp16); keys: [B, 2] int64 Philox key words per row; sample, step: [B] int64;
-    embedding: [V, d] or None. Returns (SoftStep or None, tokens [B] int64 or None). No host synchronisation, so
-    it can be captured in a CUDA graph.
+    logits: [B, V] float (fp32/bf16/fp16); keys: [B, 2] int64 Philox key words per row; sample, step: [B] int64
+    (contiguous); embedding: [V, d] or None. Returns (SoftStep or None, tokens [B] int64 or None, entropy [B] of the
+    answer-phase filtered p or None; 0 for greedy). No host synchronisation: it can be captured in a CUDA graph.
     """
     require_triton(logits.device)
+    if sample.stride(0) != 1 or step.stride(0) != 1 or keys.stride() != (2, 1):
+        raise ValueError("sample, step and keys must be contiguous (an expand() of one value has stride 0)")
     if logits.dim() != 2:
         raise ValueError(f"logits must be [B, V], got {tuple(logits.shape)}")
     logits = logits if logits.stride(-1) == 1 else logits.contiguous()
@@ -279,6 +283,7 @@ def sampling_step(logits: torch.Tensor, keys: torch.Tensor, sample: torch.Tensor
     emitted = torch.empty(B, dtype=torch.int64, device=dev)
     ent = torch.empty(B, dtype=torch.float32, device=dev)
     tokens = torch.empty(B, dtype=torch.int64, device=dev)
+    aent = torch.empty(B, dtype=torch.float32, device=dev)
     if embedding is not None:
         mixed = torch.empty(B, embedding.shape[1], dtype=embedding.dtype, device=dev)
         emb, d, stride_e = embedding, embedding.shape[1], embedding.stride(0)
@@ -291,7 +296,7 @@ def sampling_step(logits: torch.Tensor, keys: torch.Tensor, sample: torch.Tensor
     at, ak, ap, amp = answer if answer is not None else (1.0, 1, 1.0, 0.0)
     _finish_kernel[(B,)](
         cand, keys, sample, step, emb, stride_e,
-        ids, gp, w, emitted, ent, mixed, mixed.stride(0), tokens,
+        ids, gp, w, emitted, ent, mixed, mixed.stride(0), tokens, aent,
         S * KP, d,
         float(sc.temperature), int(sc.top_k), float(sc.top_p), float(sc.min_p), int(k), float(sc.gumbel_tau),
         float(sc.noise_scale),
@@ -304,7 +309,9 @@ def sampling_step(logits: torch.Tensor, keys: torch.Tensor, sample: torch.Tensor
     if soft is not None:
         step_out = SoftStep(ids=ids, gp=gp, weights=w, emitted=emitted, entropy=ent,
                             mixed=mixed if embedding is not None else None)
-    return step_out, (tokens if answer is not None else None)
+    if answer is None:
+        return step_out, None, None
+    return step_out, tokens, (aent if answer_entropy else None)
 
 
 def _coords(logits, seed, sample, step):
@@ -322,7 +329,7 @@ def soft_token_step_triton(logits: torch.Tensor, cfg: SoftStepConfig, seed: int,
     logits: [B, V]; sample, step: [B] int64; embedding: [V, d] or None -> mixed [B, d] in embedding.dtype.
     """
     keys, sample, step = _coords(logits, seed, sample, step)
-    out, _ = sampling_step(logits, keys, sample, step, cfg, None, embedding)
+    out, _, _ = sampling_step(logits, keys, sample, step, cfg, None, embedding)
     return out
 
 
@@ -330,7 +337,7 @@ def discrete_step_triton(logits: torch.Tensor, temperature: float, top_k: int, t
                          seed: int, sample: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     """Triton version of `softgrpo.sampler.discrete_step`. logits: [B, V]; returns tokens [B] int64."""
     keys, sample, step = _coords(logits, seed, sample, step)
-    _, tok = sampling_step(logits, keys, sample, step, None, (temperature, top_k, top_p, min_p))
+    _, tok, _ = sampling_step(logits, keys, sample, step, None, (temperature, top_k, top_p, min_p))
     return tok
 
 
