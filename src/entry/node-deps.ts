@@ -29,20 +29,20 @@ export interface NodeOptions {
   config?: Partial<Config>;
 }
 
-/** WORKER_TOKEN / SIGNING_SECRET from the options (env), else generated once and kept in DATA_DIR/secrets.json. */
+/**
+ * WORKER_TOKEN / SIGNING_SECRET from the options (env), else generated once and kept in DATA_DIR/secrets.json
+ * (only generated values are written there; secrets given by the environment never touch the disk).
+ */
 async function secrets(dataDir: string, given: { workerToken?: string; signingSecret?: string }) {
   const path = join(dataDir, 'secrets.json');
   const stored = JSON.parse(await readFile(path, 'utf8').catch(() => '{}')) as { workerToken?: string; signingSecret?: string };
   const ids = createIds(systemClock);
-  const out = {
-    workerToken: given.workerToken || stored.workerToken || `wt-${ids.secret(32)}`,
-    signingSecret: given.signingSecret || stored.signingSecret || ids.secret(32),
-  };
-  if (out.workerToken !== stored.workerToken || out.signingSecret !== stored.signingSecret) {
-    if (!given.workerToken || !given.signingSecret)
-      await writeFile(path, JSON.stringify({ workerToken: out.workerToken, signingSecret: out.signingSecret }, null, 2), { mode: 0o600 });
-  }
-  return out;
+  const next = { ...stored };
+  if (!given.workerToken && !next.workerToken) next.workerToken = `wt-${ids.secret(32)}`;
+  if (!given.signingSecret && !next.signingSecret) next.signingSecret = ids.secret(32);
+  if (next.workerToken !== stored.workerToken || next.signingSecret !== stored.signingSecret)
+    await writeFile(path, JSON.stringify(next, null, 2), { mode: 0o600 });
+  return { workerToken: given.workerToken || next.workerToken!, signingSecret: given.signingSecret || next.signingSecret! };
 }
 
 export async function buildNodeDeps(opts: NodeOptions): Promise<NodeDeps> {
