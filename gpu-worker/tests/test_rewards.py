@@ -53,3 +53,13 @@ def test_exact_numeric_and_regex_graders():
 def test_invalid_grader_spec_names_the_field(spec, field):
     with pytest.raises(ValueError, match=field):
         make_grader(spec)
+
+
+def test_math_grader_works_outside_the_main_thread():
+    import threading
+
+    results = []
+    worker = threading.Thread(target=lambda: results.append(grade_math(r"\boxed{1/2}", {"answer": "0.5"})))
+    worker.start()
+    worker.join()
+    assert results == [1.0]

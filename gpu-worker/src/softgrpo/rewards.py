@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from typing import Callable
 
 from math_verify import parse, verify
 
 Grader = Callable[[str, dict], float]
+MATH_TIMEOUT_S = 5  # per parse / verify call, against pathological expressions
 
 
 def last_boxed(text: str) -> str | None:
@@ -48,10 +50,11 @@ def grade_math(answer_text: str, example: dict) -> float:
     predicted = last_boxed(answer_text)
     if predicted is None:
         return 0.0
-    # Timeouts use signals, which only work in the main thread; the worker may grade elsewhere, so they are off.
-    gold = parse(f"\\boxed{{{_answer_of(example)}}}", parsing_timeout=None)
-    target = parse(f"\\boxed{{{predicted}}}", parsing_timeout=None)
-    return 1.0 if verify(gold, target, timeout_seconds=None) else 0.0
+    # math-verify's timeouts use signals, which only work in the main thread: elsewhere they are switched off
+    timeout = MATH_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+    gold = parse(f"\\boxed{{{_answer_of(example)}}}", parsing_timeout=timeout)
+    target = parse(f"\\boxed{{{predicted}}}", parsing_timeout=timeout)
+    return 1.0 if verify(gold, target, timeout_seconds=timeout) else 0.0
 
 
 def grade_exact(answer_text: str, example: dict) -> float:
