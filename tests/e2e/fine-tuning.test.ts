@@ -69,24 +69,25 @@ function expectCompleteEventStream(jobId: string, nSteps: number) {
 
 describe('fine-tuning through the local stack', () => {
   it('soft_grpo_job_succeeds_serves_its_checkpoint_and_downloads_it', async () => {
-    const created = await createJob('soft_grpo', { n_steps: 3, checkpoint_interval: 2, eval_interval: 3 }, { validation_file: validationFile });
+    // one checkpoint (the final step): each checkpoint's ONNX export costs tens of seconds on a small CPU
+    const created = await createJob('soft_grpo', { n_steps: 2, checkpoint_interval: 2, eval_interval: 2 }, { validation_file: validationFile });
     const { status, events } = await watchUntilDone(e2e, created.id, JOB_MS);
     expect(status).toBe('succeeded');
     const done = await job(created.id);
-    expect(done.trained_steps).toBe(3);
+    expect(done.trained_steps).toBe(2);
     expect(done.fine_tuned_model).toBe(`ft:${baseModel}:soft-grpo:${created.id}`);
     // the public stream carries the worker's events: resolved hyperparameters first, metrics per step, eval
     const types = events.map((e) => e.type);
     expect(types.indexOf('hyperparameters')).toBeLessThan(types.indexOf('metrics'));
     const hp = events.find((e) => e.type === 'hyperparameters').data;
-    expect(hp).toMatchObject({ n_steps: 3, group_size: 4, loss: 'soft_grpo', gumbel_tau: expect.any(Number) });
-    expect(events.filter((e) => e.type === 'metrics').map((e) => e.data.step)).toEqual([1, 2, 3]);
-    expect(events.filter((e) => e.type === 'eval').map((e) => e.data.step)).toEqual([0, 3]);
-    expectCompleteEventStream(created.id, 3);
+    expect(hp).toMatchObject({ n_steps: 2, group_size: 4, loss: 'soft_grpo', gumbel_tau: expect.any(Number) });
+    expect(events.filter((e) => e.type === 'metrics').map((e) => e.data.step)).toEqual([1, 2]);
+    expect(events.filter((e) => e.type === 'eval').map((e) => e.data.step)).toEqual([0, 2]);
+    expectCompleteEventStream(created.id, 2);
 
     const ckpts = await checkpoints(created.id);
-    expect(ckpts.map((c) => c.step_number)).toEqual([2, 3]);
-    const names = ckpts[1].files.map((f: any) => f.name);
+    expect(ckpts.map((c) => c.step_number)).toEqual([2]);
+    const names = ckpts[0].files.map((f: any) => f.name);
     expect(names).toEqual(expect.arrayContaining(['config.json', 'tokenizer.json', 'model.safetensors', 'model.onnx', 'manifest.json', 'optimizer.pt', 'state.json']));
 
     // listed as models: the job's model and each checkpoint
@@ -127,7 +128,7 @@ describe('fine-tuning through the local stack', () => {
   }, 400_000);
 
   it('resumes_from_last_checkpoint_after_the_worker_is_killed_and_its_lease_expires', async () => {
-    const nSteps = 5;
+    const nSteps = 3;
     const created = await createJob('soft_grpo', { n_steps: nSteps, checkpoint_interval: 2 });
     await waitFor('the first checkpoint', async () => (await checkpoints(created.id)).length > 0, JOB_MS);
     const killed = e2e.stack.worker!;
@@ -143,13 +144,11 @@ describe('fine-tuning through the local stack', () => {
     expect(done.attempts).toBe(2);
     expect(done.trained_steps).toBe(nSteps);
     expectCompleteEventStream(created.id, nSteps); // none duplicated, none lost
-    const steps = (await checkpoints(created.id)).map((c) => c.step_number);
-    expect(steps.at(-1)).toBe(nSteps);
-    expect(steps).toContain(2);
+    expect((await checkpoints(created.id)).map((c) => c.step_number)).toEqual([2, 3]);
   }, 600_000);
 
   it('pauses_with_a_checkpoint_and_resumes_to_the_last_step_over_http', async () => {
-    const nSteps = 4;
+    const nSteps = 3;
     const created = await createJob('soft_grpo', { n_steps: nSteps, checkpoint_interval: 100 });
     await waitFor('the first step', async () => metricSteps(storedWorkerEvents(e2e.dataDir, created.id)).length > 0, JOB_MS);
     expect((await e2e.api('POST', `/v1/finetune/${created.id}/pause`)).body.status).toBe('pausing');
@@ -170,9 +169,9 @@ describe('fine-tuning through the local stack', () => {
     expect((await e2e.api('POST', `/v1/finetune/${created.id}/cancel`)).body.status).toBe('cancelled');
     const { status } = await watchUntilDone(e2e, created.id, 30_000);
     expect(status).toBe('cancelled');
-    // the worker stops and takes the next job: a tiny follow-up job succeeds
-    const next = await createJob('grpo', { n_steps: 1 });
-    expect((await watchUntilDone(e2e, next.id, JOB_MS)).status).toBe('succeeded');
+    // the worker stops working on it (and goes back to polling) instead of running out its 50 steps
+    await waitFor('the worker to drop the job', async () => e2e.output.some((l) => l.includes(`job ${created.id}: cancelled`)), 60_000);
+    expect(e2e.stack.worker!.exitCode).toBeNull();
     expect(metricSteps(storedWorkerEvents(e2e.dataDir, created.id)).length).toBeLessThan(50);
     expect(await checkpoints(created.id)).toEqual([]);
   }, 600_000);

@@ -41,7 +41,7 @@ export async function startE2E(env: Record<string, string> = {}): Promise<E2E> {
     dataDir,
     modelsDir: MODELS_DIR,
     env,
-    workerArgs: ['--poll-seconds', '0.5', '--threads', '1'],
+    workerArgs: ['--poll-seconds', '0.5'],
     log: (line) => {
       output.push(line);
       if (process.env.E2E_VERBOSE) console.log(line);
