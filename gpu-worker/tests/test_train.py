@@ -11,7 +11,7 @@ from softgrpo.model import SoftTokenLM
 from softgrpo.rollout import RolloutConfig, generate
 from softgrpo.sampler import SoftStepConfig
 from softgrpo.tokenizer import ChatTokenizer
-from softgrpo.train import build_batch, sequence_logprobs, soft_inputs_detached, train
+from softgrpo.train import build_batch, prompt_indices, sequence_logprobs, soft_inputs_detached, train
 
 torch.set_num_threads(1)  # tiny matrices: one thread avoids oversubscribing the shared 2 cores
 CHAT_TEMPLATE = ("{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -145,3 +145,10 @@ def test_sending_stop_checkpoints_and_ends_the_run(tmp_path):
     seen += list(events)
     assert [e["type"] for e in seen[-2:]] == ["checkpoint", "stopped"] and seen[-1]["step"] == 1
     assert (tmp_path / "out/checkpoints/step-000001/state/state.json").is_file()
+
+
+def test_prompt_stream_visits_every_prompt_once_per_epoch_and_depends_only_on_position():
+    stream = prompt_indices(7, seed=4, start=0, count=21)
+    assert all(sorted(stream[e * 7:(e + 1) * 7]) == list(range(7)) for e in range(3))
+    assert stream[:7] != stream[7:14]  # a new permutation per epoch
+    assert prompt_indices(7, seed=4, start=9, count=5) == stream[9:14]

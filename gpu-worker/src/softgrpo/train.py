@@ -22,6 +22,7 @@ import json
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -50,14 +51,18 @@ def derive_seed(seed: int, purpose: int, index: int) -> int:
     return (x ^ (x >> 31)) & (2**53 - 1)
 
 
+@lru_cache(maxsize=4)
+def epoch_order(n_examples: int, seed: int, epoch: int) -> tuple[int, ...]:
+    """The seeded permutation of the training prompts for one epoch."""
+    generator = torch.Generator().manual_seed(derive_seed(seed, SEED_DATA, epoch))
+    return tuple(torch.randperm(n_examples, generator=generator).tolist())
+
+
 def prompt_indices(n_examples: int, seed: int, start: int, count: int) -> list[int]:
-    """Positions start .. start+count-1 of the prompt stream: a fresh seeded permutation of the data per epoch."""
-    out = []
-    for position in range(start, start + count):
-        epoch, offset = divmod(position, n_examples)
-        generator = torch.Generator().manual_seed(derive_seed(seed, SEED_DATA, epoch))
-        out.append(int(torch.randperm(n_examples, generator=generator)[offset]))
-    return out
+    """Positions start .. start+count-1 of the prompt stream: a fresh seeded permutation of the data per epoch,
+    so the stream depends only on (seed, position) and a resumed run continues it exactly."""
+    return [epoch_order(n_examples, seed, position // n_examples)[position % n_examples]
+            for position in range(start, start + count)]
 
 
 @dataclass
