@@ -110,15 +110,20 @@ class StaticCacheLM:
 
 
     def _attention(self, q, k, v, mask):
-        """q [B, nh, T, hd], k/v [B, nkv, S, hd], mask [B, 1, T, S] additive -> [B, nh, T, hd]."""
-        hd = q.shape[-1]
-        if q.is_cuda:  # fused attention kernel; grouped-query heads without materialising repeated k/v
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0 / math.sqrt(hd), enable_gqa=True)
-        # CPU: the model's own formulation (same summation order), so CPU rollouts match softgrpo.rollout closely
-        B, nh, T, _ = q.shape
+        """q [B, nh, T, hd], k/v [B, nkv, S, hd], mask [B, 1, T, S] additive -> [B, nh, T, hd].
+
+        Grouped-query attention as the model writes it: the g = nh / nkv query heads of a group become g*T query
+        rows of their kv head, so k/v are read once per kv head and never repeated in memory.
+        """
+        B, nh, T, hd = q.shape
         nkv = k.shape[1]
         g = nh // nkv
-        scores = torch.matmul(q.reshape(B, nkv, g * T, hd), k.transpose(-1, -2)) / math.sqrt(hd)
+        qg = q.reshape(B, nkv, g * T, hd)
+        if q.is_cuda:  # fused attention kernel (memory-efficient backend: takes the additive mask)
+            o = F.scaled_dot_product_attention(qg, k, v, attn_mask=mask.repeat(1, 1, g, 1), scale=1.0 / math.sqrt(hd))
+            return o.view(B, nh, T, hd)
+        # CPU: the model's own formulation (same summation order), so CPU rollouts match softgrpo.rollout closely
+        scores = torch.matmul(qg, k.transpose(-1, -2)) / math.sqrt(hd)
         scores = scores.view(B, nh, T, -1).float() + mask.float()
         probs = torch.softmax(scores, dim=-1).to(v.dtype)
         return torch.matmul(probs.view(B, nkv, g * T, -1), v).view(B, nh, T, hd)
@@ -183,6 +188,7 @@ class GpuRolloutEngine:
         self.sync_every = sync_every
         self.graph = None
         self.answer = (cfg.answer_temperature, cfg.answer_top_k, cfg.answer_top_p, cfg.answer_min_p)
+        self.timing: dict = {}  # decode seconds and steps of the last generate() (benchmarks read it)
 
     # ---- one decode step, all tensor ops (captured as a graph on CUDA) ------------------------------------------
     def _sample(self, logits, step_index):
@@ -312,13 +318,17 @@ class GpuRolloutEngine:
 
         if self.use_graph and self.graph is None:
             self._capture()
+        clock = _Clock(self.device)
+        steps = 0
         for t in range(self.T_max):
             if self.graph is not None:
                 self.graph.replay()
             else:
                 self._step()
+            steps += 1
             if (t + 1) % self.sync_every == 0 and bool(st.done.all()):
                 break
+        self.timing = {"decode_s": clock.seconds(), "steps": steps, "batch": B}
         return self._collect(prompts)
 
     def _capture(self):
@@ -364,6 +374,28 @@ class GpuRolloutEngine:
                 thinking_text=tok.decode([t for t in tokens[:n_think] if t != tok.think_end_id]),
                 answer_text=tok.decode([t for t in tokens[n_think:] if t != tok.eos_id]), **fields))
         return rollouts
+
+
+class _Clock:
+    """Wall time of device work since construction (CUDA events on GPU, so no sync is added inside the loop)."""
+
+    def __init__(self, device):
+        import time
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.start = torch.cuda.Event(enable_timing=True)
+            self.end = torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        else:
+            self.t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        import time
+        if self.cuda:
+            self.end.record()
+            self.end.synchronize()
+            return self.start.elapsed_time(self.end) / 1000.0
+        return time.perf_counter() - self.t0
 
 
 def generate(model: SoftTokenLM, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, seed: int,
