@@ -122,10 +122,10 @@ def test_gpu_benchmark_script_dry_run_on_cpu(tmp_path):
     proc = subprocess.run([sys.executable, str(root / "bench" / "bench_gpu.py"), "--dry-run", "--results",
                            str(results)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "[ok] engine (torch) vs softgrpo.rollout" in proc.stdout
+    assert "[ok] engine (static cache, torch sampler) vs softgrpo.rollout" in proc.stdout
     table = results.read_text().splitlines()
     assert table[0].startswith("| date | device | torch | triton | what |")
     whats = [line.split("|")[5].strip() for line in table[2:]]
-    assert whats == ["kernel 1 soft step us", "kernel 2 fwd+bwd ms", "kernel 2 peak extra MiB",
+    assert whats == ["kernel 1 soft step us", "kernel 2 fwd+bwd ms", "kernel 2 fwd only ms", "kernel 2 peak extra MiB",
                      "decode tok/s vs naive HF loop", "decode tok/s vs bandwidth floor"]
     assert "emitted agreement first 6 steps 1.00" in table[-2]  # our engine and the HF loop pick the same tokens
