@@ -14,6 +14,7 @@ import {
   CheckpointList,
   CreateJobBody,
   EventList,
+  EventStreamItem,
   EventsQuery,
   JobIdParam,
   JobList,
@@ -250,7 +251,7 @@ finetuneRouter.openapi(
         description: 'A page of events, or an event stream',
         content: {
           'application/json': { schema: EventList },
-          'text/event-stream': { schema: { type: 'string' } },
+          'text/event-stream': { schema: EventStreamItem },
         },
       },
       ...errorResponses(400, 401, 404),

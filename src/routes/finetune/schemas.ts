@@ -35,9 +35,8 @@ export const CreateJobBody = z
   .strict()
   .openapi('CreateFineTuningJob');
 
-export const JobError = z
-  .object({ code: z.string(), message: z.string(), param: z.string().nullable() })
-  .openapi('FineTuningJobError');
+// Not a named component: used nullable (a named one would make the component itself nullable).
+export const JobError = z.object({ code: z.string(), message: z.string(), param: z.string().nullable() });
 
 export const JobObject = z
   .object({
@@ -81,6 +80,15 @@ export const EventObject = z
   })
   .openapi('FineTuningJobEvent');
 export const EventList = listOf(EventObject, 'FineTuningJobEventList');
+
+/** One server-sent event of `events?stream=true` (keep-alive comments carry no event). */
+export const EventStreamItem = z
+  .object({
+    event: z.enum(['event', 'done']),
+    data: z.string().openapi({ description: 'JSON: a FineTuningJobEvent (event), or {"status": <final status>} (done).' }),
+    id: z.string().optional().openapi({ description: 'The event id (ftevent-<n>): the Last-Event-ID to resume from.' }),
+  })
+  .openapi('FineTuningJobEventStreamItem');
 
 export const CheckpointObject = z
   .object({

@@ -11,8 +11,7 @@ export const SignedFile = z
     bytes: z.number().int(),
     sha256: z.string(),
     url: z.string().openapi({ description: 'Signed GET URL, no bearer token needed.' }),
-  })
-  .openapi('WorkerSignedFile');
+  }); // not a named component: it is also used nullable, which a $ref cannot express cleanly
 
 export const ClaimBody = z
   .object({
