@@ -2,8 +2,9 @@
  * Node entry point: `npm run dev:node` (or `npm start`). Serves the app of src/app.ts with @hono/node-server on
  * HOST:PORT (default 127.0.0.1:8787), keeping all state in DATA_DIR (default ./.data: api.sqlite, blobs/,
  * secrets.json). Applies migrations at start, registers the base models of MODELS_DIR (default ./models), and
- * runs the lease sweep every SWEEP_SECONDS (default 15) over leases of LEASE_SECONDS (default 120). WORKER_TOKEN and SIGNING_SECRET come from the
- * environment or are generated once into DATA_DIR/secrets.json. Create an API key with `npm run create-api-key`.
+ * runs the lease sweep every SWEEP_SECONDS (default 15) over leases of LEASE_SECONDS (default 120).
+ * WORKER_TOKEN and SIGNING_SECRET come from the environment or are generated once into DATA_DIR/secrets.json.
+ * Create an API key with `npm run create-api-key`. Inference engines: ENGINE_MODELS (see below).
  */
 import { serve } from '@hono/node-server';
 import { createApp } from '../app';
