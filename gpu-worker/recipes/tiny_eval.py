@@ -1,8 +1,9 @@
 """Measure the tiny model's accuracy on the held-out test split and write models/tiny/manifest.json.
 
-Decoding is discrete (ordinary token sampling, no soft thinking), with this script's own small batched decode loop
-over softgrpo.model's KV cache (`decode_batch` below): greedy, and plain temperature-1 sampling (no top-k/top-p)
-with `--samples` samples per problem; Pass@1 = mean accuracy over all samples. An answer is correct when the
+Greedy and plain temperature-1 sampling (no top-k/top-p, `--samples` per problem; Pass@1 = mean accuracy over all
+samples) are discrete, with this script's own small batched decode loop over softgrpo.model's KV cache
+(`decode_batch` below); soft thinking (one sample per problem, the SofT-GRPO rollout defaults) uses
+softgrpo.rollout.generate. An answer is correct when the
 content of the last \\boxed{...} after `</think>` equals the reference integer. The manifest records the metrics,
 the sha256 of every model file (run export_onnx first so model.onnx is hashed) and RL hyperparameters for CPU.
 
@@ -22,6 +23,8 @@ import torch
 
 from softgrpo.model import SoftTokenLM
 from softgrpo.model_folder import sha256_file, write_manifest
+from softgrpo.rewards import grade_exact
+from softgrpo.rollout import RolloutConfig, generate
 from softgrpo.tokenizer import ChatTokenizer
 
 BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
@@ -88,6 +91,20 @@ def accuracy(model, tok, rows, samples: int, temperature: float, max_new: int, s
     return correct / len(jobs), lengths / len(jobs)
 
 
+def soft_thinking_accuracy(model, tok, rows, max_new: int, seed: int, batch: int = 200):
+    """One softgrpo.rollout sample per problem with the SofT-GRPO rollout defaults (tau 1, top_k 5, top_p 0.95,
+    k 5, tau_g 0.1, lambda 1; same settings after thinking), graded by rewards.grade_exact."""
+    cfg = RolloutConfig(mode="soft", max_response_tokens=max_new, max_thinking_tokens=max_new)
+    correct = 0.0
+    for i in range(0, len(rows), batch):
+        chunk = rows[i : i + batch]
+        prompts = [tok.encode_chat([{"role": "user", "content": r["prompt"]}]) for r in chunk]
+        with torch.no_grad():
+            rollouts = generate(model, tok, prompts, cfg, seed=seed, samples=list(range(i, i + len(chunk))))
+        correct += sum(grade_exact(ro.answer_text, r) for ro, r in zip(rollouts, chunk))
+    return correct / len(rows)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folder", default="models/tiny")
@@ -106,6 +123,7 @@ def main():
     t0 = time.time()
     greedy, greedy_len = accuracy(model, tok, rows, 1, 0.0, args.max_new, args.seed)
     sampled, sampled_len = accuracy(model, tok, rows, args.samples, 1.0, args.max_new, args.seed)
+    soft = soft_thinking_accuracy(model, tok, rows, args.max_new, args.seed)
     metrics = {
         "eval_split": args.split,
         "eval_problems": len(rows),
@@ -114,7 +132,10 @@ def main():
         "samples_per_problem": args.samples,
         "mean_response_tokens_greedy": round(greedy_len, 1),
         "mean_response_tokens_sampled": round(sampled_len, 1),
-        "decoding": "discrete, recipes/tiny_eval.py decode_batch (KV cache); temperature 1 without top-k/top-p",
+        "soft_thinking_pass@1": round(soft, 4),
+        "soft_thinking_samples_per_problem": 1,
+        "decoding": "greedy / pass@1: discrete, recipes/tiny_eval.py decode_batch (KV cache), temperature 1 without "
+                    "top-k/top-p; soft_thinking: softgrpo.rollout.generate with the SofT-GRPO rollout defaults",
         "grader": "string equality of the last \\boxed{} after </think>",
         "eval_seconds": round(time.time() - t0, 1),
     }

@@ -3,8 +3,9 @@
 Trains from random initialisation on models/tiny/data/train.jsonl (run tiny_data.py and tiny_tokenizer.py first),
 loss on the assistant completion only (`<think>\\n` is part of the prompt, as the chat template renders it), and
 writes config.json + model.safetensors (fp32, Hugging Face key names) into the model folder. CPU, a few minutes.
+One thread: on a 2-core machine shared with other jobs, two OpenMP threads ran slower than one (oversubscription).
 
-    gpu-worker/.venv/bin/python gpu-worker/recipes/tiny_sft.py --folder models/tiny --steps 600
+    gpu-worker/.venv/bin/python gpu-worker/recipes/tiny_sft.py --folder models/tiny --steps 650 --batch 16 --threads 1
 
 Departs from the paper: SofT-GRPO starts from pretrained instruct / distilled models; here SFT from scratch makes
 a base model that solves part of the toy task, leaving room for RL (deliberately short training).
@@ -75,8 +76,8 @@ def batch_tensors(examples, pad_id: int):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folder", default="models/tiny")
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=650)
+    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--context", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
