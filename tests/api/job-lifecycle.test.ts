@@ -143,6 +143,18 @@ describe('job lifecycle over HTTP', () => {
     expect(second.lease.token).not.toBe(first.lease.token);
   });
 
+  it('parks_a_pausing_job_whose_worker_died_as_paused', async () => {
+    const job = await createJob();
+    const claim = (await worker.claim())!;
+    await api.post(`/v1/finetune/${job.id}/pause`);
+    t.clock.advance(t.deps.config.leaseSeconds + 1);
+    expect((await expireLeases(t.deps)).paused).toEqual([job.id]);
+    expect((await getJob(job.id)).status).toBe('paused');
+    expect((await worker.pauseAck(job.id, claim.lease.token)).status).toBe(409);
+    await api.post(`/v1/finetune/${job.id}/resume`);
+    expect((await worker.claim())?.attempt).toBe(2);
+  });
+
   it('fails_the_job_when_the_last_attempt_loses_its_lease', async () => {
     const job = await createJob();
     for (let attempt = 1; attempt <= t.deps.config.maxAttempts; attempt++) {
