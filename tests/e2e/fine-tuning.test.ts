@@ -12,15 +12,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dataLines, metricSteps, startE2E, storedWorkerEvents, waitFor, watchUntilDone, type E2E } from './stack';
 
 const LEASE_SECONDS = 8; // short, so that a killed worker's job comes back quickly
-// CPU-sized jobs: a handful of steps on 2 prompts x 4 rollouts with short responses
+// CPU-sized jobs: a few steps on 2 prompts x 2 rollouts with short responses
 const SMALL = {
   batch_size: 2,
-  group_size: 4,
+  group_size: 2,
   mini_batch_size: 1,
-  max_response_tokens: 64,
-  max_thinking_tokens: 48,
+  max_response_tokens: 32,
+  max_thinking_tokens: 24,
   learning_rate: 1e-5,
-  eval_samples: 2,
+  eval_samples: 1,
 };
 const JOB_MS = 300_000;
 
@@ -34,7 +34,7 @@ beforeAll(async () => {
   const models = (await e2e.api('GET', '/v1/models')).body.data as any[];
   baseModel = models.find((m) => m.id === 'tiny-arith')?.id ?? models[0].id;
   trainingFile = await e2e.upload(dataLines('train', 16));
-  validationFile = await e2e.upload(dataLines('validation', 4), 'validation.jsonl');
+  validationFile = await e2e.upload(dataLines('validation', 2), 'validation.jsonl');
 }, 180_000);
 
 afterAll(async () => {
@@ -80,7 +80,7 @@ describe('fine-tuning through the local stack', () => {
     const types = events.map((e) => e.type);
     expect(types.indexOf('hyperparameters')).toBeLessThan(types.indexOf('metrics'));
     const hp = events.find((e) => e.type === 'hyperparameters').data;
-    expect(hp).toMatchObject({ n_steps: 2, group_size: 4, loss: 'soft_grpo', gumbel_tau: expect.any(Number) });
+    expect(hp).toMatchObject({ n_steps: 2, group_size: 2, loss: 'soft_grpo', gumbel_tau: expect.any(Number) });
     expect(events.filter((e) => e.type === 'metrics').map((e) => e.data.step)).toEqual([1, 2]);
     expect(events.filter((e) => e.type === 'eval').map((e) => e.data.step)).toEqual([0, 2]);
     expectCompleteEventStream(created.id, 2);

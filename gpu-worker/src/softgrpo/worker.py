@@ -149,9 +149,12 @@ def download_dataset(api: WorkerApi, file: dict, dest: Path, param: str) -> list
 
 
 def download_model_files(api: WorkerApi, files: list[dict], folder: Path) -> Path:
-    """Download a model folder's files (kept across jobs; a file already there with the right sha256 is reused)."""
+    """Download the files of a base model folder that training reads (the ONNX export is for serving only).
+    Kept across jobs: a file already there with the right sha256 is reused."""
     folder.mkdir(parents=True, exist_ok=True)
     for file in files:
+        if file["name"].endswith((".onnx", ".onnx.data")):
+            continue
         path = folder / file["name"]
         if path.is_file() and path.stat().st_size == file["bytes"] and sha256_file(path) == file["sha256"]:
             continue
