@@ -303,7 +303,8 @@ def sampling_step(logits: torch.Tensor, keys: torch.Tensor, sample: torch.Tensor
         float(at), int(ak), float(ap), float(amp),
         KP=KP, NC=_next_pow2(S * KP), MKP=MKP, ZC=_next_pow2(KP + MKP), CLAMP=bool(sc.clamp_noise),
         DO_SOFT=soft is not None, DO_MIX=embedding is not None and soft is not None,
-        DO_DISCRETE=answer is not None, BLOCK_D=128, num_warps=4,
+        DO_DISCRETE=answer is not None, BLOCK_D=128,
+        num_warps=4 if KP <= 16 else 8,  # sm_90 ptxas: KP=32 spills with 4 warps, KP=64 fits 8 (compile_sm90.py)
     )
     step_out = None
     if soft is not None:
