@@ -152,3 +152,20 @@ def test_prompt_stream_visits_every_prompt_once_per_epoch_and_depends_only_on_po
     assert all(sorted(stream[e * 7:(e + 1) * 7]) == list(range(7)) for e in range(3))
     assert stream[:7] != stream[7:14]  # a new permutation per epoch
     assert prompt_indices(7, seed=4, start=9, count=5) == stream[9:14]
+
+
+TINY = Path(__file__).resolve().parents[2] / "models" / "tiny"
+
+
+@pytest.mark.skipif(not (TINY / "model.safetensors").is_file(), reason="the bundled tiny model is not built yet")
+def test_one_soft_grpo_step_on_the_bundled_tiny_model(tmp_path):
+    from softgrpo.data import load_jsonl
+    from softgrpo.rewards import make_grader
+
+    examples = load_jsonl(TINY / "data" / "train.jsonl")[:4]
+    hp = resolve_hyperparameters({"batch_size": 2, "group_size": 4, "n_steps": 1, "max_response_tokens": 48,
+                                  "learning_rate": 1e-4}, "soft_grpo", len(examples))
+    events = list(train(TINY, examples, hp, "soft_grpo", make_grader({"type": "math"}), tmp_path / "out"))
+    metrics = next(e for e in events if e["type"] == "metrics")
+    assert metrics["ratio_first_update_max_deviation"] == 0.0 and metrics["soft_step_fraction"] > 0.3
+    assert metrics["rollout_logprob_gap"] < 1e-3 and metrics["thinking_length"] > 3
