@@ -378,7 +378,10 @@ def run_worker(api: WorkerApi, heartbeat_api: WorkerApi, worker_id: str, work_ro
             if once:
                 raise
         if claim is not None:
-            outcome = run_job(api, claim, work_root, device, export_onnx, heartbeat_api)
+            try:
+                outcome = run_job(api, claim, work_root, device, export_onnx, heartbeat_api)
+            except (ApiError, httpx.HTTPError) as err:  # the API was unreachable even for the fail call
+                outcome = f"abandoned ({err}); the lease will expire and the job return to the queue"
             log(f"job {claim['job']['id']}: {outcome}")
         if once:
             return
