@@ -131,3 +131,15 @@ def test_every_kernel_compiles_for_sm90_without_register_spills():
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "spills in: none" in proc.stdout
+
+
+@needs_triton
+def test_frozen_lm_head_gets_no_gradient_and_hidden_gradient_is_unchanged():
+    N, V, d, k = 13, 150, 16, 3
+    hidden, head, ids, gp, tokens, is_soft = make_batch(N, V, d, k, 0.5, seed=5)
+    frozen = head.detach()
+    out = fused_policy_logprob(hidden, frozen, ids, gp, tokens, is_soft, 1.0)
+    (gh,) = torch.autograd.grad(out.sum(), (hidden,))
+    ref, h, _ = reference(hidden, head, ids, gp, tokens, is_soft, 1.0, "mean", torch.float32)
+    (rh,) = torch.autograd.grad(ref.sum(), (h,))
+    torch.testing.assert_close(gh, rh, atol=1e-5, rtol=1e-5)

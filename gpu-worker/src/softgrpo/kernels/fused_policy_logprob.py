@@ -176,12 +176,24 @@ def _lse_rows(hidden: torch.Tensor, lm_head: torch.Tensor, rows: torch.Tensor, i
     return mx + torch.log((s * torch.exp(m - mx)).sum(dim=0))
 
 
+_warned_mm = False
+
+
 def _mm_into_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b with a float32 result (cuBLAS accumulates low-precision inputs in float32 and writes float32)."""
+    global _warned_mm
     if a.dtype == torch.float32:
         return a @ b
     if a.is_cuda:
-        return torch.mm(a, b, out_dtype=torch.float32)
+        try:
+            return torch.mm(a, b, out_dtype=torch.float32)
+        except (RuntimeError, TypeError) as e:  # an older torch / layout without the fp32-output GEMM
+            if not _warned_mm:
+                import warnings
+                warnings.warn(f"torch.mm(out_dtype=float32) unavailable ({e}); rounding chunk products to "
+                              f"{a.dtype} before the float32 accumulation")
+                _warned_mm = True
+            return (a @ b).float()
     return a.float() @ b.float()
 
 
@@ -214,12 +226,15 @@ class _LMHeadGatherLSE(torch.autograd.Function):
         N, D = hidden.shape
         V = lm_head.shape[0]
         K = gather_ids.shape[1]
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]  # a frozen head (LoRA) skips dW
         dh = torch.zeros(N, D, dtype=torch.float32, device=hidden.device)
-        dw = torch.zeros(V, D, dtype=torch.float32, device=hidden.device)
-        if dzg is not None:
+        dw = torch.zeros(V if need_w else 1, D, dtype=torch.float32, device=hidden.device)
+        if dzg is not None and need_w:
             _gather_grad_kernel[(N,)](hidden, lm_head, gather_ids, dzg.float().contiguous(), dh, dw,
                                       hidden.stride(0), lm_head.stride(0), inv_t, K=K, KP=triton.next_power_of_2(K),
                                       D=D, BLOCK_D=min(128, triton.next_power_of_2(D)))
+        elif dzg is not None:
+            dh += torch.einsum("nk,nkd->nd", dzg.float() * inv_t, lm_head[gather_ids].float())
         if dlse is not None and rows.numel() > 0:
             coef = (dlse[rows].float() * inv_t).contiguous()  # d(z/T)/dz folded into the softmax weights
             elem = hidden.element_size()
@@ -233,10 +248,13 @@ class _LMHeadGatherLSE(torch.autograd.Function):
                 _softmax_grad_kernel[(r.numel(), triton.cdiv(V, BLOCK_V * n_blocks))](
                     logits, lse_rows[c0:c0 + chunk].contiguous(), coef[c0:c0 + chunk], V, logits.stride(0), inv_t,
                     BLOCK_V=BLOCK_V, N_BLOCKS=n_blocks)
-                dh.index_add_(0, r, _mm_into_f32(logits, lm_head))
-                dw += _mm_into_f32(logits.T, h_c)
+                if need_h:
+                    dh.index_add_(0, r, _mm_into_f32(logits, lm_head))
+                if need_w:
+                    dw += _mm_into_f32(logits.T, h_c)
                 del logits
-        return dh.to(hidden.dtype), dw.to(lm_head.dtype), None, None, None, None
+        return (dh.to(hidden.dtype) if need_h else None, dw.to(lm_head.dtype) if need_w else None,
+                None, None, None, None)
 
 
 def fused_policy_logprob(hidden: torch.Tensor, lm_head: torch.Tensor, ids: torch.Tensor, gp: torch.Tensor,
