@@ -357,6 +357,13 @@ def bench_kernel1(device, B, V, d, rows, backend):
         from softgrpo.kernels.soft_token_step import sampling_step
         keys = key_tensor(9, B, device)
         ours = timeit(lambda: sampling_step(z, keys, sample, step, cfg, None, emb), device)
+        answer = (1.0, 5, 0.95, 0.0)
+        invt = torch.ones(B, device=device)
+        both = timeit(lambda: sampling_step(z, keys, sample, step, cfg, answer, emb, answer_entropy=True,
+                                            inv_temperature=invt), device)
+        rows.append(("kernel 1 engine step us", f"B={B} V={V} d={d} {str(dtype)[6:]} logits", base * 1e6,
+                     both * 1e6, base / both, "ours also: discrete step, answer entropy, logsumexp (baseline: "
+                     "soft chain only)"))
     else:
         ours = timeit(lambda: soft_token_step(z, cfg, 9, sample, step, emb), device)
     rows.append(("kernel 1 soft step us", f"B={B} V={V} d={d} {str(dtype)[6:]} logits", base * 1e6, ours * 1e6,

@@ -64,8 +64,9 @@ def main():
     V, B = 151936, 64
     for dt in ("bf16", "fp32"):
         report(f"k1 _topk_partial_kernel {dt} logits", k1._topk_partial_kernel,
-               {"logits_ptr": f"*{dt}", "cand_ptr": "*i64", "V": "i32", "stride_b": "i32"},
-               {"CHUNK": triton.cdiv(V, 9), "KP": 8, "BLOCK_V": 1024})
+               {"logits_ptr": f"*{dt}", "cand_ptr": "*i64", "invt_ptr": "*fp32", "m_ptr": "*fp32",
+                "s_ptr": "*fp32", "V": "i32", "stride_b": "i32"},
+               {"CHUNK": triton.cdiv(V, 9), "KP": 8, "BLOCK_V": 1024, "LSE": dt == "bf16"})
     finish_types = {"cand_ptr": "*i64", "key_ptr": "*i64", "sample_ptr": "*i64", "step_ptr": "*i64",
                     "emb_ptr": "*bf16", "stride_e": "i32", "ids_ptr": "*i64", "gp_ptr": "*fp32", "w_ptr": "*fp32",
                     "emitted_ptr": "*i64", "ent_ptr": "*fp32", "mixed_ptr": "*bf16", "stride_m": "i32",

@@ -97,3 +97,22 @@ def test_unsupported_filters_raise_instead_of_falling_back():
         soft_token_step_triton(z, SoftStepConfig(top_k=65), 0, s, s)
     with pytest.raises(ValueError, match="top_k"):
         discrete_step_triton(z, 1.0, 0, 0.9, 0.0, 0, s, s)
+
+
+def test_engine_step_returns_soft_and_discrete_results_entropy_and_logsumexp_from_one_pass():
+    from softgrpo.kernels.philox_triton import key_tensor
+    from softgrpo.kernels.soft_token_step import sampling_step
+    from softgrpo.sampler import entropy_of, filtered_probs
+    B, V = 4, 611
+    z = logits_for(B, V, 2.0, torch.bfloat16, seed=8)
+    cfg = SoftStepConfig(top_k=7, max_topk=3)
+    sample, step = torch.arange(B, device=DEV), torch.full((B,), 4, device=DEV)
+    inv_t = torch.tensor([1.0, 2.0, 0.5, 1.25], device=DEV)
+    out = sampling_step(z, key_tensor(42, B, DEV), sample, step, cfg, (0.8, 9, 0.9, 0.0), answer_entropy=True,
+                        inv_temperature=inv_t)
+    ref = soft_token_step(z, cfg, 42, sample, step)
+    assert torch.equal(out.soft.ids.cpu(), ref.ids.cpu())
+    assert torch.equal(out.tokens.cpu(), discrete_step(z, 0.8, 9, 0.9, 0.0, 42, sample, step).cpu())
+    torch.testing.assert_close(out.answer_entropy, entropy_of(filtered_probs(z, 0.8, 9, 0.9, 0.0)), atol=1e-5,
+                               rtol=1e-5)
+    torch.testing.assert_close(out.lse, torch.logsumexp(z.float() * inv_t[:, None], dim=-1), atol=1e-5, rtol=1e-5)

@@ -191,7 +191,8 @@ class GpuRolloutEngine:
         self.timing: dict = {}  # decode seconds and steps of the last generate() (benchmarks read it)
 
     # ---- one decode step, all tensor ops (captured as a graph on CUDA) ------------------------------------------
-    def _sample(self, logits, step_index):
+    def _sample(self, logits, step_index, inv_temperature):
+        """-> (SoftStep or None, discrete tokens [B], answer entropy [B], mixed [B, d] or None, lse [B] or None)"""
         cfg, st = self.cfg, self.st
         if self.backend == "torch":
             sampled = discrete_step(logits, *self.answer, self.seed, self.samples, step_index)
@@ -199,21 +200,24 @@ class GpuRolloutEngine:
                 if cfg.mode == "soft" else None
             ans_ent = entropy_of(filtered_probs(logits, cfg.answer_temperature, cfg.answer_top_k, cfg.answer_top_p,
                                                 cfg.answer_min_p))
-            return soft, sampled, ans_ent, None
+            return soft, sampled, ans_ent, None, None
         from softgrpo.kernels.soft_token_step import sampling_step
         soft_cfg = cfg.thinking if cfg.mode == "soft" else None
-        soft, sampled, ans_ent = sampling_step(logits, self.keys, self.samples, step_index, soft_cfg, self.answer,
-                                               self.lm.embedding if soft_cfg is not None else None,
-                                               answer_entropy=True)
-        return soft, sampled, ans_ent, soft.mixed if soft is not None else None
+        out = sampling_step(logits, self.keys, self.samples, step_index, soft_cfg, self.answer,
+                            self.lm.embedding if soft_cfg is not None else None, answer_entropy=True,
+                            inv_temperature=inv_temperature)
+        return out.soft, out.tokens, out.answer_entropy, out.soft.mixed if out.soft is not None else None, out.lse
 
     def _step(self):
         cfg, st, B, k = self.cfg, self.st, self.B, self.k
-        logits = st.logits.float()
         step_index = st.t.expand(B).contiguous()  # kernels index it per row
-        soft, sampled, ans_ent, mixed = self._sample(logits, step_index)
-        think_end, eos = self.tok.think_end_id, self.tok.eos_id
         thinking = st.thinking
+        by_thinking = thinking if cfg.mode == "soft" else torch.zeros_like(thinking)
+        temperature = torch.where(by_thinking, cfg.thinking.temperature, cfg.answer_temperature).float()
+        # the torch sampler wants float32 logits; kernel 1 reads the model's bf16 logits directly
+        logits = st.logits.float() if self.backend == "torch" else st.logits
+        soft, sampled, ans_ent, mixed, lse = self._sample(logits, step_index, 1.0 / temperature)
+        think_end, eos = self.tok.think_end_id, self.tok.eos_id
         if soft is not None:
             entropy = torch.where(thinking, soft.entropy, ans_ent)
             if cfg.cold_stop_entropy is not None:
@@ -235,14 +239,11 @@ class GpuRolloutEngine:
             step_ids = torch.where(is_soft[:, None], soft.ids, step_ids)
             step_weights = torch.where(is_soft[:, None], soft.weights, step_weights)
             step_gp = torch.where(is_soft[:, None], soft.gp, step_gp)
-        by_thinking = thinking if soft is not None else torch.zeros_like(thinking)
-        temperature = torch.where(by_thinking, cfg.thinking.temperature, cfg.answer_temperature).float()
         if self.backend == "torch":
             logprob = policy_logprob(logits / temperature[:, None], step_ids, step_gp, token, is_soft, 1.0, "mean")
-        else:
-            zt = logits / temperature[:, None]  # fused by the graph; one read of the logits for the logsumexp
-            logprob = policy_logprob_from_gathered(zt.gather(1, step_ids), torch.logsumexp(zt, dim=-1), step_gp,
-                                                   is_soft)
+        else:  # kernel 1 accumulated logsumexp(z / T) in its pass over the logits; soft rows need only k logits
+            zg = logits.gather(1, step_ids).float() / temperature[:, None]
+            logprob = policy_logprob_from_gathered(zg, lse, step_gp, is_soft)
         for name, value in (("ids", step_ids), ("gp", step_gp), ("is_soft", is_soft), ("tokens", token),
                             ("forced", forced), ("temperature", temperature), ("logprob", logprob),
                             ("entropy", entropy)):

@@ -13,8 +13,11 @@ noise, tau_g softmax, emitted token, embedding mix) runs on <= 64 candidates per
                                   plain integer max orders by logit and breaks ties to the lower id, as the
                                   reference's stable sort does). A block costs one max-reduction plus one per
                                   key that enters the running top-KP (no sort of the block).
+                                  Optionally the same read also accumulates logsumexp(z / T_row) per slice, for
+                                  the step's log-probability in the rollout engine.
     pass 2  _finish_kernel        grid (B,): merges the S*KP candidates, then the soft step (thinking config)
-                                  and/or the discrete step (answer config), and the embedding mix over d.
+                                  and/or the discrete step (answer config, with the entropy of its filtered p),
+                                  and the embedding mix over d.
 
 Restriction (explicit, never a silent fallback): sampling with temperature > 0 needs 0 < top_k <= 64 (top_p over the
 full vocabulary would need a full sort); max_topk <= 64. Greedy discrete steps (temperature 0) need no top_k.
@@ -23,6 +26,8 @@ float32; two different logits whose p round to the same float32 may be ordered d
 of p are computed with the top_k normaliser instead of the full one: equal up to float32 rounding.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import triton
@@ -76,10 +81,11 @@ def _insert(best, kth, keys, KP: tl.constexpr):
 
 
 @triton.jit
-def _topk_partial_kernel(logits_ptr, cand_ptr, V, stride_b,
-                         CHUNK: tl.constexpr, KP: tl.constexpr, BLOCK_V: tl.constexpr):
+def _topk_partial_kernel(logits_ptr, cand_ptr, invt_ptr, m_ptr, s_ptr, V, stride_b,
+                         CHUNK: tl.constexpr, KP: tl.constexpr, BLOCK_V: tl.constexpr, LSE: tl.constexpr):
     """cand[b, s, :KP] = the top-KP keys (unordered) of logits[b, s*CHUNK:(s+1)*CHUNK]; INT64_MIN pads short
-    slices."""
+    slices. With LSE, also the running max m[b, s] and sum s[b, s] of exp(z * invt[b] - m) over the slice (the
+    step's log-probability needs logsumexp(z / T) over the vocabulary: same read of the logits)."""
     b = tl.program_id(0)
     s = tl.program_id(1)
     nsplit = tl.num_programs(1)
@@ -88,6 +94,12 @@ def _topk_partial_kernel(logits_ptr, cand_ptr, V, stride_b,
     best = tl.full([KP], -9223372036854775808, tl.int64)
     kth = tl.min(best, axis=0)
     row = logits_ptr + b.to(tl.int64) * stride_b
+    if LSE:
+        invt = tl.load(invt_ptr + b)
+    else:
+        invt = 1.0
+    run_m = float("-inf")
+    run_s = 0.0
     # constexpr trip count: one compile per vocabulary size (also what the CPU interpreter supports)
     for i in range(0, (CHUNK + BLOCK_V - 1) // BLOCK_V):
         offs = lo + i * BLOCK_V + tl.arange(0, BLOCK_V)
@@ -95,7 +107,16 @@ def _topk_partial_kernel(logits_ptr, cand_ptr, V, stride_b,
         z = tl.load(row + offs, mask=m, other=0.0).to(tl.float32)
         keys = tl.where(m, _pack(z, offs), -9223372036854775808)
         best, kth = _insert(best, kth, keys, KP)
+        if LSE:
+            zt = tl.where(m, z * invt, float("-inf"))
+            new_m = tl.maximum(run_m, tl.max(zt, axis=0))
+            safe_m = tl.where(new_m == float("-inf"), 0.0, new_m)
+            run_s = run_s * tl.exp(run_m - safe_m) + tl.sum(tl.exp(zt - safe_m), axis=0)
+            run_m = new_m
     tl.store(cand_ptr + (b * nsplit + s) * KP + tl.arange(0, KP), best)
+    if LSE:
+        tl.store(m_ptr + b * nsplit + s, run_m)
+        tl.store(s_ptr + b * nsplit + s, run_s)
 
 
 @triton.jit
@@ -238,15 +259,23 @@ def _splits(B: int, V: int, device: torch.device) -> int:
     return max(1, min(64, triton.cdiv(4 * sms, B), triton.cdiv(V, 4096)))
 
 
+class StepOutputs(NamedTuple):
+    soft: SoftStep | None  # the soft step (thinking config), when asked
+    tokens: torch.Tensor | None  # [B] int64 discrete-step tokens (answer config), when asked
+    answer_entropy: torch.Tensor | None  # [B] float32 entropy of the answer-phase filtered p (0 when greedy)
+    lse: torch.Tensor | None  # [B] float32 logsumexp(logits * inv_temperature) over the vocabulary
+
+
 def sampling_step(logits: torch.Tensor, keys: torch.Tensor, sample: torch.Tensor, step: torch.Tensor,
                   soft: SoftStepConfig | None, answer: tuple[float, int, float, float] | None,
-                  embedding: torch.Tensor | None = None, splits: int | None = None, answer_entropy: bool = False):
+                  embedding: torch.Tensor | None = None, splits: int | None = None, answer_entropy: bool = False,
+                  inv_temperature: torch.Tensor | None = None) -> StepOutputs:
     """Soft step (config `soft`) and/or discrete step (answer = (temperature, top_k, top_p, min_p)) from one read
     of the logits. Used by the rollout engine, where rows in thinking and answer phases share one launch.
 
     logits: [B, V] float (fp32/bf16/fp16); keys: [B, 2] int64 Philox key words per row; sample, step: [B] int64
-    (contiguous); embedding: [V, d] or None. Returns (SoftStep or None, tokens [B] int64 or None, entropy [B] of the
-    answer-phase filtered p or None; 0 for greedy). No host synchronisation: it can be captured in a CUDA graph.
+    (contiguous); embedding: [V, d] or None; inv_temperature: [B] float32 or None (then no logsumexp). Returns
+    StepOutputs. No host synchronisation: it can be captured in a CUDA graph.
     """
     require_triton(logits.device)
     if sample.stride(0) != 1 or step.stride(0) != 1 or keys.stride() != (2, 1):
@@ -274,8 +303,15 @@ def sampling_step(logits: torch.Tensor, keys: torch.Tensor, sample: torch.Tensor
     chunk = triton.cdiv(V, S)
     cand = torch.empty(B, S, KP, dtype=torch.int64, device=dev)
     BLOCK_V = 1024 if dev.type == "cuda" else 256
-    _topk_partial_kernel[(B, S)](logits, cand, V, logits.stride(0), CHUNK=chunk, KP=KP, BLOCK_V=BLOCK_V,
-                                 num_warps=4)
+    lse = inv_temperature is not None
+    if lse:
+        invt = inv_temperature.to(device=dev, dtype=torch.float32).contiguous()
+        m_part = torch.empty(B, S, dtype=torch.float32, device=dev)
+        s_part = torch.empty(B, S, dtype=torch.float32, device=dev)
+    else:
+        invt = m_part = s_part = cand  # placeholders, never touched (LSE=False)
+    _topk_partial_kernel[(B, S)](logits, cand, invt, m_part, s_part, V, logits.stride(0), CHUNK=chunk, KP=KP,
+                                 BLOCK_V=BLOCK_V, LSE=lse, num_warps=4)
     k = soft.max_topk if soft is not None else 1
     ids = torch.empty(B, k, dtype=torch.int64, device=dev)
     gp = torch.empty(B, k, dtype=torch.float32, device=dev)
@@ -310,9 +346,12 @@ def sampling_step(logits: torch.Tensor, keys: torch.Tensor, sample: torch.Tensor
     if soft is not None:
         step_out = SoftStep(ids=ids, gp=gp, weights=w, emitted=emitted, entropy=ent,
                             mixed=mixed if embedding is not None else None)
-    if answer is None:
-        return step_out, None, None
-    return step_out, tokens, (aent if answer_entropy else None)
+    lse_out = None
+    if lse:  # combine the S slices: a [B, S] reduction
+        mx = m_part.max(dim=1).values
+        lse_out = mx + torch.log((s_part * torch.exp(m_part - mx[:, None])).sum(dim=1))
+    return StepOutputs(step_out, tokens if answer is not None else None,
+                       aent if (answer is not None and answer_entropy) else None, lse_out)
 
 
 def _coords(logits, seed, sample, step):
@@ -330,16 +369,14 @@ def soft_token_step_triton(logits: torch.Tensor, cfg: SoftStepConfig, seed: int,
     logits: [B, V]; sample, step: [B] int64; embedding: [V, d] or None -> mixed [B, d] in embedding.dtype.
     """
     keys, sample, step = _coords(logits, seed, sample, step)
-    out, _, _ = sampling_step(logits, keys, sample, step, cfg, None, embedding)
-    return out
+    return sampling_step(logits, keys, sample, step, cfg, None, embedding).soft
 
 
 def discrete_step_triton(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, min_p: float,
                          seed: int, sample: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     """Triton version of `softgrpo.sampler.discrete_step`. logits: [B, V]; returns tokens [B] int64."""
     keys, sample, step = _coords(logits, seed, sample, step)
-    _, tok, _ = sampling_step(logits, keys, sample, step, None, (temperature, top_k, top_p, min_p))
-    return tok
+    return sampling_step(logits, keys, sample, step, None, (temperature, top_k, top_p, min_p)).tokens
 
 
 assert Q_EPS == 1e-6  # the kernel hard-codes the contract's epsilon in log(q + 1e-6)
