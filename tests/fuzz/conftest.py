@@ -108,8 +108,11 @@ def _seed_resources(base_url: str, key: str) -> dict[str, str]:
 
 
 def _models_dir(tmp: Path) -> Path:
-    """The repository's model folders (what `npm start` serves) when there are any; else one minimal model folder
-    (a manifest, like tests/helpers/app.ts writes), so that job creation has a base model to name."""
+    """MODELS_DIR when set, else the repository's model folders (what `npm start` serves) when there are any; else
+    one minimal model folder (a manifest, like tests/helpers/app.ts writes), so that job creation has a base model
+    to name (/v1/reason then answers model_not_servable: there are no weights)."""
+    if os.environ.get("MODELS_DIR"):
+        return Path(os.environ["MODELS_DIR"])
     bundled = ROOT / "models"
     if any(bundled.glob("*/manifest.json")):
         return bundled
