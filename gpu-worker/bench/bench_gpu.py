@@ -353,21 +353,22 @@ def bench_kernel1(device, B, V, d, rows, backend):
     sample, step = torch.arange(B, device=device), torch.full((B,), 7, device=device)
     g = gumbel(9, sample.cpu().view(-1, 1), step.cpu().view(-1, 1), torch.arange(cfg.max_topk).view(1, -1)).to(device)
     base = timeit(lambda: torch_soft_chain(z, cfg, g, emb), device)
+    size = f"B={B} V={V} d={d} {str(dtype)[6:]} logits"
     if backend == "triton":
         from softgrpo.kernels.soft_token_step import sampling_step
         keys = key_tensor(9, B, device)
         ours = timeit(lambda: sampling_step(z, keys, sample, step, cfg, None, emb), device)
-        answer = (1.0, 5, 0.95, 0.0)
-        invt = torch.ones(B, device=device)
+        rows.append(("kernel 1 soft step us", size, base * 1e6, ours * 1e6, base / ours,
+                     "baseline: torch chain, noise precomputed on device"))
+        answer, invt = (1.0, 5, 0.95, 0.0), torch.ones(B, device=device)
         both = timeit(lambda: sampling_step(z, keys, sample, step, cfg, answer, emb, answer_entropy=True,
                                             inv_temperature=invt), device)
-        rows.append(("kernel 1 engine step us", f"B={B} V={V} d={d} {str(dtype)[6:]} logits", base * 1e6,
-                     both * 1e6, base / both, "ours also: discrete step, answer entropy, logsumexp (baseline: "
-                     "soft chain only)"))
+        rows.append(("kernel 1 engine step us", size, base * 1e6, both * 1e6, base / both,
+                     "ours also: discrete step, answer entropy, logsumexp (baseline: soft chain only)"))
     else:
         ours = timeit(lambda: soft_token_step(z, cfg, 9, sample, step, emb), device)
-    rows.append(("kernel 1 soft step us", f"B={B} V={V} d={d} {str(dtype)[6:]} logits", base * 1e6, ours * 1e6,
-                 base / ours, "baseline: torch chain, noise precomputed on device"))
+        rows.append(("kernel 1 soft step us", size, base * 1e6, ours * 1e6, base / ours,
+                     "torch backend: the reference sampler (host Philox) vs the chain"))
 
 
 # ---- main ----------------------------------------------------------------------------------------------------------
