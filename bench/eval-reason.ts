@@ -1,5 +1,6 @@
 /**
- * Held-out accuracy of the Node engine on models/tiny/data/test.jsonl: soft vs discrete mode, Pass@1 (mean
+ * Held-out accuracy of the Node engine on models/tiny/data/test.jsonl: soft vs discrete mode, greedy (noise off,
+ * temperature 0: one deterministic sample), Pass@1 (mean
  * accuracy over the n samples), majority@n (the vote of /v1/reason), pass@n (any of the n samples correct), and
  * adaptive voting (batches of `--batch`, stopping once the leader cannot be overtaken): its accuracy and the share
  * of samples it saves. Same code path as the API (src/routes/reason/sampling-run.ts), sampling settings are the
@@ -70,8 +71,16 @@ for (const mode of ['soft', 'discrete'] as const) {
   let adaptiveSamples = 0;
   let tokens = 0;
   let adaptiveTokens = 0;
+  let greedy = 0;
   for (const [i, p] of problems.entries()) {
     const gold = normalizeAnswer(String(p.answer), 'math');
+    const request = requestFor(p, mode, i);
+    const deterministic = {
+      ...request,
+      soft_thinking: { ...request.soft_thinking, noise_scale: 0 },
+      answer: { ...request.answer, temperature: 0 },
+    };
+    greedy += (await runSamples(engine, deterministic, 1, vote)).answers[0] === gold ? 1 : 0;
     const full = await runSamples(engine, requestFor(p, mode, i), n, vote);
     const correct = full.answers.map((a) => a === gold);
     pass1 += correct.filter(Boolean).length / n;
@@ -86,14 +95,14 @@ for (const mode of ['soft', 'discrete'] as const) {
   const count = problems.length;
   const pct = (x: number) => ((100 * x) / count).toFixed(1);
   rows.push(
-    `| ${mode} | ${count} | ${n} | ${pct(pass1)} | ${pct(majority)} | ${pct(passN)} | ${pct(adaptiveCorrect)} | ${batch} | ${(adaptiveSamples / count).toFixed(2)} | ${(100 * (1 - adaptiveSamples / (count * n))).toFixed(1)} | ${(100 * (1 - adaptiveTokens / tokens)).toFixed(1)} | ${maxTokens} | ${args.model} | ${new Date().toISOString().slice(0, 16).replace('T', ' ')}Z |`,
+    `| ${mode} | ${count} | ${pct(greedy)} | ${n} | ${pct(pass1)} | ${pct(majority)} | ${pct(passN)} | ${pct(adaptiveCorrect)} | ${batch} | ${(adaptiveSamples / count).toFixed(2)} | ${(100 * (1 - adaptiveSamples / (count * n))).toFixed(1)} | ${(100 * (1 - adaptiveTokens / tokens)).toFixed(1)} | ${maxTokens} | ${args.model} | ${new Date().toISOString().slice(0, 16).replace('T', ' ')}Z |`,
   );
   console.error(`${mode}: done after ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }
 await engine.release();
 
 const header =
-  '| mode | problems | n | Pass@1 % | majority@n % | pass@n (any) % | adaptive majority % | adaptive batch | adaptive samples / problem | samples saved % | tokens saved % | max tokens | model | date |';
+  '| mode | problems | greedy % | n | Pass@1 % | majority@n % | pass@n (any) % | adaptive majority % | adaptive batch | adaptive samples / problem | samples saved % | tokens saved % | max tokens | model | date |';
 const table = [header, separatorOf(header), ...rows].join('\n');
 console.log(table);
 
@@ -103,7 +112,8 @@ appendRows(
     'Rows appended by `npx tsx bench/eval-reason.ts`: held-out problems of models/tiny/data/test.jsonl, API default sampling',
     '(tau 1, top_k 5, top_p 0.95, k 5, tau_g 0.1, lambda 1 in soft mode; the same settings for every discrete step),',
     'graded on the last \\boxed{}. Pass@1 = mean accuracy over the n samples; pass@n = any sample correct (not the',
-    'unbiased estimator); adaptive = stop once the leader cannot be overtaken (batches of the given size); the saving is',
+    'unbiased estimator); greedy = one sample with noise off and temperature 0; adaptive = stop once the leader cannot be',
+    'overtaken (batches of the given size); the saving is',
     'against always drawing n samples.',
   ],
   header,
