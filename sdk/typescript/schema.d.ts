@@ -3232,7 +3232,7 @@ export interface components {
              * @default soft_grpo
              * @enum {string}
              */
-            type: "soft_grpo" | "grpo";
+            type?: "soft_grpo" | "grpo";
             hyperparameters?: components["schemas"]["Hyperparameters"];
         };
         /**
@@ -3458,7 +3458,7 @@ export interface components {
              * @description Relative tolerance.
              * @default 0.000001
              */
-            tolerance: number;
+            tolerance?: number;
         } | {
             /** @enum {string} */
             type: "regex";
@@ -3624,40 +3624,40 @@ export interface components {
              * @default soft
              * @enum {string}
              */
-            mode: "soft" | "discrete";
+            mode?: "soft" | "discrete";
             soft_thinking?: components["schemas"]["SoftThinkingSettings"];
             vote?: components["schemas"]["VoteSettings"];
             /**
              * @description Samples (1-64).
              * @default 1
              */
-            n: number;
+            n?: number;
             /** @description Generated tokens per sample (thinking + answer). Default: the rest of the context. */
             max_tokens?: number;
             /**
              * @description Answer-phase temperature (0 = greedy).
              * @default 1
              */
-            temperature: number;
+            temperature?: number;
             /**
              * @description Keep the k most likely tokens (0 = off).
              * @default 5
              */
-            top_k: number;
+            top_k?: number;
             /**
              * @description Nucleus: the shortest prefix reaching this mass (1 = off).
              * @default 0.95
              */
-            top_p: number;
+            top_p?: number;
             /**
              * @description Drop tokens below min_p * max p (0 = off).
              * @default 0
              */
-            min_p: number;
+            min_p?: number;
             /** @description Philox seed: the same seed, model and settings give the same samples. Default: random. */
             seed?: number;
             /** @default false */
-            stream: boolean;
+            stream?: boolean;
         };
         ReasonMessage: {
             /** @enum {string} */
@@ -3669,48 +3669,48 @@ export interface components {
              * @description Thinking-phase temperature tau.
              * @default 1
              */
-            temperature: number;
+            temperature?: number;
             /**
              * @description Keep the k most likely tokens (0 = off).
              * @default 5
              */
-            top_k: number;
+            top_k?: number;
             /**
              * @description Nucleus: the shortest prefix reaching this mass (1 = off).
              * @default 0.95
              */
-            top_p: number;
+            top_p?: number;
             /**
              * @description Drop tokens below min_p * max p (0 = off).
              * @default 0
              */
-            min_p: number;
+            min_p?: number;
             /**
              * @description k: tokens mixed per soft step.
              * @default 5
              */
-            max_topk: number;
+            max_topk?: number;
             /**
              * @description Gumbel-softmax temperature of the mixture weights.
              * @default 0.1
              */
-            gumbel_tau: number;
+            gumbel_tau?: number;
             /**
              * @description Gumbel noise scale lambda; 0 = plain Soft Thinking (deterministic thinking).
              * @default 1
              */
-            noise_scale: number;
+            noise_scale?: number;
             /** @description Thinking steps before </think> is forced. Default: max_tokens. */
             max_thinking_tokens?: number;
             /** @default null */
-            cold_stop: {
+            cold_stop?: {
                 /** @description Entropy threshold of the filtered distribution. */
                 entropy: number;
                 /**
                  * @description Consecutive low-entropy steps that end thinking.
                  * @default 256
                  */
-                steps: number;
+                steps?: number;
             } | null;
         };
         VoteSettings: {
@@ -3718,26 +3718,26 @@ export interface components {
              * @default majority
              * @enum {string}
              */
-            method: "majority";
+            method?: "majority";
             /**
              * @default boxed
              * @enum {string}
              */
-            extract: "boxed" | "last_number" | "regex";
+            extract?: "boxed" | "last_number" | "regex";
             /**
              * @default math
              * @enum {string}
              */
-            normalize: "math" | "exact";
+            normalize?: "math" | "exact";
             /** @description For extract "regex": the first group (or the match) of the last match is the answer. */
             pattern?: string;
             /**
              * @description Sample in batches and stop once the leading answer cannot be overtaken.
              * @default false
              */
-            adaptive: boolean;
+            adaptive?: boolean;
             /** @default 4 */
-            adaptive_batch_size: number;
+            adaptive_batch_size?: number;
         };
         ChatCompletion: {
             id: string;
@@ -3777,29 +3777,29 @@ export interface components {
                 content: string;
             }[];
             /** @default 1 */
-            n: number;
+            n?: number;
             /** @default false */
-            stream: boolean;
+            stream?: boolean;
             stream_options?: {
                 /** @default false */
-                include_usage: boolean;
+                include_usage?: boolean;
             } | null;
             max_tokens?: number | null;
             max_completion_tokens?: number | null;
             /** @default 1 */
-            temperature: number;
+            temperature?: number;
             /** @default 0.95 */
-            top_p: number;
+            top_p?: number;
             /** @default 5 */
-            top_k: number;
+            top_k?: number;
             /** @default 0 */
-            min_p: number;
+            min_p?: number;
             seed?: number | null;
             /**
              * @default soft
              * @enum {string}
              */
-            mode: "soft" | "discrete";
+            mode?: "soft" | "discrete";
             soft_thinking?: components["schemas"]["SoftThinkingSettings"];
         };
         WorkerClaim: {
