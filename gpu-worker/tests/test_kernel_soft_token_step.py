@@ -116,3 +116,18 @@ def test_engine_step_returns_soft_and_discrete_results_entropy_and_logsumexp_fro
     torch.testing.assert_close(out.answer_entropy, entropy_of(filtered_probs(z, 0.8, 9, 0.9, 0.0)), atol=1e-5,
                                rtol=1e-5)
     torch.testing.assert_close(out.lse, torch.logsumexp(z.float() * inv_t[:, None], dim=-1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="full-vocabulary size: GPU only")
+def test_soft_step_matches_reference_at_qwen_vocabulary_on_gpu():
+    B, V = 64, 151936
+    z = logits_for(B, V, 3.0, torch.bfloat16, seed=21)
+    emb = torch.randn(V, 1536, device=DEV).to(torch.bfloat16)
+    sample, step = torch.arange(B, device=DEV), torch.full((B,), 11, device=DEV)
+    for cfg in (SoftStepConfig(), CONFIGS["soft_thinking_defaults"][0]):
+        ref = soft_token_step(z, cfg, 3, sample, step, emb)
+        out = soft_token_step_triton(z, cfg, 3, sample, step, emb)
+        assert torch.equal(out.ids, ref.ids) and torch.equal(out.emitted, ref.emitted)
+        torch.testing.assert_close(out.gp, ref.gp, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.entropy, ref.entropy, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.mixed.float(), ref.mixed.float(), atol=2e-2, rtol=2e-2)
