@@ -90,7 +90,10 @@ def test_triton_backend_reproduces_plain_rollout_noise_off():
 
 def test_engine_is_reusable_across_batches_and_checks_sizes():
     model, cfg = random_model(), config(1.0)
-    engine = gpu_engine.GpuRolloutEngine(model, ToyTokenizer(), cfg, batch_size=3, max_prompt_len=6, backend="torch")
+    # kv_bucket=4: attention spans grow bucket by bucket (6 -> 8 -> 12 -> ... -> 20 cache columns)
+    engine = gpu_engine.GpuRolloutEngine(model, ToyTokenizer(), cfg, batch_size=3, max_prompt_len=6, backend="torch",
+                                         kv_bucket=4)
+    assert [engine._kv_len(t) for t in (0, 1, 2, 5, 6, 13)] == [8, 8, 12, 12, 16, 20]
     first = engine.generate(PROMPTS, seed=11)
     again = engine.generate(PROMPTS, seed=11)
     assert all(a.tokens.tolist() == b.tokens.tolist() for a, b in zip(first, again))

@@ -9,9 +9,10 @@ buffers so that rows in different phases (thinking / answer / done) share one st
 host synchronisation. What differs from the reference, and why:
 
 - `StaticCacheLM` runs the model over a preallocated cache [L, B, n_kv, S_max, hd] (S_max = prompt + max new
-  tokens) with the SoftTokenLM's own parameters (shared, not copied): attention always spans S_max keys under a
-  mask, so every step has the same shapes and the step (model + sampling + bookkeeping) is captured once in a
-  torch.cuda.CUDAGraph and replayed. The host looks at `done` every `sync_every` steps only.
+  tokens) with the SoftTokenLM's own parameters (shared, not copied). A step attends over the cache columns up to
+  the `kv_bucket` (128) holding its own column, under a mask, so all steps of one bucket have the same shapes: the
+  step (model + sampling + bookkeeping) is captured in one torch.cuda.CUDAGraph per bucket (lazily, sharing one
+  memory pool) and replayed. The host looks at `done` every `sync_every` steps only.
 - backend="triton": sampling is kernel 1 (`kernels.soft_token_step.sampling_step`: one read of the logits serves the
   soft step, the discrete step and the answer entropy; the embedding mix comes out of the same kernel).
   backend="torch": the reference sampler functions (CPU CI; not capturable, as they draw Philox on the host).
@@ -61,7 +62,8 @@ class StaticCacheLM:
     """A SoftTokenLM's decoder over a preallocated KV cache (parameters shared with `model`).
 
     forward(x [B, T, d] input embeddings, positions [B, T] int64, slots [T] int64 cache columns to write,
-            key_mask [B, S_max] bool keys that exist) -> logits [B, V] of the last position.
+            key_mask [B, S_max] bool keys that exist, kv_len: attend over cache columns [0, kv_len) only)
+        -> logits [B, V] of the last position.
     """
 
     def __init__(self, model: SoftTokenLM, batch_size: int, max_len: int, dtype: torch.dtype | None = None):
@@ -80,8 +82,10 @@ class StaticCacheLM:
     def embedding(self) -> torch.Tensor:
         return self.model.model.embed_tokens.weight
 
-    def forward(self, x, positions, slots, key_mask):
+    def forward(self, x, positions, slots, key_mask, kv_len: int | None = None):
         cfg = self.cfg
+        S = self.S if kv_len is None else kv_len
+        key_pos, key_mask = self.key_pos[:S], key_mask[:, :S]
         B, T, _ = x.shape
         nh, nkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         freqs = positions[:, :, None].float() * self.inv_freq[None, None, :]
@@ -89,8 +93,8 @@ class StaticCacheLM:
         cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
         # key j visible to the query in column slots[i] when it exists and j <= slots[i]; a query may always see
         # itself, so padding queries stay finite (their outputs are never read by real positions)
-        causal = self.key_pos[None, :] <= slots[:, None]  # [T, S]
-        visible = (causal[None] & key_mask[:, None, :]) | (self.key_pos[None, None, :] == slots[None, :, None])
+        causal = key_pos[None, :] <= slots[:, None]  # [T, S]
+        visible = (causal[None] & key_mask[:, None, :]) | (key_pos[None, None, :] == slots[None, :, None])
         mask = torch.where(visible, 0.0, torch.finfo(torch.float32).min)[:, None].to(x.dtype)  # [B, 1, T, S]
         for i, layer in enumerate(self.model.model.layers):
             attn = layer.self_attn
@@ -102,7 +106,7 @@ class StaticCacheLM:
             k = k * cos + rotate_half(k) * sin
             self.k_cache[i].index_copy_(2, slots, k)
             self.v_cache[i].index_copy_(2, slots, v)
-            o = self._attention(q, self.k_cache[i], self.v_cache[i], mask)
+            o = self._attention(q, self.k_cache[i][:, :, :S], self.v_cache[i][:, :, :S], mask)
             x = x + attn.o_proj(o.transpose(1, 2).reshape(B, T, nh * hd))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         hidden = self.model.model.norm(x[:, -1])
@@ -167,7 +171,8 @@ class GpuRolloutEngine:
     """
 
     def __init__(self, model: SoftTokenLM, tokenizer, cfg: RolloutConfig, batch_size: int, max_prompt_len: int,
-                 backend: str = "triton", use_graph: bool | None = None, sync_every: int = 16):
+                 backend: str = "triton", use_graph: bool | None = None, sync_every: int = 16,
+                 kv_bucket: int = 128):
         if cfg.mode not in ("soft", "discrete"):
             raise ValueError(f"mode must be 'soft' or 'discrete', got {cfg.mode!r}")
         self.backend = check_backend(backend)
@@ -186,7 +191,10 @@ class GpuRolloutEngine:
         mc = model.cfg
         self.st = _State(batch_size, self.k, self.T_max, mc.hidden_size, mc.vocab_size, self.device, self.dtype)
         self.sync_every = sync_every
-        self.graph = None
+        # attention spans the cache only up to the bucket holding the current column: one graph per bucket, so a
+        # long budget (8k tokens) does not read 8k keys per step from the first step on
+        self.kv_bucket = kv_bucket
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.answer = (cfg.answer_temperature, cfg.answer_top_k, cfg.answer_top_p, cfg.answer_min_p)
         self.timing: dict = {}  # decode seconds and steps of the last generate() (benchmarks read it)
 
@@ -208,7 +216,11 @@ class GpuRolloutEngine:
                             inv_temperature=inv_temperature)
         return out.soft, out.tokens, out.answer_entropy, out.soft.mixed if out.soft is not None else None, out.lse
 
-    def _step(self):
+    def _kv_len(self, t: int) -> int:
+        """Cache columns step t attends over: its own column P + t, rounded up to the bucket."""
+        return min(self.lm.S, -(-(self.P + t + 1) // self.kv_bucket) * self.kv_bucket)
+
+    def _step(self, kv_len: int):
         cfg, st, B, k = self.cfg, self.st, self.B, self.k
         step_index = st.t.expand(B).contiguous()  # kernels index it per row
         thinking = st.thinking
@@ -267,7 +279,7 @@ class GpuRolloutEngine:
         st.x.copy_(x[:, None])
         st.key_mask.index_fill_(1, st.slot, True)
         st.pos.add_(1)
-        st.logits.copy_(self.lm.forward(st.x, st.pos, st.slot, st.key_mask))
+        st.logits.copy_(self.lm.forward(st.x, st.pos, st.slot, st.key_mask, kv_len))
         st.slot.add_(1)
         st.t.add_(1)
 
@@ -285,7 +297,7 @@ class GpuRolloutEngine:
         samples = torch.arange(B) if samples is None else torch.as_tensor(samples, dtype=torch.long)
         new_samples = samples.to(self.device)
         new_keys = key_tensor(self.seed, B, self.device)
-        if self.graph is not None:  # the captured graph reads these addresses: update in place
+        if self.graphs:  # the captured graphs read these addresses: update in place
             self.samples.copy_(new_samples)
             self.keys.copy_(new_keys)
         else:
@@ -302,7 +314,8 @@ class GpuRolloutEngine:
         x = self.model.embed(*one_hot_slots(ids, self.k))
         self.lm.k_cache.zero_()
         self.lm.v_cache.zero_()
-        logits = self.lm.forward(x.to(self.dtype), positions, torch.arange(self.P, device=self.device), key_mask)
+        logits = self.lm.forward(x.to(self.dtype), positions, torch.arange(self.P, device=self.device), key_mask,
+                                 self._kv_len(-1))
 
         if st.key_mask is None:
             st.key_mask = key_mask.clone()
@@ -317,47 +330,47 @@ class GpuRolloutEngine:
         for buf in st.out.values():
             buf.zero_()
 
-        if self.use_graph and self.graph is None:
-            self._capture()
         clock = _Clock(self.device)
         steps = 0
         for t in range(self.T_max):
-            if self.graph is not None:
-                self.graph.replay()
+            kv_len = self._kv_len(t)
+            if self.use_graph:
+                graph = self.graphs.get(kv_len) or self._capture(kv_len)
+                graph.replay()
             else:
-                self._step()
+                self._step(kv_len)
             steps += 1
             if (t + 1) % self.sync_every == 0 and bool(st.done.all()):
                 break
         self.timing = {"decode_s": clock.seconds(), "steps": steps, "batch": B}
         return self._collect(prompts)
 
-    def _capture(self):
-        """Warm up (Triton compiles, cuBLAS picks kernels) on a side stream, then capture one step; restore state."""
+    def _capture(self, kv_len: int) -> torch.cuda.CUDAGraph:
+        """Capture the step for one cache bucket. Capturing executes nothing; before the first capture, two eager
+        steps on a side stream warm up Triton compilation and cuBLAS, and the state they advanced is restored.
+        The cache columns they wrote are rewritten by the real steps before any query can see them."""
         st = self.st
-        saved = {n: getattr(st, n).clone() for n in ("logits", "x", "pos", "slot", "t", "key_mask", "thinking",
-                                                     "done", "stopped", "n_thinking", "low_run", "lengths",
-                                                     "end_code")}
-        kv = (self.lm.k_cache.clone(), self.lm.v_cache.clone())
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(2):
-                self._step()
-        torch.cuda.current_stream().wait_stream(s)
-        self._restore(saved, kv)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._step()
-        self._restore(saved, kv)
-
-    def _restore(self, saved, kv):
-        for n, v in saved.items():
-            getattr(self.st, n).copy_(v)
-        self.lm.k_cache.copy_(kv[0])
-        self.lm.v_cache.copy_(kv[1])
-        for buf in self.st.out.values():
-            buf.zero_()
+        if not self.graphs:
+            saved = {n: getattr(st, n).clone() for n in ("logits", "x", "pos", "slot", "t", "key_mask", "thinking",
+                                                         "done", "stopped", "n_thinking", "low_run", "lengths",
+                                                         "end_code")}
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                for _ in range(2):
+                    self._step(kv_len)
+            torch.cuda.current_stream().wait_stream(s)
+            for n, v in saved.items():
+                getattr(st, n).copy_(v)
+            for buf in st.out.values():
+                buf.zero_()
+        graph = torch.cuda.CUDAGraph()
+        # one memory pool for all buckets: the graphs run one after another and keep nothing between replays
+        pool = next(iter(self.graphs.values())).pool() if self.graphs else None
+        with torch.cuda.graph(graph, pool=pool):
+            self._step(kv_len)
+        self.graphs[kv_len] = graph
+        return graph
 
     def _collect(self, prompts) -> list[Rollout]:
         st, tok = self.st, self.tok
