@@ -187,7 +187,9 @@ class GpuRolloutEngine:
         self.B, self.P = batch_size, max_prompt_len
         self.T_max = cfg.max_response_tokens
         self.k = cfg.thinking.max_topk
-        self.lm = StaticCacheLM(model, batch_size, max_prompt_len + self.T_max, self.dtype)
+        # columns rounded up to a multiple of 8 so every attention span (and its mask) is 16-byte aligned, as the
+        # fused attention kernels want; the extra columns are never written and stay masked
+        self.lm = StaticCacheLM(model, batch_size, -(-(max_prompt_len + self.T_max) // 8) * 8, self.dtype)
         mc = model.cfg
         self.st = _State(batch_size, self.k, self.T_max, mc.hidden_size, mc.vocab_size, self.device, self.dtype)
         self.sync_every = sync_every
