@@ -24,6 +24,7 @@ import { internalCheckpointsRouter } from './routes/internal/checkpoints';
 import { internalRouter } from './routes/internal';
 import { modelsRouter } from './routes/models';
 import { chatRouter } from './routes/chat';
+import { dashboardRouter } from './routes/dashboard';
 import { reasonRouter } from './routes/reason';
 import { DEFAULT_LIMITS } from './ports';
 
@@ -88,6 +89,7 @@ export function createApp(deps: Deps) {
 
   app.route('/blobs', blobsRouter);
   app.route('/', docsRouter);
+  app.route('/', dashboardRouter);
   app.get('/healthz', (c) => c.json({ ok: true }));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {

@@ -58,7 +58,7 @@ export function createTransport(opts: TransportOptions = {}): (input: Request) =
     }
     for (let attempt = 0; ; attempt++) {
       const last = attempt >= maxRetries;
-      const res = await send(last ? request : request.clone());
+      const res = await send(last ? request : (request.clone() as Request));
       const retryable = RETRYABLE.has(res.status) || (res.status === 409 && res.headers.has('retry-after'));
       if (last || !retryable) return res;
       const wait = retryAfterMs(res.headers.get('retry-after')) ?? baseDelay * 2 ** attempt;

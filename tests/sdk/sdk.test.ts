@@ -135,7 +135,7 @@ describe('retries', () => {
     let failFirst = true;
     const api = s.sdk({
       fetch: async (req) => {
-        seen.push(req.clone());
+        seen.push(req.clone() as Request);
         if (failFirst) {
           failFirst = false;
           return new Response(JSON.stringify({ error: { message: 'busy', type: 'server_error', param: null, code: 'busy' } }), {
