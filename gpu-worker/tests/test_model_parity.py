@@ -154,3 +154,15 @@ def test_unknown_folder_and_bad_config_fail_with_a_message_naming_the_problem(tm
         SoftTokenLM.from_pretrained(tmp_path)
     with pytest.raises(ModelFolderError, match="model_type 'gpt2'"):
         SoftTokenLM.from_config(dict(CONFIGS["qwen2_tied"], model_type="gpt2"))
+
+
+def test_left_padded_bf16_forward_stays_finite():
+    model = SoftTokenLM.from_config(CONFIGS["qwen2_tied"], seed=2).to(torch.bfloat16).eval()
+    tokens = torch.randint(0, 97, (2, 6))
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        out = model(tokens, attention_mask=mask, use_cache=True)
+        step = model(tokens[:, :1], attention_mask=torch.cat([mask, mask[:, :1] * 0 + 1], 1),
+                     past_key_values=out.past_key_values)
+    assert out.logits.dtype == torch.bfloat16
+    assert torch.isfinite(out.logits).all() and torch.isfinite(step.logits).all()

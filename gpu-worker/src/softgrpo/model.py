@@ -144,7 +144,8 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.n_heads * self.hd, d, bias=cfg.o_bias)
 
     def forward(self, x, cos, sin, mask, past):
-        """x [B,T,d]; cos/sin [B,1,T,hd]; mask [B,1,T,P+T] additive float32; past (k, v) [B,n_kv,P,hd] or None."""
+        """x [B,T,d]; cos/sin [B,1,T,hd]; mask [B,1,T,P+T] additive (None: plain causal, no past, no padding);
+        past (k, v) [B,n_kv,P,hd] or None. Returns ([B,T,d], (k, v) [B,n_kv,P+T,hd])."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.hd).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
@@ -155,14 +156,13 @@ class Attention(nn.Module):
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         present = (k, v)
-        # grouped-query attention: query heads h*g .. h*g+g-1 share kv head h
+        # grouped-query attention: query heads j*g .. j*g+g-1 share kv head j (as transformers' repeat_kv)
         g = self.n_heads // self.n_kv
-        q = q.reshape(B, self.n_kv, g * T, self.hd)
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.hd)  # [B, n_kv, g*T, S]
-        scores = scores.view(B, self.n_heads, T, -1).float() + mask
-        probs = torch.softmax(scores, dim=-1).to(v.dtype)
-        out = torch.matmul(probs.view(B, self.n_kv, g * T, -1), v)  # [B, n_kv, g*T, hd]
-        out = out.view(B, self.n_heads, T, self.hd).transpose(1, 2).reshape(B, T, self.n_heads * self.hd)
+        if g > 1:
+            k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+        # SDPA: flash / memory-efficient kernels on GPU, so long training sequences never materialise [T, S] scores
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)  # [B, H, T, hd]
+        out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.hd)
         return self.o_proj(out), present
 
 
@@ -201,6 +201,19 @@ class Backbone(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+def attention_bias(attention_mask: torch.Tensor, T: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask [B, 1, T, S] for the last T queries of a left-padded mask [B, S = P + T].
+
+    Key j is visible to query i when it is not padding and j <= P + i. Hidden keys get the dtype's finite minimum,
+    not -inf, so fully hidden rows (queries at padding positions) stay finite instead of NaN.
+    """
+    S = attention_mask.shape[1]
+    key_pos = torch.arange(S, device=attention_mask.device)
+    query_pos = torch.arange(T, device=attention_mask.device) + (S - T)
+    visible = (key_pos[None, :] <= query_pos[:, None])[None] & attention_mask[:, None, :].bool()  # [B, T, S]
+    return torch.where(visible, 0.0, torch.finfo(dtype).min).to(dtype)[:, None]
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor, T: int) -> torch.Tensor:
@@ -317,6 +330,7 @@ class SoftTokenLM(nn.Module):
         B, T, _ = ids.shape
         x = self.embed(ids, weights)
         P = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        plain_causal = attention_mask is None and past_key_values is None  # lets SDPA take its is_causal fast path
         if attention_mask is None:
             attention_mask = torch.ones(B, P + T, dtype=torch.long, device=ids.device)
         if position_ids is None:
@@ -326,13 +340,7 @@ class SoftTokenLM(nn.Module):
         emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # [B, 1, T, hd]
         cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
 
-        # key j is visible to query i when it is not padding and j <= P + i; S = P + T from the mask
-        S = attention_mask.shape[1]
-        key_pos = torch.arange(S, device=ids.device)
-        query_pos = torch.arange(T, device=ids.device) + (S - T)
-        visible = (key_pos[None, :] <= query_pos[:, None])[None] & attention_mask[:, None, :].bool()  # [B, T, S]
-        # finite minimum, not -inf: fully masked rows (padding queries) stay finite instead of NaN
-        mask = torch.where(visible, 0.0, torch.finfo(torch.float32).min)[:, None]  # [B, 1, T, S] float32
+        mask = None if plain_causal else attention_bias(attention_mask, T, x.dtype)
 
         presents = []
         for i, layer in enumerate(self.model.layers):
