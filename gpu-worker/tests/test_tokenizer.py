@@ -86,3 +86,10 @@ def test_template_raise_exception_surfaces(tmp_path):
     tok = ChatTokenizer.from_pretrained(write_folder(tmp_path, template=strict + QWEN_LIKE))
     with pytest.raises(Exception, match="first message must be user"):
         tok.render_chat(MESSAGES)
+
+
+def test_template_saved_as_chat_template_jinja_file_is_used(tmp_path):
+    write_folder(tmp_path, template="")
+    (tmp_path / "chat_template.jinja").write_text(QWEN_LIKE)
+    tok = ChatTokenizer.from_pretrained(tmp_path)
+    assert tok.render_chat(MESSAGES).startswith("<|im_start|>system\nBe brief.<|im_end|>\n")

@@ -1,7 +1,7 @@
 """Chat tokenizer of a model folder: tokenizer.json through `tokenizers`, the chat template through jinja2.
 
-The template is the Jinja string `chat_template` of tokenizer_config.json, rendered the way transformers renders it
-(sandboxed, trim_blocks, lstrip_blocks, `raise_exception`, `tojson`). Per docs/CONTRACTS.md the generation prompt
+The template is the Jinja string `chat_template` of tokenizer_config.json (or the file chat_template.jinja),
+rendered the way transformers renders it (sandboxed, trim_blocks, lstrip_blocks, `raise_exception`, `tojson`). Per docs/CONTRACTS.md the generation prompt
 ends with `<think>\\n`: if a model's template does not open the thinking block itself, `render_chat` appends it.
 """
 
@@ -62,6 +62,9 @@ class ChatTokenizer:
             if not (folder / name).is_file():
                 raise ModelFolderError(f"model folder {str(folder)!r} has no {name}")
         config = json.loads((folder / "tokenizer_config.json").read_text())
+        if not config.get("chat_template") and (folder / "chat_template.jinja").is_file():
+            # transformers >= 4.43 may save the template beside tokenizer_config.json instead of inside it
+            config["chat_template"] = (folder / "chat_template.jinja").read_text()
         return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), config)
 
     @property
