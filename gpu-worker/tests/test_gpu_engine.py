@@ -29,7 +29,7 @@ def random_model(vocab=40, seed=0):
     config = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "vocab_size": vocab, "hidden_size": 32,
               "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
               "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-              "tie_word_embeddings": True, "initializer_range": 0.5}
+              "tie_word_embeddings": True, "initializer_range": 0.2}
     return SoftTokenLM.from_config(config, seed=seed).eval()
 
 
