@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../cli/main';
 import { createNodeEngineRegistry } from '../../src/engine/node-engines';
 import type { ReasonChunk, ReasonVoteChunk } from '../../sdk/typescript';
 import { startSdkServer, type SdkServer } from './server';
@@ -40,5 +41,26 @@ describe.skipIf(!HAVE_MODEL)('reasoning through the SDK (bundled tiny model)', (
       expect(mine.map((c) => c.delta.content ?? '').join('')).toBe(choice.answer);
       expect(mine.at(-1)!.finish_reason).toBe(choice.finish_reason);
     }
+  }, 120_000);
+
+  it('the CLI prints the samples and the vote, and --stream ends with the same vote', async () => {
+    const run = async (...extra: string[]) => {
+      const out: string[] = [];
+      const code = await main(['reason', BODY.prompt, '--n', '2', '--seed', '11', '--max-tokens', '32', ...extra], {
+        env: { SOFT_REASON_API_KEY: s.key, SOFT_REASON_BASE_URL: s.base },
+        out: (l) => out.push(l),
+        err: (l) => out.push(l),
+      });
+      expect(code, out.join('\n')).toBe(0);
+      return out;
+    };
+    const json = JSON.parse((await run('--json')).join('\n'));
+    expect(json.choices).toHaveLength(2);
+    const plain = (await run()).join('\n').split('\n');
+    expect(plain).toHaveLength(3);
+    expect(plain.at(-1)).toMatch(new RegExp(`^answer: .* \\(${json.aggregate.votes}/2 votes`));
+    const streamed = await run('--stream');
+    expect(streamed.at(-1)).toBe(`answer: ${json.aggregate.answer ?? '-'}  (${json.aggregate.votes}/${json.aggregate.samples} votes)`);
+    expect(streamed.filter((l) => /^\[\d\] done: /.test(l))).toHaveLength(2);
   }, 120_000);
 });

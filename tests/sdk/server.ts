@@ -1,5 +1,6 @@
 /** The real app (tests/helpers) served over loopback HTTP, with a tenant key and an SDK client, for the SDK/CLI tests. */
 import { SoftReason, type SoftReasonOptions } from '../../sdk/typescript';
+import type { Config } from '../../src/ports';
 import { makeTestApp, type TestApp } from '../helpers/app';
 import { listen } from '../helpers/server';
 
@@ -11,8 +12,8 @@ export interface SdkServer {
   close: () => Promise<void>;
 }
 
-export async function startSdkServer(): Promise<SdkServer> {
-  const t = await makeTestApp();
+export async function startSdkServer(config?: Partial<Config>): Promise<SdkServer> {
+  const t = await makeTestApp({ config });
   const { key } = await t.newTenant();
   const server = await listen(t.app);
   return {
