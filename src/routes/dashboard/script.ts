@@ -157,6 +157,7 @@ function rewardChart(points) {
 
 async function showJob(jobId) {
   const path = '/v1/finetune/' + encodeURIComponent(jobId);
+  history.replaceState(null, '', location.pathname + '#job=' + encodeURIComponent(jobId));
   const [job, events, checkpoints] = await Promise.all([getJson(path), allEvents(jobId), getJson(path + '/checkpoints?limit=100')]);
   const act = (verb) => el('button', { onclick: () => api(path + '/' + verb, { method: 'POST' }).then(() => Promise.all([showJob(jobId), loadJobs()])).catch(showError) }, verb);
   const actions = TERMINAL.includes(job.status) ? [] : [act('cancel'), job.status === 'paused' || job.status === 'pausing' ? act('resume') : act('pause')];
@@ -237,12 +238,25 @@ async function runReason(ev) {
   }
 }
 
-async function refreshAll() {
+async function refreshAll(jobId) {
   showError(null);
   const has = Boolean(sessionStorage.getItem(KEY));
   byId('key-state').textContent = has ? 'key set for this tab' : 'paste an API key to start';
   if (!has) return;
-  await Promise.all([loadModels(), loadJobs()]).catch(showError);
+  await Promise.all([loadModels(), loadJobs(), jobId ? showJob(jobId) : null]).catch(showError);
+}
+
+/** Links: #job=<id> opens a job; #key=<key> stores the key for this tab and is removed from the address at once. */
+function readHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const key = params.get('key');
+  if (key) {
+    sessionStorage.setItem(KEY, key);
+    params.delete('key');
+    const rest = params.toString();
+    history.replaceState(null, '', location.pathname + location.search + (rest ? '#' + rest : ''));
+  }
+  return params.get('job');
 }
 
 function boot() {
@@ -259,7 +273,7 @@ function boot() {
   });
   byId('refresh-jobs').addEventListener('click', () => loadJobs().catch(showError));
   byId('reason-form').addEventListener('submit', runReason);
-  refreshAll();
+  refreshAll(readHash());
   setInterval(() => { if (sessionStorage.getItem(KEY) && !document.hidden) loadJobs().catch(showError); }, 10000);
 }
 
