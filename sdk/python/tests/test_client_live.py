@@ -111,3 +111,32 @@ def test_reason_and_stream_agree(api, server):
     assert chunks[-1]["aggregate"] == result["aggregate"]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1] if c["choices"][0]["index"] == 0)
     assert text == result["choices"][0]["answer"]
+
+
+def test_stream_events_resumes_after_the_last_event_when_a_stream_ends_early(api, server):
+    """The server ends long streams (Config.sse.maxStreamMs); here the first stream is cut after its first event
+    and the SDK must reconnect with after=<that event's id>, yielding every event exactly once."""
+    file = api.upload_file(TRAIN)
+    job = api.create_job({"model": "tiny-arith", "training_file": file["id"]})
+    api.cancel_job(job["id"])
+    real = httpx.HTTPTransport()
+    streams: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("stream") != "true":
+            return real.handle_request(request)
+        streams.append(request)
+        res = real.handle_request(request)
+        res.read()
+        if len(streams) > 1:
+            return httpx.Response(res.status_code, headers=res.headers, content=res.content)
+        first = res.text.split("\n\n", 1)[0] + "\n\n"
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=first.encode())
+
+    with SoftReason(server.api_key, server.base_url, http=httpx.Client(transport=httpx.MockTransport(handler))) as cut:
+        streamed = list(cut.stream_events(job["id"]))
+    paged = api.events(job["id"], limit=100)["data"]
+    assert streamed == paged
+    assert len(streams) == 2
+    assert "after" not in streams[0].url.params
+    assert streams[1].url.params["after"] == paged[0]["id"]
