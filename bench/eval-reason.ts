@@ -41,6 +41,7 @@ interface Problem {
   prompt?: string;
   messages?: GenerationRequest['messages'];
   answer: string | number;
+  steps?: number; // arithmetic steps of the tiny-arith problems: the difficulty breakdown of adaptive voting
 }
 const problems: Problem[] = readFileSync(join(folder, 'data/test.jsonl'), 'utf8')
   .split('\n')
@@ -62,6 +63,7 @@ function requestFor(p: Problem, mode: DecodeMode, index: number): Omit<Generatio
 const vote = { extract: 'boxed' as const, normalize: 'math' as const, adaptive: false, adaptive_batch_size: batch };
 const engine = await OnnxEngine.load(folder, { modelId: 'eval' });
 const rows: string[] = [];
+const difficultyRows: string[] = [];
 const started = Date.now();
 for (const mode of ['soft', 'discrete'] as const) {
   let pass1 = 0;
@@ -72,6 +74,7 @@ for (const mode of ['soft', 'discrete'] as const) {
   let tokens = 0;
   let adaptiveTokens = 0;
   let greedy = 0;
+  const byDifficulty = new Map<number, { problems: number; samples: number; majority: number }>();
   for (const [i, p] of problems.entries()) {
     const gold = normalizeAnswer(String(p.answer), 'math');
     const request = requestFor(p, mode, i);
@@ -91,6 +94,18 @@ for (const mode of ['soft', 'discrete'] as const) {
     adaptiveCorrect += adaptive.tally.answer === gold ? 1 : 0;
     adaptiveSamples += adaptive.samples.length;
     adaptiveTokens += adaptive.samples.reduce((s, x) => s + x.token_ids.length, 0);
+    if (p.steps !== undefined) {
+      const group = byDifficulty.get(p.steps) ?? { problems: 0, samples: 0, majority: 0 };
+      group.problems++;
+      group.samples += adaptive.samples.length;
+      group.majority += full.tally.agreement;
+      byDifficulty.set(p.steps, group);
+    }
+  }
+  for (const [steps, g] of [...byDifficulty].sort((a, b) => a[0] - b[0])) {
+    difficultyRows.push(
+      `| ${mode} | ${steps} | ${g.problems} | ${n} | ${(g.majority / g.problems).toFixed(2)} | ${(g.samples / g.problems).toFixed(2)} | ${(100 * (1 - g.samples / (g.problems * n))).toFixed(1)} | ${args.model} |`,
+    );
   }
   const count = problems.length;
   const pct = (x: number) => ((100 * x) / count).toFixed(1);
@@ -119,3 +134,13 @@ appendRows(
   header,
   rows,
 );
+if (difficultyRows.length > 0) {
+  const difficultyHeader = '| mode | steps | problems | n | mean agreement (full vote) | adaptive samples / problem | samples saved % | model |';
+  console.log(['', difficultyHeader, separatorOf(difficultyHeader), ...difficultyRows].join('\n'));
+  appendRows(
+    'Adaptive voting by difficulty',
+    ['Rows appended by `npx tsx bench/eval-reason.ts` (same run as the accuracy rows): problems grouped by their number', 'of arithmetic steps; easier problems agree more and stop earlier.'],
+    difficultyHeader,
+    difficultyRows,
+  );
+}
