@@ -10,12 +10,13 @@
  * one is given; 429/503 are retried after retry-after (src/transport.ts). `api.raw` is the openapi-fetch client.
  */
 import createClient, { type Client } from 'openapi-fetch';
-import { SoftReasonError, toSoftReasonError } from './errors';
+import { errorFromResponse, SoftReasonError, toSoftReasonError } from './errors';
 import { sseMessages } from './sse';
-import { createTransport, type TransportOptions } from './transport';
+import { createSender, createTransport, newIdempotencyKey, type TransportOptions } from './transport';
 import {
   TERMINAL_STATUSES,
   type CreateFineTuningJob,
+  type FileObject,
   type FineTuningJob,
   type FineTuningJobEvent,
   type FineTuningJobEventList,
@@ -67,13 +68,16 @@ export class SoftReason {
   readonly raw: Client<paths>;
   readonly baseUrl: string;
 
+  private readonly headers: Record<string, string>;
+  private readonly sendWithRetries: ReturnType<typeof createSender>;
+  private readonly idempotencyKeys: boolean;
+
   constructor(opts: SoftReasonOptions = {}) {
     this.baseUrl = (opts.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
-    this.raw = createClient<paths>({
-      baseUrl: this.baseUrl,
-      fetch: createTransport(opts),
-      headers: { ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}), ...opts.headers },
-    });
+    this.headers = { ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}), ...opts.headers };
+    this.sendWithRetries = createSender(opts);
+    this.idempotencyKeys = opts.idempotencyKeys !== false;
+    this.raw = createClient<paths>({ baseUrl: this.baseUrl, fetch: createTransport(opts), headers: this.headers });
   }
 
   // ---- reasoning ----
@@ -100,8 +104,11 @@ export class SoftReason {
 
   // ---- files ----
 
-  /** Uploads a JSONL dataset from a path (Node) or a Blob/File; streamed by the server, validated line by line. */
-  async uploadFile(source: string | Blob, opts: CallOptions & { filename?: string } = {}) {
+  /**
+   * Uploads a JSONL dataset from a path (Node) or a Blob/File; the server validates it line by line as it streams.
+   * A path is read lazily from disk, once per attempt (never held whole in memory), so big files can be retried.
+   */
+  async uploadFile(source: string | Blob, opts: CallOptions & { filename?: string } = {}): Promise<FileObject> {
     let blob: Blob;
     let filename = opts.filename;
     if (typeof source === 'string') {
@@ -112,16 +119,16 @@ export class SoftReason {
       blob = source;
       filename ??= (source as { name?: string }).name ?? 'train.jsonl';
     }
-    const form = new FormData();
-    form.append('purpose', 'fine-tune');
-    form.append('file', blob, filename);
-    return unwrap(
-      await this.raw.POST('/v1/files', {
-        body: form as never,
-        bodySerializer: (b: unknown) => b as FormData,
-        ...init(opts),
-      }),
-    );
+    const key = opts.idempotencyKey ?? (this.idempotencyKeys ? newIdempotencyKey() : undefined);
+    const res = await this.sendWithRetries(() => {
+      const form = new FormData();
+      form.append('purpose', 'fine-tune');
+      form.append('file', blob, filename);
+      const headers = { ...this.headers, ...(key ? { 'idempotency-key': key } : {}) };
+      return new Request(`${this.baseUrl}/v1/files`, { method: 'POST', headers, body: form, signal: opts.signal });
+    });
+    if (!res.ok) throw await errorFromResponse(res);
+    return (await res.json()) as FileObject;
   }
 
   async listFiles(query: ListQuery = {}, o?: CallOptions) {

@@ -44,21 +44,20 @@ export function newIdempotencyKey(): string {
   return `sdk-${crypto.randomUUID()}`;
 }
 
-export function createTransport(opts: TransportOptions = {}): (input: Request) => Promise<Response> {
+/**
+ * Sends the request `make(attempt, last)` builds, and again after a retryable answer. Building each attempt afresh
+ * lets uploads re-read their file instead of buffering it (a cloned Request tees, and so holds, the whole body).
+ */
+export function createSender(opts: TransportOptions = {}) {
   const send = opts.fetch ?? ((r: Request) => globalThis.fetch(r));
   const maxRetries = opts.maxRetries ?? 2;
   const maxDelay = opts.maxRetryDelayMs ?? 30_000;
   const baseDelay = opts.baseDelayMs ?? 500;
-  return async (input: Request) => {
-    let request = input;
-    if (request.method === 'POST' && opts.idempotencyKeys !== false && !request.headers.has('idempotency-key')) {
-      const headers = new Headers(request.headers);
-      headers.set('idempotency-key', newIdempotencyKey());
-      request = new Request(request, { headers });
-    }
+  return async (make: (attempt: number, last: boolean) => Request): Promise<Response> => {
     for (let attempt = 0; ; attempt++) {
       const last = attempt >= maxRetries;
-      const res = await send(last ? request : (request.clone() as Request));
+      const request = make(attempt, last);
+      const res = await send(request);
       const retryable = RETRYABLE.has(res.status) || (res.status === 409 && res.headers.has('retry-after'));
       if (last || !retryable) return res;
       const wait = retryAfterMs(res.headers.get('retry-after')) ?? baseDelay * 2 ** attempt;
@@ -66,5 +65,19 @@ export function createTransport(opts: TransportOptions = {}): (input: Request) =
       await res.body?.cancel().catch(() => undefined);
       await sleep(wait, request.signal);
     }
+  };
+}
+
+/** The fetch given to openapi-fetch: an Idempotency-Key on POSTs without one, then createSender's retries. */
+export function createTransport(opts: TransportOptions = {}): (input: Request) => Promise<Response> {
+  const sendWithRetries = createSender(opts);
+  return async (input: Request) => {
+    let request = input;
+    if (request.method === 'POST' && opts.idempotencyKeys !== false && !request.headers.has('idempotency-key')) {
+      const headers = new Headers(request.headers);
+      headers.set('idempotency-key', newIdempotencyKey());
+      request = new Request(request, { headers });
+    }
+    return sendWithRetries((_, last) => (last ? request : (request.clone() as Request)));
   };
 }

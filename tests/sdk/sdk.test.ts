@@ -158,6 +158,27 @@ describe('retries', () => {
     expect(s.t.rows().jobs).toBe(jobs0 + 1);
   });
 
+  it('retries an upload from a path with the same key, re-reading the file for the second attempt', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sdk-'));
+    const path = join(dir, 'retry.jsonl');
+    writeFileSync(path, TRAIN_JSONL);
+    const keys: (string | null)[] = [];
+    const api = s.sdk({
+      fetch: async (req) => {
+        keys.push(req.headers.get('idempotency-key'));
+        if (keys.length === 1) return new Response('{"error":{"message":"busy","type":"server_error","param":null,"code":"busy"}}', { status: 503, headers: { 'retry-after': '0' } });
+        return fetch(req);
+      },
+    });
+    const files0 = s.t.rows().files;
+    const file = await api.uploadFile(path);
+    expect(file).toMatchObject({ filename: 'retry.jsonl', bytes: TRAIN_JSONL.length, examples: 3 });
+    expect(keys).toHaveLength(2);
+    expect(keys[0]).toMatch(/^sdk-/);
+    expect(keys[1]).toBe(keys[0]);
+    expect(s.t.rows().files).toBe(files0 + 1);
+  });
+
   it('gives up after maxRetries on the real 503 of a deployment without engines, with the error envelope', async () => {
     let calls = 0;
     const api = s.sdk({ maxRetries: 2, baseDelayMs: 1, fetch: (r) => (calls++, fetch(r)) });
