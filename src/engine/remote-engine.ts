@@ -34,7 +34,20 @@ export class RemoteEngine implements ReasoningEngine {
 
   async generate(request: GenerationRequest, hooks: GenerationHooks = {}): Promise<GenerationResult> {
     const doFetch = this.options.fetch ?? fetch;
-    const signals = [AbortSignal.timeout(this.options.timeoutMs ?? 600_000), ...(hooks.signal ? [hooks.signal] : [])];
+    // a timeout and the caller's signal, combined by hand (AbortSignal.any is missing on older runtimes)
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error("remote engine timed out")), this.options.timeoutMs ?? 600_000);
+    const onCallerAbort = () => abort.abort(hooks.signal?.reason);
+    hooks.signal?.addEventListener("abort", onCallerAbort, { once: true });
+    try {
+      return await this.call(doFetch, request, abort.signal, hooks);
+    } finally {
+      clearTimeout(timer);
+      hooks.signal?.removeEventListener("abort", onCallerAbort);
+    }
+  }
+
+  private async call(doFetch: typeof fetch, request: GenerationRequest, signal: AbortSignal, hooks: GenerationHooks): Promise<GenerationResult> {
     const response = await doFetch(new URL("/v1/generate", this.options.url), {
       method: "POST",
       headers: {
@@ -42,7 +55,7 @@ export class RemoteEngine implements ReasoningEngine {
         ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}),
       },
       body: JSON.stringify({ model: this.options.modelId, request }),
-      signal: AbortSignal.any(signals),
+      signal,
     });
     const body = (await response.json().catch(() => null)) as any;
     if (response.status === 400 && body?.error) throw new EngineInputError(body.error.param ?? "request", body.error.message);
