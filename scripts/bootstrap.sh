@@ -11,3 +11,9 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet "uv==0.9.30"
 fi
 (cd gpu-worker && uv sync --frozen --quiet)
+# Debian's Chromium drives the dashboard's browser test (tests/sdk/dashboard-browser.test.ts); never a downloaded
+# browser. Without root/apt (a developer laptop) the test says it skips.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "bootstrap: could not install chromium; the dashboard browser test will skip" >&2
+fi

@@ -14,5 +14,7 @@ step "node tests";         npx vitest run
 step "workers tests";      npx vitest run --config vitest.workers.config.ts
 step "worker build";       npx wrangler deploy --dry-run --outdir dist/worker >/dev/null
 step "gpu-worker tests";   (cd gpu-worker && TRITON_INTERPRET=1 .venv/bin/python -m pytest)
+step "python sdk tests";   PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 gpu-worker/.venv/bin/python -m pytest sdk/python/tests -q -p no:cacheprovider
+step "sdk + cli types";    npx tsc -p sdk/typescript
 step "api fuzzer";         gpu-worker/.venv/bin/python -m pytest tests/fuzz
 step "all tests passed"
