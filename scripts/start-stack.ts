@@ -7,7 +7,8 @@
  *   3. a local CPU gpu-worker (`gpu-worker/.venv/bin/python -m softgrpo.worker`) with the worker token, which
  *      runs fine-tuning jobs; it is restarted if it dies (a job it held resumes from its last checkpoint).
  *
- * Ctrl-C (SIGINT) or SIGTERM stops both children (SIGTERM, then SIGKILL after 10 s) and exits.
+ * Ctrl-C (SIGINT) or SIGTERM stops both children (SIGTERM, then SIGKILL after 10 s) and exits; so does the end of
+ * the parent process (`kill <npm pid>` does not reach this process through npm's `sh -c`).
  * Run directly: `npx tsx scripts/start-stack.ts` (after scripts/bootstrap.sh). Environment: PORT, DATA_DIR,
  * MODELS_DIR, WORKER_TOKEN (default: generated into DATA_DIR/secrets.json), LEASE_SECONDS, WORKER_DEVICE
  * (default cpu), START_WORKER=0 (API only). The e2e tests import `startStack` to run the same stack.
@@ -205,6 +206,9 @@ async function main() {
   process.on('SIGINT', () => void shutdown(0));
   process.on('SIGTERM', () => void shutdown(0));
   stack.api.on('exit', () => void shutdown(1));
+  // `kill <npm pid>` ends npm and its `sh -c` without passing the signal on: when our parent goes away, stop too
+  const parent = process.ppid;
+  setInterval(() => process.ppid !== parent && void shutdown(0), 1000).unref();
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
