@@ -130,3 +130,26 @@ def test_kv_cached_logprobs_equal_a_full_recompute_of_the_rebuilt_sequence():
         logits = model(ids, torch.cat([prompt_w, weights])[None]).logits[0, len(r.prompt_ids) - 1:-1]
         recomputed = policy_logprob(logits / r.temperature[:, None], r.ids, r.gp, r.tokens, r.is_soft, 1.0)
         assert torch.allclose(recomputed, r.logprob, atol=1e-4)
+
+
+def test_greedy_answers_decode_the_argmax_with_zero_logprob_and_entropy():
+    # soft thinking closed by the cap, then a greedy answer phase: every answer token is the argmax of its logits
+    cfg = RolloutConfig(mode="soft", thinking=SOFT.thinking, answer_temperature=0.0, max_response_tokens=7,
+                        max_thinking_tokens=2)
+    script = [7, 7, 7, 9, 10, EOS]
+    r = generate(ScriptedLM(2, script), ToyTokenizer(), [[1, 1]], cfg, seed=0)[0]
+    assert r.tokens.tolist() == [7, 7, THINK_END, 9, 10, EOS] and r.finish_reason == "stop"
+    answer = slice(r.n_thinking, None)
+    assert r.temperature[answer].tolist() == [0.0] * 3
+    assert r.logprob[answer].tolist() == [0.0] * 3 and r.entropy[answer].tolist() == [0.0] * 3
+    assert torch.isfinite(r.logprob).all() and (r.logprob[:2] != 0).all()  # the soft steps keep their log-probs
+    # discrete mode, random model: greedy rows ignore the seed and equal a step-by-step argmax
+    greedy = RolloutConfig(mode="discrete", answer_temperature=0.0, max_response_tokens=6, max_thinking_tokens=6)
+    model = random_model()
+    a = generate(model, ToyTokenizer(), PROMPTS, greedy, seed=1)
+    b = generate(model, ToyTokenizer(), PROMPTS, greedy, seed=2)
+    for x, y, prompt in zip(a, b, PROMPTS):
+        assert torch.equal(x.tokens, y.tokens) and torch.isfinite(x.logprob).all()
+        ids = torch.tensor(prompt + x.tokens.tolist()[:-1])[None]
+        logits = model(*one_hot_slots(ids, SOFT.thinking.max_topk)).logits[0, len(prompt) - 1:]
+        assert x.tokens.tolist() == logits.argmax(-1).tolist()

@@ -113,6 +113,29 @@ def test_a_sample_index_gives_the_same_tokens_alone_or_in_a_batch(server):
     ({"mode": "beam"}, "mode"),
     ({"soft_thinking": {"top_k": "five"}}, "soft_thinking.temperature"),
     ({"answer": {"temperature": 1.0, "top_k": 5, "top_p": "x", "min_p": 0.0}}, "answer.top_p"),
+    # values of the right type but out of range must not reach the sampler (it would raise: a 500)
+    ({"answer": {"temperature": -1.0, "top_k": 5, "top_p": 0.9, "min_p": 0.0}}, "answer.temperature"),
+    ({"answer": {"temperature": 1.0, "top_k": -3, "top_p": 0.9, "min_p": 0.0}}, "answer.top_k"),
+    ({"answer": {"temperature": 1.0, "top_k": 5, "top_p": 0.9, "min_p": 1.5}}, "answer.min_p"),
+    ({"soft_thinking": {**request_body()["soft_thinking"], "temperature": 0}}, "soft_thinking.temperature"),
+    ({"soft_thinking": {**request_body()["soft_thinking"], "top_p": 0}}, "soft_thinking.top_p"),
+    ({"soft_thinking": {**request_body()["soft_thinking"], "max_topk": 0}}, "soft_thinking.max_topk"),
+    ({"soft_thinking": {**request_body()["soft_thinking"], "max_topk": 100_000}}, "soft_thinking.max_topk"),
+    ({"soft_thinking": {**request_body()["soft_thinking"], "gumbel_tau": 0.0}}, "soft_thinking.gumbel_tau"),
+    ({"soft_thinking": {**request_body()["soft_thinking"], "noise_scale": -1}}, "soft_thinking.noise_scale"),
+    ({"soft_thinking": {**request_body()["soft_thinking"], "max_thinking_tokens": 0}},
+     "soft_thinking.max_thinking_tokens"),
+    ({"soft_thinking": {**request_body()["soft_thinking"], "cold_stop": 3}}, "soft_thinking.cold_stop"),
+    ({"soft_thinking": {**request_body()["soft_thinking"], "cold_stop": {"entropy": 0.1, "steps": 0}}},
+     "soft_thinking.cold_stop.steps"),
+    ({"soft_thinking": {k: v for k, v in request_body()["soft_thinking"].items() if k != "cold_stop"}},
+     "soft_thinking.cold_stop"),
+    ({"seed": -1}, "seed"), ({"seed": 2**60}, "seed"), ({"seed": True}, "seed"),
+    ({"samples": [0, 2**40]}, "samples"), ({"samples": [True]}, "samples"), ({"samples": "0"}, "samples"),
+    ({"max_tokens": 0}, "max_tokens"), ({"max_tokens": "ten"}, "max_tokens"), ({"max_tokens": 2.5}, "max_tokens"),
+    ({"messages": []}, "messages"), ({"messages": ["hi"]}, "messages.0.role"),
+    ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+    ({"messages": [{"role": "user", "content": 7}]}, "messages.0.content"),
 ])
 def test_bad_request_fields_answer_400_naming_the_field(server, over, param):
     srv, _ = server
@@ -131,3 +154,36 @@ def test_unknown_model_bad_json_and_missing_token(server):
     assert status == 401
     with urllib.request.urlopen(f"http://127.0.0.1:{srv.server_address[1]}/health", timeout=10) as res:
         assert json.loads(res.read()) == {"models": ["tiny"]}
+
+
+def test_greedy_answer_request_answers_200_with_argmax_answers(server):
+    """answer.temperature 0 is greedy (the Node schema allows it): it decodes, and every sample's answer is the
+    same whatever its sample index, since nothing is drawn after thinking ends (noise off: thinking is the same too)."""
+    srv, served = server
+    soft = {**request_body()["soft_thinking"], "noise_scale": 0.0}
+    greedy = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+    status, result = post(srv, {"model": "tiny", "request": request_body(answer=greedy, soft_thinking=soft)})
+    assert status == 200, result
+    tokens = [s["token_ids"] for s in result["samples"]]
+    assert len(tokens) == 3 and tokens[0] == tokens[1] == tokens[2]
+    assert all(s["answer_tokens"] > 0 for s in result["samples"])
+    status, result = post(srv, {"model": "tiny", "request": request_body(mode="discrete", answer=greedy)})
+    assert status == 200, result
+    assert len({tuple(s["token_ids"]) for s in result["samples"]}) == 1
+
+
+@pytest.mark.parametrize("payload", [b"[1, 2]", b"\xff\xfe{", b"[" * 100_000, b"NaN", b"{\"model\": 5}",
+                                     b"{\"model\": \"tiny\", \"request\": []}"])
+def test_malformed_bodies_answer_400_not_500(server, payload):
+    srv, _ = server
+    status, body = post(srv, payload)
+    assert status == 400, body
+    assert body["error"]["message"]
+
+
+def test_non_finite_numbers_answer_400(server):
+    srv, _ = server
+    # Python's json accepts NaN / Infinity literals; they must not reach the sampler
+    raw = json.dumps({"model": "tiny", "request": request_body()}).replace('"gumbel_tau": 0.1', '"gumbel_tau": NaN')
+    status, body = post(srv, raw.encode())
+    assert (status, body["error"]["param"]) == (400, "soft_thinking.gumbel_tau")

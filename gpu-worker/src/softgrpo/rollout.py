@@ -29,7 +29,7 @@ from softgrpo.sampler import SoftStepConfig, discrete_step, entropy_of, filtered
 class RolloutConfig:
     mode: str = "soft"  # "soft" | "discrete"
     thinking: SoftStepConfig = SoftStepConfig()
-    answer_temperature: float = 1.0
+    answer_temperature: float = 1.0  # 0 = greedy (argmax; log-prob and entropy of such steps are 0)
     answer_top_k: int = 5
     answer_top_p: float = 0.95
     answer_min_p: float = 0.0
@@ -48,9 +48,9 @@ class Rollout:
     is_soft: torch.Tensor  # [T] bool
     tokens: torch.Tensor  # [T] int64: emitted / sampled / forced token (the text)
     forced: torch.Tensor  # [T] bool: `</think>` forced by the cap or cold stop (not a policy sample)
-    temperature: torch.Tensor  # [T] float32: the sampling temperature of the step (thinking or answer)
-    logprob: torch.Tensor  # [T] float32: policy log-prob (masked-mean variant) from the rollout's own logits
-    entropy: torch.Tensor  # [T] float32: entropy of the filtered p the step sampled from
+    temperature: torch.Tensor  # [T] float32: the sampling temperature of the step (thinking or answer; 0 = greedy)
+    logprob: torch.Tensor  # [T] float32: policy log-prob (masked-mean variant) from the rollout's own logits (greedy: 0)
+    entropy: torch.Tensor  # [T] float32: entropy of the filtered p the step sampled from (greedy: 0)
     n_thinking: int  # steps taken while thinking, the closing `</think>` included
     thinking_end: str | None  # "emitted" | "cap" | "cold_stop" | None (never closed)
     finish_reason: str  # "stop" (eos) | "length"
@@ -143,7 +143,7 @@ def generate(model, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, see
             step_gp = torch.where(is_soft[:, None], soft.gp, step_gp)
         sampled_by_thinking = thinking if soft_mode else torch.zeros_like(thinking)
         temperature = torch.where(sampled_by_thinking, thinking_temp, answer_temp).float()
-        logprob = policy_logprob(logits / temperature[:, None], step_ids, step_gp, token, is_soft, 1.0, "mean")
+        logprob = step_logprob(logits, step_ids, step_gp, token, is_soft, temperature)
         steps.append({"ids": step_ids, "gp": step_gp, "is_soft": is_soft, "tokens": token, "forced": forced,
                       "temperature": temperature, "logprob": logprob, "entropy": entropy})
 
@@ -177,7 +177,22 @@ def generate(model, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, see
     return rollouts
 
 
+def step_logprob(logits: torch.Tensor, ids: torch.Tensor, gp: torch.Tensor, tokens: torch.Tensor,
+                 is_soft: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """Policy log-prob [B] (masked-mean variant) of one step from its logits [B, V] at per-row temperature [B].
+
+    A greedy step (temperature 0, answer phase only) took the argmax: its policy is a point mass, so its log-prob is
+    log 1 = 0 (dividing the logits by 0 would give NaN)."""
+    greedy = temperature == 0
+    safe = torch.where(greedy, torch.ones_like(temperature), temperature)
+    logprob = policy_logprob(logits / safe[:, None], ids, gp, tokens, is_soft, 1.0, "mean")
+    return torch.where(greedy, torch.zeros_like(logprob), logprob)
+
+
 def _answer_entropy(logits: torch.Tensor, cfg: RolloutConfig) -> torch.Tensor:
-    """Entropy [B] of the answer-phase filtered p."""
+    """Entropy [B] of the answer-phase filtered p. Greedy answers (temperature 0) sample from a point mass at the
+    argmax, so their entropy is 0 (not the entropy of the unfiltered softmax: that is not what the step drew from)."""
+    if cfg.answer_temperature == 0:
+        return torch.zeros(logits.shape[0], dtype=torch.float32, device=logits.device)
     return entropy_of(filtered_probs(logits, cfg.answer_temperature, cfg.answer_top_k, cfg.answer_top_p,
                                      cfg.answer_min_p))

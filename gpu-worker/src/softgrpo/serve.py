@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,43 +69,84 @@ def _field(obj: dict, name: str, kind, prefix: str = ""):
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         raise RequestError(prefix + name, f"{prefix + name} must be {kind.__name__}")
+    if kind is float and not math.isfinite(value):
+        raise RequestError(prefix + name, f"{prefix + name} must be a finite number")
     return value
 
 
-def rollout_config(request: dict, max_tokens: int) -> RolloutConfig:
-    """The RolloutConfig of a GenerationRequest (every field required: the Node side resolves defaults)."""
+def _ranged(obj: dict, name: str, kind, prefix: str, ok, text: str):
+    """_field plus a range check; `text` says the range in the 400 message (the Node schema's ranges)."""
+    value = _field(obj, name, kind, prefix)
+    if not ok(value):
+        raise RequestError(prefix + name, f"{prefix + name} must be {text}, got {value!r}")
+    return value
+
+
+def _sampling(obj: dict, prefix: str, greedy_ok: bool) -> tuple[float, int, float, float]:
+    """(temperature, top_k, top_p, min_p) of a SamplingSettings object. Only the answer phase may be greedy (0)."""
+    if greedy_ok:
+        temperature = _ranged(obj, "temperature", float, prefix, lambda v: v >= 0, ">= 0 (0 = greedy)")
+    else:
+        temperature = _ranged(obj, "temperature", float, prefix, lambda v: v > 0, "> 0")
+    return (temperature, _ranged(obj, "top_k", int, prefix, lambda v: v >= 0, ">= 0 (0 = off)"),
+            _ranged(obj, "top_p", float, prefix, lambda v: 0 < v <= 1, "in (0, 1]"),
+            _ranged(obj, "min_p", float, prefix, lambda v: 0 <= v < 1, "in [0, 1)"))
+
+
+def rollout_config(request: dict, max_tokens: int, vocab_size: int | None = None) -> RolloutConfig:
+    """The RolloutConfig of a GenerationRequest (every field required: the Node side resolves defaults).
+    Values out of range answer 400 naming the field, never a failure inside the sampler."""
     soft, answer = _field(request, "soft_thinking", dict), _field(request, "answer", dict)
-    cold = soft.get("cold_stop")
     mode = _field(request, "mode", str)
     if mode not in ("soft", "discrete"):
         raise RequestError("mode", "mode must be 'soft' or 'discrete'")
     st = "soft_thinking."
+    temperature, top_k, top_p, min_p = _sampling(soft, st, greedy_ok=False)
+    max_k = min(64, vocab_size or 64)
+    max_topk = _ranged(soft, "max_topk", int, st, lambda v: 1 <= v <= max_k, f"in 1..{max_k}")
+    gumbel_tau = _ranged(soft, "gumbel_tau", float, st, lambda v: v > 0, "> 0")
+    noise_scale = _ranged(soft, "noise_scale", float, st, lambda v: v >= 0, ">= 0")
+    max_thinking = _ranged(soft, "max_thinking_tokens", int, st, lambda v: v >= 1, ">= 1")
+    if "cold_stop" not in soft:
+        raise RequestError(st + "cold_stop", f"{st}cold_stop is required (null = off)")
+    cold = soft["cold_stop"]
+    if cold is not None and not isinstance(cold, dict):
+        raise RequestError(st + "cold_stop", f"{st}cold_stop must be an object or null")
+    cs = st + "cold_stop."
+    answer_temperature, answer_top_k, answer_top_p, answer_min_p = _sampling(answer, "answer.", greedy_ok=True)
     return RolloutConfig(
         mode=mode,
-        thinking=SoftStepConfig(
-            temperature=_field(soft, "temperature", float, st), top_k=_field(soft, "top_k", int, st),
-            top_p=_field(soft, "top_p", float, st), min_p=_field(soft, "min_p", float, st),
-            max_topk=_field(soft, "max_topk", int, st), gumbel_tau=_field(soft, "gumbel_tau", float, st),
-            noise_scale=_field(soft, "noise_scale", float, st),
-        ),
-        answer_temperature=_field(answer, "temperature", float, "answer."),
-        answer_top_k=_field(answer, "top_k", int, "answer."),
-        answer_top_p=_field(answer, "top_p", float, "answer."),
-        answer_min_p=_field(answer, "min_p", float, "answer."),
+        thinking=SoftStepConfig(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_topk=max_topk,
+                                gumbel_tau=gumbel_tau, noise_scale=noise_scale),
+        answer_temperature=answer_temperature, answer_top_k=answer_top_k, answer_top_p=answer_top_p,
+        answer_min_p=answer_min_p,
         max_response_tokens=max_tokens,
-        max_thinking_tokens=_field(soft, "max_thinking_tokens", int, st),
-        cold_stop_entropy=None if cold is None else float(_field(cold, "entropy", float, st + "cold_stop.")),
-        cold_stop_steps=256 if cold is None else _field(cold, "steps", int, st + "cold_stop."),
+        max_thinking_tokens=max_thinking,
+        cold_stop_entropy=None if cold is None else _ranged(cold, "entropy", float, cs, lambda v: v >= 0, ">= 0"),
+        cold_stop_steps=256 if cold is None else _ranged(cold, "steps", int, cs, lambda v: v >= 1, ">= 1"),
     )
+
+
+def _messages(request: dict) -> list[dict]:
+    messages = _field(request, "messages", list)
+    if not messages:
+        raise RequestError("messages", "messages must be a non-empty list")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+            raise RequestError(f"messages.{i}.role", f"messages[{i}].role must be 'system', 'user' or 'assistant'")
+        if not isinstance(m.get("content"), str):
+            raise RequestError(f"messages.{i}.content", f"messages[{i}].content must be a string")
+    return messages
 
 
 def generation_result(served: ServedModel, request: dict) -> dict:
     """Run one GenerationRequest; returns the GenerationResult JSON."""
-    messages = _field(request, "messages", list)
+    messages = _messages(request)
     samples = _field(request, "samples", list)
-    seed = _field(request, "seed", int)
-    if not samples or not all(isinstance(s, int) and s >= 0 for s in samples):
-        raise RequestError("samples", "samples must be a non-empty list of non-negative integers")
+    seed = _ranged(request, "seed", int, "", lambda v: 0 <= v < 2**53, "an integer in [0, 2^53)")
+    if not samples or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in samples):
+        raise RequestError("samples", "samples must be a non-empty list of integers in [0, 2^32) (Philox sample "
+                                      "indices)")
     tok = served.tokenizer
     prompt = tok.encode_chat(messages)
     if len(prompt) >= served.context_length:
@@ -112,9 +154,11 @@ def generation_result(served: ServedModel, request: dict) -> dict:
     max_tokens = request.get("max_tokens")
     if max_tokens is None:
         max_tokens = served.context_length - len(prompt)
-    elif not isinstance(max_tokens, int) or max_tokens < 1 or len(prompt) + max_tokens > served.context_length:
+    elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise RequestError("max_tokens", f"max_tokens must be a positive integer or null, got {max_tokens!r}")
+    elif len(prompt) + max_tokens > served.context_length:
         raise RequestError("max_tokens", f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceeds the context length {served.context_length}")
-    cfg = rollout_config(request, max_tokens)
+    cfg = rollout_config(request, max_tokens, served.model.cfg.vocab_size)
     with served.lock:
         rollouts = generate(served.model, tok, [prompt] * len(samples), cfg, seed, samples)
     out = []
@@ -158,7 +202,12 @@ def make_handler(models: dict[str, ServedModel], token: str | None):
                 return self._error(404, f"no route POST {self.path}")
             if token and self.headers.get("authorization") != f"Bearer {token}":
                 return self._error(401, "missing or wrong bearer token")
-            length = int(self.headers.get("content-length") or 0)
+            try:
+                length = int(self.headers.get("content-length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                return self._error(400, "content-length must be a non-negative integer")
             if length > MAX_BODY_BYTES:
                 return self._error(413, f"body over {MAX_BODY_BYTES} bytes")
             try:
@@ -167,8 +216,10 @@ def make_handler(models: dict[str, ServedModel], token: str | None):
                 if model_id not in models:
                     raise RequestError("model", f"model {model_id!r} is not served here (serving {sorted(models)})")
                 result = generation_result(models[model_id], _field(body, "request", dict))
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 return self._error(400, f"invalid JSON: {e}")
+            except RecursionError:
+                return self._error(400, "invalid JSON: nested too deeply")
             except RequestError as e:
                 return self._error(400, str(e), e.param)
             except Exception as e:  # a bug, not bad input: answer 500 with the reason instead of dropping the socket
