@@ -66,3 +66,16 @@ def test_invalid_config_fails_naming_the_field(setup, capsys, bad, named):
     config.write_text(json.dumps(bad))
     assert cli(folder, data, config, tmp / "out") == 2
     assert named in capsys.readouterr().err and not (tmp / "out").exists()
+
+
+def test_backend_and_rollout_engine_flags_reach_the_run_and_its_start_event(setup, capsys):
+    tmp, folder, data, config = setup
+    assert cli(folder, data, config, tmp / "default", "--device", "cpu") == 0
+    start = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert (start["backend"], start["rollout_engine"], start["cuda_graphs"]) == ("torch", "plain", False)
+    assert cli(folder, data, config, tmp / "static", "--device", "cpu", "--rollout-engine", "static") == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (events[0]["backend"], events[0]["rollout_engine"]) == ("torch", "static")
+    assert [e["type"] for e in events] == ["start", "metrics", "checkpoint", "done"]
+    with pytest.raises(SystemExit):  # argparse rejects names outside the choices
+        cli(folder, data, config, tmp / "bad", "--backend", "cuda")

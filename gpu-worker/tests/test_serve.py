@@ -10,6 +10,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from softgrpo.kernels import triton_available
 from softgrpo.model import SoftTokenLM
 from softgrpo.rollout import RolloutConfig, generate
 from softgrpo.sampler import SoftStepConfig
@@ -187,3 +188,54 @@ def test_non_finite_numbers_answer_400(server):
     raw = json.dumps({"model": "tiny", "request": request_body()}).replace('"gumbel_tau": 0.1', '"gumbel_tau": NaN')
     status, body = post(srv, raw.encode())
     assert (status, body["error"]["param"]) == (400, "soft_thinking.gumbel_tau")
+
+
+def serve_with(model_folder, engine, backend):
+    srv = make_server({"tiny": load_served_model(model_folder, "cpu", engine, backend)}, "127.0.0.1", 0,
+                      token="secret")
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_static_engine_serves_the_plain_engines_tokens(server, model_folder):
+    plain, _ = server
+    static = serve_with(model_folder, "static", "torch")
+    try:
+        for over in ({}, {"mode": "discrete"}, {"samples": [2]}):
+            status, ours = post(static, {"model": "tiny", "request": request_body(**over)})
+            assert status == 200, ours
+            _, ref = post(plain, {"model": "tiny", "request": request_body(**over)})
+            assert [s["token_ids"] for s in ours["samples"]] == [s["token_ids"] for s in ref["samples"]]
+            assert ours["samples"] == ref["samples"]
+        greedy = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+        status, body = post(static, {"model": "tiny", "request": request_body(answer=greedy)})
+        assert (status, body["error"]["param"]) == (400, "answer.temperature")  # explicit, not a 500
+    finally:
+        static.shutdown()
+
+
+@pytest.mark.skipif(not triton_available("cpu"), reason="needs TRITON_INTERPRET=1")
+def test_static_triton_engine_serves_greedy_and_rejects_unbounded_top_k(server, model_folder):
+    plain, _ = server
+    static = serve_with(model_folder, "static", "triton")
+    try:
+        soft = {**request_body()["soft_thinking"], "noise_scale": 0.0}
+        greedy = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+        body = {"model": "tiny", "request": request_body(answer=greedy, soft_thinking=soft, samples=[0])}
+        status, ours = post(static, body)
+        assert status == 200, ours
+        assert ours["samples"][0]["token_ids"] == post(plain, body)[1]["samples"][0]["token_ids"]
+        unbounded = {**request_body()["soft_thinking"], "top_k": 0}
+        status, err = post(static, {"model": "tiny", "request": request_body(soft_thinking=unbounded)})
+        assert (status, err["error"]["param"]) == (400, "soft_thinking.top_k")
+    finally:
+        static.shutdown()
+
+
+def test_triton_backend_that_cannot_run_fails_at_load(model_folder, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="Triton cannot run on device cpu"):
+        load_served_model(model_folder, "cpu", "static", "triton")
+    with pytest.raises(ValueError, match="rollout_engine must be one of"):
+        load_served_model(model_folder, "cpu", "graph", "torch")

@@ -1,13 +1,15 @@
 """Command line: train a model folder with SofT-GRPO (or discrete GRPO) from a JSONL file, outside the API.
 
     gpu-worker/.venv/bin/python -m softgrpo.cli train --model models/tiny --train models/tiny/data/train.jsonl \\
-        [--validation models/tiny/data/validation.jsonl] [--config cfg.json] --out runs/tiny [--resume]
+        [--validation models/tiny/data/validation.jsonl] [--config cfg.json] --out runs/tiny [--resume] \
+        [--device cpu|cuda] [--backend torch|triton] [--rollout-engine plain|static]
 
 cfg.json (every part optional): {"method": "soft_grpo" | "grpo", "seed": 0, "grader": {"type": "math"},
 "hyperparameters": {field: value | "auto", ...}} (fields in docs/CONTRACTS.md). Everything is validated before
 training starts: the model folder, every dataset line, the hyperparameters and the grader; a problem ends the
 command with exit code 2 and a message that names it. Events (start, metrics, eval, checkpoint, done) are printed
-to stdout as JSON lines.
+to stdout as JSON lines. --backend / --rollout-engine choose the kernels and the rollout loop (softgrpo.train's
+docstring); they default to triton + static on CUDA and torch + plain on CPU, and the start event records them.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from typing import Callable
 
 import torch
 
-from softgrpo.config import METHODS, Hyperparameters, resolve_hyperparameters
+from softgrpo.config import (BACKENDS, METHODS, ROLLOUT_ENGINES, Hyperparameters, check_engine_options,
+                             resolve_hyperparameters, rollout_config)
 from softgrpo.data import load_jsonl
 from softgrpo.model import ModelConfig, ModelFolderError
 from softgrpo.rewards import make_grader
@@ -100,7 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--onnx", action="store_true", help="export model.onnx into every checkpoint")
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     run.add_argument("--threads", type=int, help="torch CPU threads (small models run fastest on 1)")
+    run.add_argument("--backend", choices=BACKENDS,
+                     help="torch references or the Triton kernels (default: triton on CUDA, torch on CPU)")
+    run.add_argument("--rollout-engine", choices=ROLLOUT_ENGINES,
+                     help="plain = softgrpo.rollout; static = softgrpo.gpu_engine, static KV cache and CUDA graphs "
+                          "(default: static on CUDA, plain on CPU)")
     args = parser.parse_args(argv)
+    on_cuda = str(args.device).startswith("cuda")
+    backend = args.backend or ("triton" if on_cuda else "torch")
+    rollout_engine = args.rollout_engine or ("static" if on_cuda else "plain")
 
     try:
         config = {}
@@ -112,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             except json.JSONDecodeError as err:
                 raise UsageError(f"config file {args.config!r} is not valid JSON: {err}") from None
         inputs = prepare_run(args.model, args.train, args.validation, config, args.method)
+        check_engine_options(backend, rollout_engine, args.device, rollout_config(inputs.hp, inputs.method))
     except ValueError as err:  # UsageError, DatasetError, hyperparameter and grader errors
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -119,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     events = train(inputs.model_folder, inputs.train_examples, inputs.hp, inputs.method, inputs.grader, args.out,
                    validation_examples=inputs.validation_examples, seed=inputs.seed, resume=args.resume,
-                   export_onnx=args.onnx, device=args.device)
+                   export_onnx=args.onnx, device=args.device, backend=backend, rollout_engine=rollout_engine)
     for event in events:
         print(json.dumps(event), flush=True)
     return 0

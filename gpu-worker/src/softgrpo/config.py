@@ -15,6 +15,9 @@ from softgrpo.rollout import RolloutConfig
 from softgrpo.sampler import SoftStepConfig
 
 METHODS = ("soft_grpo", "grpo")
+BACKENDS = ("torch", "triton")  # kernels: torch references or the Triton kernels (softgrpo.kernels)
+ROLLOUT_ENGINES = ("plain", "static")  # softgrpo.rollout (reference) or softgrpo.gpu_engine (static KV cache)
+TRITON_MAX_TOPK = 64  # kernels.soft_token_step.MAX_TOPK: the Triton sampler filters within the top_k set
 
 
 @dataclass(frozen=True)
@@ -207,3 +210,33 @@ def rollout_config(hp: Hyperparameters, method: str) -> RolloutConfig:
                          answer_top_p=hp.answer_top_p, answer_min_p=hp.min_p,
                          max_response_tokens=hp.max_response_tokens, max_thinking_tokens=hp.max_thinking_tokens,
                          cold_stop_entropy=hp.cold_stop_entropy, cold_stop_steps=hp.cold_stop_steps)
+
+
+def check_engine_options(backend: str, rollout_engine: str, device: str, rollout: RolloutConfig | None = None) -> bool:
+    """Validate a run's explicit compute choices before anything loads; returns whether rollouts use CUDA graphs.
+
+    backend "triton" needs Triton to run on `device` (CUDA, or TRITON_INTERPRET=1); the static engine with the triton
+    backend samples with kernel 1, which needs 0 < top_k <= 64 in every phase `rollout` samples (it filters top_p /
+    min_p within the top_k set instead of sorting the vocabulary). Errors are ValueErrors naming the option.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if rollout_engine not in ROLLOUT_ENGINES:
+        raise ValueError(f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {rollout_engine!r}")
+    if backend == "triton":
+        from softgrpo.kernels import require_triton
+        try:
+            require_triton(device)
+        except RuntimeError as err:
+            raise ValueError(str(err)) from None
+        if rollout_engine == "static" and rollout is not None:
+            phases = [("answer_top_k", rollout.answer_top_k)] if rollout.answer_temperature != 0 else []
+            if rollout.mode == "soft":
+                phases.insert(0, ("top_k", rollout.thinking.top_k))
+            for name, value in phases:
+                if not 0 < value <= TRITON_MAX_TOPK:
+                    raise ValueError(f"hyperparameters.{name} must be in 1..{TRITON_MAX_TOPK} for "
+                                     f"rollout_engine='static' with backend='triton' (kernel 1 filters within the "
+                                     f"top_k set), got {value}; use backend='torch' or rollout_engine='plain'")
+    # the static engine captures its decode step in CUDA graphs on CUDA with kernel 1 (the torch sampler syncs the host)
+    return rollout_engine == "static" and backend == "triton" and str(device).startswith("cuda")

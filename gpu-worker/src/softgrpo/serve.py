@@ -11,7 +11,13 @@ GenerationRequest / GenerationResult are the types of src/engine/types.ts (messa
 max_tokens, seed, samples -> prompt_tokens, samples[{sample, reasoning, answer, token_ids, reasoning_tokens,
 answer_tokens, finish_reason, thinking_end}]).
 
-    gpu-worker/.venv/bin/python -m softgrpo.serve --model tiny-arith=models/tiny --port 8100 [--token SECRET]
+    gpu-worker/.venv/bin/python -m softgrpo.serve --model tiny-arith=models/tiny --port 8100 [--token SECRET] \
+        [--engine plain|static] [--backend torch|triton]
+
+--engine plain (default on CPU) decodes with softgrpo.rollout, the reference; --engine static with
+softgrpo.gpu_engine (static KV cache; with --backend triton on CUDA the decode step is a CUDA graph with kernel 1 in
+it). --backend triton needs CUDA (or TRITON_INTERPRET=1) and is checked at start-up. Defaults on CUDA: static +
+triton. Requests a chosen engine cannot serve (kernel 1 needs 0 < top_k <= 64) answer 400 naming the field.
 
 One generation runs at a time (a lock around the model); the standard library's threading server keeps the
 health check responsive meanwhile.
@@ -22,18 +28,23 @@ import argparse
 import json
 import math
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import torch
 
+from softgrpo import gpu_engine
+from softgrpo.config import TRITON_MAX_TOPK, check_engine_options
 from softgrpo.model import SoftTokenLM
-from softgrpo.rollout import RolloutConfig, generate
+from softgrpo.rollout import Rollout, RolloutConfig, generate
 from softgrpo.sampler import SoftStepConfig
 from softgrpo.tokenizer import ChatTokenizer
 
 MAX_BODY_BYTES = 1 << 20
+STATIC_ENGINES_KEPT = 4  # static engines (KV cache + CUDA graphs) kept per model, least recently used dropped
+PROMPT_BUCKET = 64  # static engines are built for prompts up to a multiple of this (shorter ones are left-padded)
 
 
 class RequestError(ValueError):
@@ -50,15 +61,54 @@ class ServedModel:
     tokenizer: ChatTokenizer
     context_length: int
     lock: threading.Lock
+    engine: str = "plain"  # "plain" | "static"
+    backend: str = "torch"  # "torch" | "triton" (the static engine's sampler)
+    static_engines: OrderedDict = field(default_factory=OrderedDict)
+
+    def check_request(self, cfg: RolloutConfig) -> None:
+        """Raise RequestError for settings the chosen engine cannot decode (before any work starts)."""
+        if self.engine != "static":
+            return
+        if self.backend == "triton":
+            phases = [("answer.top_k", cfg.answer_top_k)] if cfg.answer_temperature != 0 else []
+            if cfg.mode == "soft":
+                phases.insert(0, ("soft_thinking.top_k", cfg.thinking.top_k))
+            for param, value in phases:
+                if not 0 < value <= TRITON_MAX_TOPK:
+                    raise RequestError(param, f"{param} must be in 1..{TRITON_MAX_TOPK} on this server (--engine "
+                                              f"static --backend triton: kernel 1 filters within the top_k set), "
+                                              f"got {value}")
+        elif cfg.answer_temperature == 0:
+            # gpu_engine's torch sampler computes the answer entropy of a filtered p, which greedy steps do not have
+            raise RequestError("answer.temperature", "answer.temperature 0 (greedy) is not supported by --engine "
+                                                     "static --backend torch; use --backend triton or --engine plain")
+
+    def generate(self, prompts: list[list[int]], cfg: RolloutConfig, seed: int, samples: list[int]) -> list[Rollout]:
+        """Decode with the chosen engine. Call under `lock`."""
+        if self.engine == "plain":
+            return generate(self.model, self.tokenizer, prompts, cfg, seed, samples)
+        width = -(-max(len(p) for p in prompts) // PROMPT_BUCKET) * PROMPT_BUCKET
+        key = (cfg, len(prompts), width)
+        engine = self.static_engines.pop(key, None)
+        if engine is None:
+            engine = gpu_engine.GpuRolloutEngine(self.model, self.tokenizer, cfg, len(prompts), width,
+                                                 backend=self.backend)
+        self.static_engines[key] = engine  # most recently used last
+        while len(self.static_engines) > STATIC_ENGINES_KEPT:
+            self.static_engines.popitem(last=False)
+        return engine.generate(prompts, seed, samples)
 
 
-def load_served_model(folder: str | Path, device: str) -> ServedModel:
+def load_served_model(folder: str | Path, device: str, engine: str = "plain", backend: str = "torch") -> ServedModel:
+    """Load a model folder for serving with an explicit engine and backend (checked here: a Triton backend that
+    cannot run on `device` fails at start-up, not on the first request: ValueError naming the option)."""
+    check_engine_options(backend, engine, device)
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    model = SoftTokenLM.from_pretrained(folder, device=device)
+    model = SoftTokenLM.from_pretrained(folder, device=device).eval()
     context = int(manifest.get("context_length") or model.cfg.max_position_embeddings)
-    return ServedModel(model, ChatTokenizer.from_pretrained(folder), context, threading.Lock())
+    return ServedModel(model, ChatTokenizer.from_pretrained(folder), context, threading.Lock(), engine, backend)
 
 
 def _field(obj: dict, name: str, kind, prefix: str = ""):
@@ -159,8 +209,9 @@ def generation_result(served: ServedModel, request: dict) -> dict:
     elif len(prompt) + max_tokens > served.context_length:
         raise RequestError("max_tokens", f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceeds the context length {served.context_length}")
     cfg = rollout_config(request, max_tokens, served.model.cfg.vocab_size)
+    served.check_request(cfg)
     with served.lock:
-        rollouts = generate(served.model, tok, [prompt] * len(samples), cfg, seed, samples)
+        rollouts = served.generate([prompt] * len(samples), cfg, seed, samples)
     out = []
     for sample, r in zip(samples, rollouts):
         tokens = r.tokens.tolist()
@@ -244,13 +295,26 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--token", default=None, help="require this bearer token")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--engine", choices=("plain", "static"), default=None,
+                        help="decode loop: plain = softgrpo.rollout, static = softgrpo.gpu_engine "
+                             "(default: static on CUDA, plain on CPU)")
+    parser.add_argument("--backend", choices=("torch", "triton"), default=None,
+                        help="static engine's sampler: torch references or Triton kernel 1 "
+                             "(default: triton on CUDA, torch on CPU)")
     args = parser.parse_args()
+    on_cuda = str(args.device).startswith("cuda")
+    engine = args.engine or ("static" if on_cuda else "plain")
+    backend = args.backend or ("triton" if on_cuda else "torch")
     models = {}
     for spec in args.model:
         model_id, _, folder = spec.partition("=")
-        models[model_id] = load_served_model(folder, args.device)
+        try:
+            models[model_id] = load_served_model(folder, args.device, engine, backend)
+        except ValueError as err:
+            parser.error(str(err))
     server = make_server(models, args.host, args.port, args.token)
-    print(f"serving {sorted(models)} on http://{args.host}:{server.server_address[1]}", flush=True)
+    print(f"serving {sorted(models)} on http://{args.host}:{server.server_address[1]} "
+          f"(device {args.device}, engine {engine}, backend {backend})", flush=True)
     server.serve_forever()
 
 

@@ -15,6 +15,15 @@ theta only through q. Old log-probs are computed on the very same micro-batch te
 importance ratio of the first update is exactly 1.
 Departures from the reference code: forced `</think>` steps (thinking cap, cold stop) are left out of the loss
 (they are not policy samples); the loop is single-process (no FSDP / sequence packing).
+
+Two explicit run-level choices (logged in the start event; never a silent fallback):
+    rollout_engine "plain":  softgrpo.rollout.generate, the reference (growing KV cache, one Python step per token)
+                   "static": softgrpo.gpu_engine (static KV cache; the decode step in CUDA graphs on CUDA with the
+                             triton backend, eager elsewhere), one engine kept per (rollout config, batch size)
+    backend        "torch":  reference sampler in the static engine; the loss on materialised float32 logits
+                   "triton": kernel 1 in the static engine; kernel 2 (kernels.fused_policy_logprob) for the loss,
+                             which never materialises the [M, V] logits (CUDA, or CPU under TRITON_INTERPRET=1)
+Both backends compute the same policy log-probs: kernels.policy_logprob_fn(backend) on the final hidden states.
 """
 from __future__ import annotations
 
@@ -28,18 +37,24 @@ from typing import Callable, Iterator
 
 import torch
 
+from softgrpo import gpu_engine
 from softgrpo.checkpoint import (checkpoint_dir, latest_checkpoint, load_training_state, merged_model,
                                  save_model_folder, save_training_state)
-from softgrpo.config import Hyperparameters, rollout_config
+from softgrpo.config import Hyperparameters, check_engine_options, rollout_config
 from softgrpo.data import example_messages
+from softgrpo.kernels import policy_logprob_fn
 from softgrpo.loss import LOSSES, grpo_objective, group_advantages, masked_token_mean
 from softgrpo.metrics import mean, pass_at_k, rollout_summary
 from softgrpo.model import SoftTokenLM
-from softgrpo.rollout import Rollout, generate, one_hot_slots
+from softgrpo.rollout import Rollout, RolloutConfig, generate, one_hot_slots
 from softgrpo.tokenizer import ChatTokenizer
 
 SEED_DATA, SEED_ROLLOUT, SEED_EVAL = 1, 2, 3
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# each LOSSES entry in the kernels' signature: (reduce over the k soft ids, whether soft steps score as soft);
+# "grpo" scores every step's token log-softmax, soft steps included (loss.grpo_logprob)
+LOSS_AS_KERNEL = {"soft_grpo": ("mean", True), "soft_grpo_sum": ("sum", True), "grpo": ("mean", False)}
+assert set(LOSS_AS_KERNEL) == set(LOSSES)
 
 
 def derive_seed(seed: int, purpose: int, index: int) -> int:
@@ -128,20 +143,62 @@ def soft_inputs_detached(model: SoftTokenLM, soft_input: torch.Tensor):
         handle.remove()
 
 
-def sequence_logprobs(model: SoftTokenLM, batch: SequenceBatch, loss: str, with_entropy: bool = False):
+def policy_logprobs(hidden: torch.Tensor, lm_head: torch.Tensor, batch: SequenceBatch, loss: str,
+                    backend: str) -> torch.Tensor:
+    """log pi [M] of the response steps of `batch` under `loss` (a LOSSES name), from hidden [M, d] and lm_head [V, d].
+
+    kernels.policy_logprob_fn(backend) takes one temperature: steps are scored per distinct temperature (at most two:
+    thinking and answer). The torch backend runs in float32, as the loss always has (it is loss.policy_logprob on
+    hidden @ lm_head.T); the triton backend takes the model's dtype and accumulates in float32.
+    """
+    reduce, soft_steps = LOSS_AS_KERNEL[loss]
+    is_soft = batch.is_soft if soft_steps else torch.zeros_like(batch.is_soft)
+    if backend == "torch":
+        hidden, lm_head = hidden.float(), lm_head.float()
+    logprob = policy_logprob_fn(backend)
+    temperatures = batch.temperature.unique().tolist()
+    if len(temperatures) == 1:
+        return logprob(hidden, lm_head, batch.step_ids, batch.gp, batch.tokens, is_soft, temperatures[0], reduce)
+    out = torch.zeros(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    for temperature in temperatures:
+        rows = batch.temperature == temperature
+        out = out.index_put((rows,), logprob(hidden[rows], lm_head, batch.step_ids[rows], batch.gp[rows],
+                                             batch.tokens[rows], is_soft[rows], temperature, reduce))
+    return out
+
+
+def sequence_logprobs(model: SoftTokenLM, batch: SequenceBatch, loss: str, with_entropy: bool = False,
+                      backend: str = "torch"):
     """Per-step policy log-probs [M] (and full-vocabulary entropies [M] if asked) of a rebuilt batch."""
     with soft_inputs_detached(model, batch.soft_input):
         out = model(batch.ids, batch.weights, attention_mask=batch.attention_mask, return_hidden=True,
                     return_logits=False)
     hidden = out.hidden[batch.rows, batch.positions]  # [M, d]
-    # logits / tau per step; the loss functions then run at temperature 1
-    logits = (hidden.float() @ model.lm_head_weight.float().T) / batch.temperature[:, None]
-    logp = LOSSES[loss](logits, batch.step_ids, batch.gp, batch.tokens, batch.is_soft, 1.0)
+    logp = policy_logprobs(hidden, model.lm_head_weight, batch, loss, backend)
     entropy = None
-    if with_entropy:
+    if with_entropy:  # the entropy bonus needs the full softmax: [M, V] logits whatever the backend
+        logits = (hidden.float() @ model.lm_head_weight.float().T) / batch.temperature[:, None]
         log_p = torch.log_softmax(logits, dim=-1)
         entropy = -(log_p.exp() * log_p).sum(dim=-1)
     return logp, entropy
+
+
+def rollout_function(rollout_engine: str, backend: str, model: SoftTokenLM, tokenizer,
+                     max_prompt_len: int) -> Callable[..., list[Rollout]]:
+    """(prompts, cfg, seed, samples) -> list[Rollout] through the run's rollout engine (see the module docstring).
+    Static engines are kept per (cfg, batch size): their KV cache and CUDA graphs are reused step after step; they
+    share the model's parameters, so they always roll out the current policy."""
+    if rollout_engine == "plain":
+        return lambda prompts, cfg, seed, samples: generate(model, tokenizer, prompts, cfg, seed, samples)
+    engines: dict[tuple[RolloutConfig, int], gpu_engine.GpuRolloutEngine] = {}
+
+    def static_generate(prompts, cfg, seed, samples):
+        key = (cfg, len(prompts))
+        if key not in engines:
+            engines[key] = gpu_engine.GpuRolloutEngine(model, tokenizer, cfg, len(prompts), max_prompt_len,
+                                                       backend=backend)
+        return engines[key].generate(prompts, seed, samples)
+    return static_generate
 
 
 def chunks(items: list, size: int | None) -> list[list]:
@@ -149,26 +206,30 @@ def chunks(items: list, size: int | None) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def generate_in_chunks(model, tokenizer, prompts, cfg, seed, chunk_size) -> list[Rollout]:
-    """generate() over chunks of rows; sample indices stay global, so chunking does not change the output."""
+def generate_in_chunks(rollout, prompts, cfg, seed, chunk_size) -> list[Rollout]:
+    """rollout() (see rollout_function) over chunks of rows; sample indices stay global, so chunking does not change
+    the output."""
     rollouts = []
     for start in range(0, len(prompts), chunk_size or len(prompts)):
         part = prompts[start:start + (chunk_size or len(prompts))]
-        rollouts += generate(model, tokenizer, part, cfg, seed, samples=list(range(start, start + len(part))))
+        rollouts += rollout(part, cfg, seed, list(range(start, start + len(part))))
     return rollouts
 
 
 def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparameters, method: str,
           grader: Callable[[str, dict], float], out_dir: str | Path, validation_examples: list[dict] | None = None,
           seed: int = 0, resume: bool = False, job_id: str | None = None, export_onnx: bool = False,
-          device: str = "cpu", micro_batch_size: int | None = None,
-          rollout_batch_size: int | None = None) -> Iterator[dict]:
+          device: str = "cpu", micro_batch_size: int | None = None, rollout_batch_size: int | None = None,
+          backend: str = "torch", rollout_engine: str = "plain") -> Iterator[dict]:
     """Run SofT-GRPO (method "soft_grpo") or discrete GRPO ("grpo"); yields event dicts.
 
     model_folder: base model folder; hp: resolved Hyperparameters; grader: rewards.make_grader(...);
     resume: continue from the latest checkpoint under out_dir if there is one; micro_batch_size: rollouts per
-    forward inside a mini-batch (default: the whole mini-batch); rollout_batch_size: rows per generate() call.
+    forward inside a mini-batch (default: the whole mini-batch); rollout_batch_size: rows per generate() call;
+    backend "torch" | "triton" and rollout_engine "plain" | "static": see the module docstring (checked here, before
+    anything loads).
     """
+    cuda_graphs = check_engine_options(backend, rollout_engine, device, rollout_config(hp, method))
     model_folder, out_dir = Path(model_folder), Path(out_dir)
     base_manifest = _read_json(model_folder / "manifest.json")
     tokenizer = ChatTokenizer.from_pretrained(model_folder)
@@ -190,6 +251,9 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
     G, B = hp.group_size, hp.batch_size
     prompt_tokens = [tokenizer.encode_chat(example_messages(ex)) for ex in train_examples]
     context_length = int(base_manifest.get("context_length") or model.cfg.max_position_embeddings)
+    validation_prompts = [tokenizer.encode_chat(example_messages(ex)) for ex in validation_examples or []]
+    rollout = rollout_function(rollout_engine, backend, model, tokenizer,
+                               max(len(p) for p in prompt_tokens + validation_prompts))
 
     start_step, history = 0, []
     checkpoint = latest_checkpoint(out_dir) if resume else None
@@ -221,10 +285,10 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
                 "state_dir": str(folder / "state"), "metrics": metrics}
 
     def evaluate(step: int) -> dict:
-        prompts = [tokenizer.encode_chat(example_messages(ex)) for ex in validation_examples]
+        prompts = validation_prompts
         n = hp.eval_samples
         # the same seed at every evaluation: checkpoints are compared on common random numbers
-        rollouts = generate_in_chunks(model, tokenizer, [p for p in prompts for _ in range(n)], rollout_cfg,
+        rollouts = generate_in_chunks(rollout, [p for p in prompts for _ in range(n)], rollout_cfg,
                                       derive_seed(seed, SEED_EVAL, 0), rollout_batch_size)
         rewards = torch.tensor([grader(r.answer_text, validation_examples[i // n]) for i, r in enumerate(rollouts)])
         correct = (rewards >= 1.0).view(len(prompts), n).sum(dim=1).tolist()
@@ -236,7 +300,8 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
     yield {"type": "start", "method": method, "seed": seed, "hyperparameters": hp.to_dict(), "job_id": job_id,
            "n_train": len(train_examples), "n_validation": len(validation_examples or []),
            "trainable_parameters": sum(p.numel() for p in trainable.values()), "resumed_from_step": start_step,
-           "onnx_export": export_onnx, "device": device}
+           "onnx_export": export_onnx, "device": device, "backend": backend, "rollout_engine": rollout_engine,
+           "cuda_graphs": cuda_graphs}
     if validation_examples and start_step == 0:
         model.eval()
         yield evaluate(0)
@@ -247,7 +312,7 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
         model.eval()
         indices = prompt_indices(len(train_examples), seed, step * B, B)
         prompts = [prompt_tokens[i] for i in indices for _ in range(G)]
-        rollouts = generate_in_chunks(model, tokenizer, prompts, rollout_cfg, derive_seed(seed, SEED_ROLLOUT, step),
+        rollouts = generate_in_chunks(rollout, prompts, rollout_cfg, derive_seed(seed, SEED_ROLLOUT, step),
                                       rollout_batch_size)
         t_rollout = time.perf_counter() - t_start
         rewards = torch.tensor([grader(r.answer_text, train_examples[indices[j // G]]) for j, r in enumerate(rollouts)])
@@ -261,11 +326,11 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
                 micro = []
                 for part in chunks(group, micro_batch_size):
                     batch = build_batch([rollouts[j] for j in part], advantages[part], hp.gumbel_tau, device)
-                    old = sequence_logprobs(model, batch, hp.loss)[0]
+                    old = sequence_logprobs(model, batch, hp.loss, backend=backend)[0]
                     ref = None
                     if hp.kl_beta > 0:
                         with peft_model.disable_adapter() if peft_model is not None else nullcontext():
-                            ref = sequence_logprobs(reference or model, batch, hp.loss)[0]
+                            ref = sequence_logprobs(reference or model, batch, hp.loss, backend=backend)[0]
                     micro.append((batch, old, ref))
                 minibatches.append(micro)
 
@@ -278,7 +343,8 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
                 optimizer.zero_grad(set_to_none=True)
                 n_tokens = float(sum(batch.loss_mask.sum() for batch, _, _ in micro))
                 for batch, old, ref in micro:
-                    logp, entropy = sequence_logprobs(model, batch, hp.loss, with_entropy=hp.entropy_coef > 0)
+                    logp, entropy = sequence_logprobs(model, batch, hp.loss, with_entropy=hp.entropy_coef > 0,
+                                                      backend=backend)
                     loss, parts = grpo_objective(logp, old, ref, batch.advantages, batch.loss_mask, hp.clip_eps,
                                                  hp.dual_clip, hp.kl_beta, n_tokens)
                     if hp.entropy_coef > 0:
