@@ -206,7 +206,7 @@ def chunks(items: list, size: int | None) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def generate_in_chunks(rollout, prompts, cfg, seed, chunk_size) -> list[Rollout]:
+def rollouts_in_chunks(rollout, prompts, cfg, seed, chunk_size) -> list[Rollout]:
     """rollout() (see rollout_function) over chunks of rows; sample indices stay global, so chunking does not change
     the output."""
     rollouts = []
@@ -214,6 +214,12 @@ def generate_in_chunks(rollout, prompts, cfg, seed, chunk_size) -> list[Rollout]
         part = prompts[start:start + (chunk_size or len(prompts))]
         rollouts += rollout(part, cfg, seed, list(range(start, start + len(part))))
     return rollouts
+
+
+def generate_in_chunks(model, tokenizer, prompts, cfg, seed, chunk_size) -> list[Rollout]:
+    """rollouts_in_chunks with the plain engine (softgrpo.rollout.generate): what a training run with
+    rollout_engine="plain" generates for these prompts (recipes replay a run's rollouts with it)."""
+    return rollouts_in_chunks(rollout_function("plain", "torch", model, tokenizer, 0), prompts, cfg, seed, chunk_size)
 
 
 def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparameters, method: str,
@@ -288,7 +294,7 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
         prompts = validation_prompts
         n = hp.eval_samples
         # the same seed at every evaluation: checkpoints are compared on common random numbers
-        rollouts = generate_in_chunks(rollout, [p for p in prompts for _ in range(n)], rollout_cfg,
+        rollouts = rollouts_in_chunks(rollout, [p for p in prompts for _ in range(n)], rollout_cfg,
                                       derive_seed(seed, SEED_EVAL, 0), rollout_batch_size)
         rewards = torch.tensor([grader(r.answer_text, validation_examples[i // n]) for i, r in enumerate(rollouts)])
         correct = (rewards >= 1.0).view(len(prompts), n).sum(dim=1).tolist()
@@ -312,7 +318,7 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
         model.eval()
         indices = prompt_indices(len(train_examples), seed, step * B, B)
         prompts = [prompt_tokens[i] for i in indices for _ in range(G)]
-        rollouts = generate_in_chunks(rollout, prompts, rollout_cfg, derive_seed(seed, SEED_ROLLOUT, step),
+        rollouts = rollouts_in_chunks(rollout, prompts, rollout_cfg, derive_seed(seed, SEED_ROLLOUT, step),
                                       rollout_batch_size)
         t_rollout = time.perf_counter() - t_start
         rewards = torch.tensor([grader(r.answer_text, train_examples[indices[j // G]]) for j, r in enumerate(rollouts)])
