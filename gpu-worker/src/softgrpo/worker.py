@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from softgrpo.api_client import ApiError, Claim, DownloadError, LeaseLost, WorkerApi
-from softgrpo.config import resolve_hyperparameters
+from softgrpo.config import check_engine_options, resolve_hyperparameters, rollout_config
 from softgrpo.data import DatasetError, parse_jsonl
 from softgrpo.model_folder import sha256_file
 from softgrpo.rewards import make_grader
@@ -206,8 +206,28 @@ def _describe_metrics(m: dict, n_steps: int) -> str:
             f"kl {m.get('kl', 0.0):.4f}, {m['step_seconds']:.1f} s")
 
 
+def compute_options(backend: str | None, rollout_engine: str | None, device: str) -> tuple[str, str]:
+    """The kernels and rollout loop (softgrpo.train's `backend` / `rollout_engine`); None picks what the CLI picks:
+    the Triton kernels and the static CUDA-graph engine on CUDA, the torch references on CPU."""
+    on_cuda = str(device).startswith("cuda")
+    return backend or ("triton" if on_cuda else "torch"), rollout_engine or ("static" if on_cuda else "plain")
+
+
+def engine_for_job(backend: str, rollout_engine: str, device: str, hp, method: str) -> tuple[str, str | None]:
+    """The rollout engine this job can use: the static engine samples only within a top_k set, so a job whose
+    sampling settings it cannot honour runs on the plain engine (said in the start message, not silently)."""
+    try:
+        check_engine_options(backend, rollout_engine, device, rollout_config(hp, method))
+        return rollout_engine, None
+    except ValueError as err:
+        if rollout_engine == "plain":
+            raise
+        check_engine_options(backend, "plain", device, rollout_config(hp, method))  # any other problem: raise
+        return "plain", f"rollout engine 'plain' instead of '{rollout_engine}': {err}"
+
+
 def run_job(api: WorkerApi, claim: Claim, work_root: Path, device: str, export_onnx: bool,
-            heartbeat_api: WorkerApi) -> str:
+            heartbeat_api: WorkerApi, backend: str = "torch", rollout_engine: str = "plain") -> str:
     """Run one claimed job to its end; returns "succeeded" | "failed" | "paused" | "cancelled" | "lease_lost"."""
     job, token = claim["job"], claim["lease"]["token"]
     job_id = job["id"]
@@ -219,7 +239,7 @@ def run_job(api: WorkerApi, claim: Claim, work_root: Path, device: str, export_o
     log(f"job {job_id}: attempt {claim['attempt']}/{claim['max_attempts']} "
         f"({job['method']['type']} on {job['model']}{', resuming at step %d' % claim['resume_from']['step'] if claim['resume_from'] else ''})")
     try:
-        return _run_job(api, claim, out_dir, work_root, device, export_onnx, heartbeat)
+        return _run_job(api, claim, out_dir, work_root, device, export_onnx, heartbeat, backend, rollout_engine)
     except StopJob as stop:
         log(f"job {job_id}: stopped ({stop})")
         return "cancelled" if str(stop) == "cancelled" else "lease_lost"
@@ -251,7 +271,7 @@ def _report_failure(api: WorkerApi, job_id: str, token: str, failure: JobFailure
 
 
 def _run_job(api: WorkerApi, claim: Claim, out_dir: Path, work_root: Path, device: str, export_onnx: bool,
-             heartbeat: Heartbeat) -> str:
+             heartbeat: Heartbeat, backend: str, rollout_engine: str) -> str:
     from softgrpo.train import train  # torch import: after the cheap checks of a claim
 
     job, token = claim["job"], claim["lease"]["token"]
@@ -274,6 +294,10 @@ def _run_job(api: WorkerApi, claim: Claim, out_dir: Path, work_root: Path, devic
         field = str(err).split(" ")[0]
         raise JobFailure("invalid_hyperparameters", str(err),
                          field if field.startswith("hyperparameters.") else "hyperparameters") from None
+    rollout_engine, engine_note = engine_for_job(backend, rollout_engine, device, hp, method)
+    if engine_note:
+        log(f"job {job_id}: {engine_note}")
+    compute = {"backend": backend, "rollout_engine": rollout_engine, "note": engine_note}
     heartbeat.check()
 
     base_dir = download_model_files(api, claim["base_model"]["files"], work_root / "models" / claim["base_model"]["id"])
@@ -292,7 +316,7 @@ def _run_job(api: WorkerApi, claim: Claim, out_dir: Path, work_root: Path, devic
     resumed = bool(resume)
     while True:
         outcome = _train_until_stop(api, train, claim, hp, grader, train_examples, validation, base_dir, out_dir,
-                                    device, export_onnx, heartbeat, events, resumed)
+                                    device, export_onnx, heartbeat, events, resumed, compute)
         if outcome != "paused":
             return outcome
         try:
@@ -308,13 +332,14 @@ def _run_job(api: WorkerApi, claim: Claim, out_dir: Path, work_root: Path, devic
 
 
 def _train_until_stop(api, train, claim, hp, grader, train_examples, validation, base_dir, out_dir, device,
-                      export_onnx, heartbeat, events: EventStream, resumed: bool) -> str:
+                      export_onnx, heartbeat, events: EventStream, resumed: bool, compute: dict) -> str:
     """Drive the softgrpo.train generator; returns "succeeded" | "paused"."""
     job, token = claim["job"], claim["lease"]["token"]
     job_id = job["id"]
     run = train(base_dir, train_examples, hp, job["method"]["type"], grader, out_dir,
                 validation_examples=validation, seed=int(job["seed"]), resume=resumed, job_id=job_id,
-                export_onnx=export_onnx, device=device)
+                export_onnx=export_onnx, device=device, backend=compute["backend"],
+                rollout_engine=compute["rollout_engine"])
     command = None
     try:
         while True:
@@ -328,8 +353,9 @@ def _train_until_stop(api, train, claim, hp, grader, train_examples, validation,
                 if not event["resumed_from_step"]:
                     events.emit("message", f"Training started on {event['device']}: {event['n_train']} training and "
                                 f"{event['n_validation']} validation examples, "
-                                f"{event['trainable_parameters']} trainable parameters.",
-                                {k: v for k, v in event.items() if k not in ("type", "hyperparameters")})
+                                f"{event['trainable_parameters']} trainable parameters"
+                                f"{'; ' + compute['note'] if compute['note'] else ''}.",
+                                {**{k: v for k, v in event.items() if k not in ("type", "hyperparameters")}, **compute})
             elif kind == "metrics":
                 heartbeat.trained_steps = event["step"]
                 data = {k: v for k, v in event.items() if k != "type"}
@@ -367,7 +393,8 @@ def _finish(api: WorkerApi, job_id: str, token: str, events: EventStream, step: 
 
 # ---- the loop --------------------------------------------------------------------------------------------------------
 def run_worker(api: WorkerApi, heartbeat_api: WorkerApi, worker_id: str, work_root: Path, once: bool,
-               poll_seconds: float, device: str, export_onnx: bool, models: list[str] | None = None) -> None:
+               poll_seconds: float, device: str, export_onnx: bool, models: list[str] | None = None,
+               backend: str = "torch", rollout_engine: str = "plain") -> None:
     """Claim and run jobs until stopped (or one claim with `once`)."""
     while True:
         try:
@@ -379,7 +406,7 @@ def run_worker(api: WorkerApi, heartbeat_api: WorkerApi, worker_id: str, work_ro
                 raise
         if claim is not None:
             try:
-                outcome = run_job(api, claim, work_root, device, export_onnx, heartbeat_api)
+                outcome = run_job(api, claim, work_root, device, export_onnx, heartbeat_api, backend, rollout_engine)
             except (ApiError, httpx.HTTPError) as err:  # the API was unreachable even for the fail call
                 outcome = f"abandoned ({err}); the lease will expire and the job return to the queue"
             log(f"job {claim['job']['id']}: {outcome}")
@@ -406,6 +433,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work-dir", default=None, help="downloads and local checkpoints (default: a temp folder)")
     ap.add_argument("--model", action="append", dest="models", help="only claim jobs on this base model (repeat)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--backend", choices=("torch", "triton"), default=None,
+                    help="torch references or the Triton kernels (default: triton on CUDA, torch on CPU)")
+    ap.add_argument("--rollout-engine", choices=("plain", "static"), default=None,
+                    help="plain = softgrpo.rollout, static = softgrpo.gpu_engine (default: static on CUDA, plain on CPU)")
     ap.add_argument("--no-onnx", dest="onnx", action="store_false",
                     help="skip the ONNX export of checkpoints (they then cannot be served by the ONNX engine)")
     args = ap.parse_args(argv)
@@ -419,11 +450,17 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work_root = Path(args.work_dir or Path(tempfile.gettempdir()) / "softgrpo-worker")
     device = args.device or default_device()
+    backend, rollout_engine = compute_options(args.backend, args.rollout_engine, device)
+    try:  # a worker that cannot run its kernels on this machine should not claim jobs at all
+        check_engine_options(backend, rollout_engine, device)
+    except ValueError as err:
+        ap.error(str(err))
     api, heartbeat_api = WorkerApi(args.api, args.token), WorkerApi(args.api, args.token, retries=1)
-    log(f"{args.worker_id} polling {args.api} on {device} (work dir {work_root})")
+    log(f"{args.worker_id} polling {args.api} on {device}, {backend} kernels, {rollout_engine} rollouts "
+        f"(work dir {work_root})")
     try:
         run_worker(api, heartbeat_api, args.worker_id, work_root, args.once, args.poll_seconds, device, args.onnx,
-                   args.models)
+                   args.models, backend, rollout_engine)
     except KeyboardInterrupt:
         log("stopped")
     finally:
