@@ -4,6 +4,8 @@ same tokens, ids, flags, gp and log-probs for a small random model, with noise o
 
 Run: cd gpu-worker && TRITON_INTERPRET=1 .venv/bin/python -m pytest tests/test_gpu_engine.py
 """
+import dataclasses
+
 import pytest
 import torch
 
@@ -86,6 +88,21 @@ def test_triton_backend_reproduces_plain_rollout_noise_off():
     ref = generate(model, ToyTokenizer(), PROMPTS, cfg, seed=5)
     ours = gpu_engine.generate(model, ToyTokenizer(), PROMPTS, cfg, seed=5, backend="triton", use_graph=False)
     assert_same_rollouts(ours, ref, near_tie_ids=True)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_greedy_answers_match_plain_rollout_with_zero_logprob(backend):
+    """answer_temperature 0 (greedy) once raised on the torch backend and stored NaN log-probs on the Triton one."""
+    if backend == "triton" and not triton_available():
+        pytest.skip("needs CUDA or TRITON_INTERPRET=1")
+    model, cfg = random_model(seed=4), config(0.0)
+    cfg = dataclasses.replace(cfg, answer_temperature=0.0)
+    ref = generate(model, ToyTokenizer(), PROMPTS, cfg, seed=7)
+    ours = gpu_engine.generate(model, ToyTokenizer(), PROMPTS, cfg, seed=7, backend=backend, use_graph=False)
+    assert_same_rollouts(ours, ref, near_tie_ids=backend == "triton")
+    for r in ours:
+        answer = ~r.is_soft & (r.temperature == 0)
+        assert answer.any() and torch.isfinite(r.logprob).all() and (r.logprob[answer] == 0).all()
 
 
 def test_engine_is_reusable_across_batches_and_checks_sizes():

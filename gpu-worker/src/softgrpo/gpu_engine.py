@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from softgrpo.kernels import check_backend, require_triton
-from softgrpo.loss import MASK_LOG_Q, policy_logprob
+from softgrpo.loss import MASK_LOG_Q
 from softgrpo.model import SoftTokenLM, rotate_half
 from softgrpo.philox import GUMBEL_MAX, GUMBEL_MIN
-from softgrpo.rollout import Rollout, RolloutConfig, left_pad, one_hot_slots
-from softgrpo.sampler import Q_EPS, discrete_step, entropy_of, filtered_probs, soft_token_step
+from softgrpo.rollout import Rollout, RolloutConfig, answer_entropy, left_pad, one_hot_slots, step_logprob
+from softgrpo.sampler import Q_EPS, discrete_step, soft_token_step
 
 END_NONE, END_EMITTED, END_CAP, END_COLD = 0, 1, 2, 3
 END_NAMES = {END_NONE: None, END_EMITTED: "emitted", END_CAP: "cap", END_COLD: "cold_stop"}
@@ -208,9 +208,7 @@ class GpuRolloutEngine:
             sampled = discrete_step(logits, *self.answer, self.seed, self.samples, step_index)
             soft = soft_token_step(logits, cfg.thinking, self.seed, self.samples, step_index) \
                 if cfg.mode == "soft" else None
-            ans_ent = entropy_of(filtered_probs(logits, cfg.answer_temperature, cfg.answer_top_k, cfg.answer_top_p,
-                                                cfg.answer_min_p))
-            return soft, sampled, ans_ent, None, None
+            return soft, sampled, answer_entropy(logits, cfg), None, None
         from softgrpo.kernels.soft_token_step import sampling_step
         soft_cfg = cfg.thinking if cfg.mode == "soft" else None
         out = sampling_step(logits, self.keys, self.samples, step_index, soft_cfg, self.answer,
@@ -230,7 +228,10 @@ class GpuRolloutEngine:
         temperature = torch.where(by_thinking, cfg.thinking.temperature, cfg.answer_temperature).float()
         # the torch sampler wants float32 logits; kernel 1 reads the model's bf16 logits directly
         logits = st.logits.float() if self.backend == "torch" else st.logits
-        soft, sampled, ans_ent, mixed, lse = self._sample(logits, step_index, 1.0 / temperature)
+        # greedy answer rows (temperature 0) sample a point mass: log-prob 0, as rollout.step_logprob defines it
+        greedy = temperature == 0
+        soft, sampled, ans_ent, mixed, lse = self._sample(
+            logits, step_index, 1.0 / torch.where(greedy, torch.ones_like(temperature), temperature))
         think_end, eos = self.tok.think_end_id, self.tok.eos_id
         if soft is not None:
             entropy = torch.where(thinking, soft.entropy, ans_ent)
@@ -254,10 +255,12 @@ class GpuRolloutEngine:
             step_weights = torch.where(is_soft[:, None], soft.weights, step_weights)
             step_gp = torch.where(is_soft[:, None], soft.gp, step_gp)
         if self.backend == "torch":
-            logprob = policy_logprob(logits / temperature[:, None], step_ids, step_gp, token, is_soft, 1.0, "mean")
+            logprob = step_logprob(logits, step_ids, step_gp, token, is_soft, temperature)
         else:  # kernel 1 accumulated logsumexp(z / T) in its pass over the logits; soft rows need only k logits
-            zg = logits.gather(1, step_ids).float() / temperature[:, None]
-            logprob = policy_logprob_from_gathered(zg, lse, step_gp, is_soft)
+            safe_t = torch.where(greedy, torch.ones_like(temperature), temperature)
+            zg = logits.gather(1, step_ids).float() / safe_t[:, None]
+            logprob = torch.where(greedy, torch.zeros_like(temperature),
+                                  policy_logprob_from_gathered(zg, lse, step_gp, is_soft))
         for name, value in (("ids", step_ids), ("gp", step_gp), ("is_soft", is_soft), ("tokens", token),
                             ("forced", forced), ("temperature", temperature), ("logprob", logprob),
                             ("entropy", entropy)):

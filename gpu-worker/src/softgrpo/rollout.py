@@ -121,13 +121,13 @@ def generate(model, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, see
                                 samples, step_index)
         if soft_mode:
             soft = soft_token_step(logits, cfg.thinking, seed, samples, step_index)
-            entropy = torch.where(thinking, soft.entropy, _answer_entropy(logits, cfg))
+            entropy = torch.where(thinking, soft.entropy, answer_entropy(logits, cfg))
             low = thinking & (cfg.cold_stop_entropy is not None) & (soft.entropy < (cfg.cold_stop_entropy or 0.0))
             low_entropy_run = torch.where(low, low_entropy_run + 1, torch.zeros_like(low_entropy_run))
             cold = low_entropy_run >= cfg.cold_stop_steps
             token = torch.where(thinking, soft.emitted, sampled)
         else:
-            entropy = _answer_entropy(logits, cfg)
+            entropy = answer_entropy(logits, cfg)
             cold = torch.zeros_like(thinking)
             token = sampled
         cap = thinking & (n_thinking >= cfg.max_thinking_tokens)
@@ -189,7 +189,7 @@ def step_logprob(logits: torch.Tensor, ids: torch.Tensor, gp: torch.Tensor, toke
     return torch.where(greedy, torch.zeros_like(logprob), logprob)
 
 
-def _answer_entropy(logits: torch.Tensor, cfg: RolloutConfig) -> torch.Tensor:
+def answer_entropy(logits: torch.Tensor, cfg: RolloutConfig) -> torch.Tensor:
     """Entropy [B] of the answer-phase filtered p. Greedy answers (temperature 0) sample from a point mass at the
     argmax, so their entropy is 0 (not the entropy of the unfiltered softmax: that is not what the step drew from)."""
     if cfg.answer_temperature == 0:
