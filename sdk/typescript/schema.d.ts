@@ -3374,7 +3374,7 @@ export interface components {
              */
             noise_scale?: "auto" | number;
             /**
-             * @description auto: the thinking temperature. Default "auto".
+             * @description Answer-phase temperature (> 0: RL needs a sampled answer). auto: the thinking temperature. Default "auto".
              * @default auto
              */
             answer_temperature?: "auto" | number;

@@ -82,6 +82,12 @@ describe('create', () => {
       400,
       'method.hyperparameters.mini_batch_size',
     );
+    // the trainer needs a sampled answer phase (a greedy answer has no policy gradient): caught here, not by the worker
+    await rejected(
+      await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId, method: { hyperparameters: { answer_temperature: 0 } } }),
+      400,
+      'method.hyperparameters.answer_temperature',
+    );
     await rejected(
       await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId, method: { hyperparameters: { warp_speed: 9 } } }),
       400,

@@ -34,7 +34,7 @@ export const Hyperparameters = z
     max_topk: auto(int(1, 64), 'Mixed tokens k per soft token. auto: 5.'),
     gumbel_tau: auto(positive(100), 'auto: 0.1.'),
     noise_scale: auto(nonNegative(100), 'Gumbel noise scale lambda. auto: 1.0.'),
-    answer_temperature: auto(nonNegative(100), 'auto: the thinking temperature.'),
+    answer_temperature: auto(positive(100), 'Answer-phase temperature (> 0: RL needs a sampled answer). auto: the thinking temperature.'),
     answer_top_k: auto(int(0, 1_000_000), 'auto: the thinking top_k.'),
     answer_top_p: auto(z.number().gt(0).max(1), 'auto: the thinking top_p.'),
     max_response_tokens: auto(int(1, 1_048_576), 'auto: 8192 (capped by the model context).'),
