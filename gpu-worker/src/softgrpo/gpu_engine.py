@@ -18,7 +18,7 @@ host synchronisation. What differs from the reference, and why:
   backend="torch": the reference sampler functions (CPU CI; not capturable, as they draw Philox on the host).
 - Done rows keep computing until the whole batch is done (their outputs past their length are dropped), as in the
   reference, which also steps every row until all are done.
-- Log-probs of steps come from the gathered logits and one logsumexp (`policy_logprob_from_gathered`), the same
+- Log-probs of steps come from the gathered logits and one logsumexp (`loss.policy_logprob_from_gathered`), the same
   formulas as loss.policy_logprob without sorting or materialising a [B, V] log-softmax.
 """
 from __future__ import annotations
@@ -29,33 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from softgrpo.kernels import check_backend, require_triton
-from softgrpo.loss import MASK_LOG_Q
+from softgrpo.loss import policy_logprob_from_gathered
 from softgrpo.model import SoftTokenLM, rotate_half
-from softgrpo.philox import GUMBEL_MAX, GUMBEL_MIN
 from softgrpo.rollout import Rollout, RolloutConfig, answer_entropy, left_pad, one_hot_slots, step_logprob
-from softgrpo.sampler import Q_EPS, discrete_step, soft_token_step
+from softgrpo.sampler import discrete_step, soft_token_step
 
 END_NONE, END_EMITTED, END_CAP, END_COLD = 0, 1, 2, 3
 END_NAMES = {END_NONE: None, END_EMITTED: "emitted", END_CAP: "cap", END_COLD: "cold_stop"}
-
-
-def policy_logprob_from_gathered(zg: torch.Tensor, lse: torch.Tensor, gp: torch.Tensor, is_soft: torch.Tensor,
-                                 reduce: str = "mean") -> torch.Tensor:
-    """loss.policy_logprob from gathered, temperature-scaled logits.
-
-    zg: [N, k] = (z / T)[ids] for soft rows and (z / T)[token] in slot 0 for discrete rows; lse: [N] logsumexp of
-    z / T over the vocabulary (used by discrete rows only); gp: [N, k]; is_soft: [N] bool. Returns [N] float32.
-    The full-vocabulary normaliser cancels in q = softmax(z)[ids] / sum softmax(z)[ids], so soft rows need only zg.
-    """
-    log_q = zg - torch.logsumexp(zg, dim=-1, keepdim=True)
-    h = (gp.float() - torch.log(log_q.exp() + Q_EPS)).clamp(GUMBEL_MIN, GUMBEL_MAX)
-    log_density = -h - torch.exp(-h)
-    if reduce == "sum":
-        soft_lp = log_density.sum(dim=-1)
-    else:
-        mask = (log_q > MASK_LOG_Q).float()
-        soft_lp = (mask * log_density).sum(dim=-1) / mask.sum(dim=-1).clamp_min(1.0)
-    return torch.where(is_soft, soft_lp, zg[:, 0] - lse)
 
 
 class StaticCacheLM:

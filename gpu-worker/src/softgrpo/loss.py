@@ -65,6 +65,25 @@ def policy_logprob(logits: torch.Tensor, ids: torch.Tensor, gp: torch.Tensor, to
     return out
 
 
+def policy_logprob_from_gathered(zg: torch.Tensor, lse: torch.Tensor, gp: torch.Tensor, is_soft: torch.Tensor,
+                                 reduce: str = "mean") -> torch.Tensor:
+    """policy_logprob from gathered, temperature-scaled logits.
+
+    zg: [N, k] = (z / T)[ids] for soft rows and (z / T)[token] in slot 0 for discrete rows; lse: [N] logsumexp of
+    z / T over the vocabulary (used by discrete rows only); gp: [N, k]; is_soft: [N] bool. Returns [N] float32.
+    The full-vocabulary normaliser cancels in q = softmax(z)[ids] / sum softmax(z)[ids], so soft rows need only zg.
+    """
+    log_q = zg - torch.logsumexp(zg, dim=-1, keepdim=True)
+    h = (gp.float() - torch.log(log_q.exp() + Q_EPS)).clamp(GUMBEL_MIN, GUMBEL_MAX)
+    log_density = -h - torch.exp(-h)
+    if reduce == "sum":
+        soft_lp = log_density.sum(dim=-1)
+    else:
+        mask = (log_q > MASK_LOG_Q).float()
+        soft_lp = (mask * log_density).sum(dim=-1) / mask.sum(dim=-1).clamp_min(1.0)
+    return torch.where(is_soft, soft_lp, zg[:, 0] - lse)
+
+
 # ---- the registry: which per-step log-probability a method trains with -------------------------------------------
 def soft_grpo_logprob(logits, ids, gp, tokens, is_soft, temperature):
     """SofT-GRPO (Zheng & Lee, arXiv 2511.06411; reference verl actor of zz1358m/SofT-GRPO-master): soft steps

@@ -35,9 +35,7 @@ import triton
 import triton.language as tl
 
 from softgrpo.kernels import require_triton
-from softgrpo.loss import MASK_LOG_Q
-from softgrpo.philox import GUMBEL_MAX, GUMBEL_MIN
-from softgrpo.sampler import Q_EPS
+from softgrpo.loss import policy_logprob_from_gathered
 
 
 def _interpreting() -> bool:
@@ -281,15 +279,5 @@ def fused_policy_logprob(hidden: torch.Tensor, lm_head: torch.Tensor, ids: torch
     rows = torch.nonzero(~soft).view(-1)
     zg, lse = _LMHeadGatherLSE.apply(hidden, lm_head, gather_ids, rows, float(temperature), int(chunk_bytes))
 
-    # soft rows: loss.gumbel_logprob on the k gathered logits (already divided by T)
-    log_q = zg - torch.logsumexp(zg, dim=-1, keepdim=True)
-    h = (gp.float() - torch.log(log_q.exp() + Q_EPS)).clamp(GUMBEL_MIN, GUMBEL_MAX)
-    log_density = -h - torch.exp(-h)
-    if reduce == "sum":
-        soft_lp = log_density.sum(dim=-1)
-    else:
-        mask = (log_q > MASK_LOG_Q).float()
-        soft_lp = (mask * log_density).sum(dim=-1) / mask.sum(dim=-1).clamp_min(1.0)
-    # discrete rows: log_softmax(z / T)[token]
-    token_lp = zg[:, 0] - lse
-    return torch.where(soft, soft_lp, token_lp)
+    # soft rows: the Gumbel log-density on the k gathered logits (already divided by T); discrete rows: zg[:, 0] - lse
+    return policy_logprob_from_gathered(zg, lse, gp, soft, reduce)
