@@ -7,7 +7,7 @@
  * Legal transitions:
  *   validating_files -> queued                         (create, once the files are checked)
  *   queued   -> running                                (worker claim; attempts + 1)
- *   running  -> pausing -> paused                      (user pause; worker acks after checkpointing)
+ *   running  -> pausing -> paused                      (user pause; worker acks after checkpointing; attempts - 1)
  *   queued   -> paused                                 (user pause before any worker took it)
  *   paused   -> queued, pausing -> running             (user resume)
  *   running | pausing -> succeeded | failed            (worker finish / fail)

@@ -113,9 +113,24 @@ describe('job lifecycle over HTTP', () => {
     expect(await worker.claim()).toBeNull();
     expect(await (await api.post(`/v1/finetune/${job.id}/resume`)).json()).toMatchObject({ status: 'queued' });
     const again = (await worker.claim())!;
-    expect(again.attempt).toBe(2);
+    expect(again.attempt).toBe(1); // a requested pause is not a failed attempt
     expect(again.resume_from).toMatchObject({ step: 3 });
     expect(new TextDecoder().decode(await worker.download(again.resume_from!.files[0].url))).toBe('x');
+  });
+
+  it('does_not_use_up_attempts_with_pause_and_resume_cycles', async () => {
+    const job = await createJob();
+    for (let cycle = 0; cycle < t.deps.config.maxAttempts + 1; cycle++) {
+      const claim = (await worker.claim())!;
+      expect(claim.attempt).toBe(1);
+      await api.post(`/v1/finetune/${job.id}/pause`);
+      expect((await worker.checkpoint(job.id, claim.lease.token, cycle + 1, { 'state.pt': `s${cycle}` })).status).toBe(200);
+      expect(await (await worker.pauseAck(job.id, claim.lease.token)).json()).toMatchObject({ status: 'paused' });
+      expect(await (await api.post(`/v1/finetune/${job.id}/resume`)).json()).toMatchObject({ status: 'queued' });
+    }
+    const last = (await worker.claim())!;
+    expect(last.attempt).toBe(1);
+    expect(last.resume_from).toMatchObject({ step: t.deps.config.maxAttempts + 1 });
   });
 
   it('resumes_from_last_checkpoint_after_lease_expiry_with_the_attempt_count', async () => {

@@ -144,7 +144,9 @@ internalRouter.openapi(
       jobId: job_id,
       scope: eq(jobs.leaseToken, lease_token),
       from: ['pausing'],
-      set: { status: 'paused', leaseToken: null, leaseExpiresAt: null, updatedAt: now },
+      // A pause the user asked for ends this claim on purpose: it gives its attempt back, so pause/resume cycles
+      // never use up the attempts that guard against lost workers (the next claim counts it again).
+      set: { status: 'paused', leaseToken: null, leaseExpiresAt: null, attempts: sql`${jobs.attempts} - 1`, updatedAt: now },
       action: 'pause',
       notFoundError: () => leaseLost(job_id),
     });
