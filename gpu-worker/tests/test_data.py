@@ -44,3 +44,9 @@ def test_empty_and_missing_files_fail_clearly(tmp_path):
         load_jsonl(empty)
     with pytest.raises(DatasetError, match="file not found"):
         load_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_accepts_a_byte_order_mark_on_line_one_like_the_api(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes("\ufeff".encode() + b'{"prompt": "1+1?", "answer": 2}\n')
+    assert load_jsonl(path) == [{"prompt": "1+1?", "answer": 2}]

@@ -75,7 +75,7 @@ def load_jsonl(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise DatasetError(str(path), ["file not found"])
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark on line 1 is allowed, as the API allows it
     except UnicodeDecodeError:
         raise DatasetError(str(path), ["not UTF-8 text"]) from None
     return parse_jsonl(text, str(path))
