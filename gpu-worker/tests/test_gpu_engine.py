@@ -11,28 +11,18 @@ import torch
 
 from softgrpo import gpu_engine
 from softgrpo.kernels import triton_available
-from softgrpo.model import SoftTokenLM
 from softgrpo.rollout import RolloutConfig, generate
 from softgrpo.sampler import SoftStepConfig
 
+import toy_model
+from toy_model import ToyTokenizer
+
 torch.set_num_threads(1)
-PAD, EOS, THINK_END = 0, 2, 3
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15]]
 
 
-class ToyTokenizer:
-    pad_id, eos_id, think_end_id = PAD, EOS, THINK_END
-
-    def decode(self, ids):
-        return " ".join(str(i) for i in ids)
-
-
 def random_model(vocab=40, seed=0):
-    config = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "vocab_size": vocab, "hidden_size": 32,
-              "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-              "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-              "tie_word_embeddings": True, "initializer_range": 0.2}
-    return SoftTokenLM.from_config(config, seed=seed).eval()
+    return toy_model.random_model(vocab, seed, initializer_range=0.2)
 
 
 def config(noise, mode="soft"):

@@ -2,29 +2,19 @@
 import torch
 import torch.nn as nn
 
-from softgrpo.model import ModelOutput, SoftTokenLM
+from softgrpo.model import ModelOutput
 from softgrpo.rollout import RolloutConfig, generate, left_pad, one_hot_slots
 from softgrpo.sampler import SoftStepConfig
 from softgrpo.loss import policy_logprob
 
+import toy_model
+from toy_model import EOS, THINK_END, ToyTokenizer
+
 torch.set_num_threads(1)  # tiny matrices: one thread avoids oversubscribing the shared 2 cores
-PAD, EOS, THINK_END = 0, 2, 3
-
-
-class ToyTokenizer:
-    """The four attributes generate() needs; text is the token ids joined by spaces."""
-    pad_id, eos_id, think_end_id = PAD, EOS, THINK_END
-
-    def decode(self, ids):
-        return " ".join(str(i) for i in ids)
 
 
 def random_model(vocab=24, seed=0):
-    config = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "vocab_size": vocab, "hidden_size": 32,
-              "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-              "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-              "tie_word_embeddings": True, "initializer_range": 0.5}
-    return SoftTokenLM.from_config(config, seed=seed).eval()
+    return toy_model.random_model(vocab, seed, initializer_range=0.5)
 
 
 class ScriptedLM(nn.Module):
