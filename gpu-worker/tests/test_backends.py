@@ -18,7 +18,7 @@ from softgrpo import kernels
 from softgrpo.cli import main as cli_main
 from softgrpo.config import check_engine_options, resolve_hyperparameters, rollout_config
 from softgrpo.kernels import triton_available
-from softgrpo.loss import LOSSES
+from softgrpo.loss import LOSSES, gathered_logits
 from softgrpo.model import SoftTokenLM
 from softgrpo.rollout import RolloutConfig
 from softgrpo.sampler import SoftStepConfig
@@ -39,22 +39,35 @@ def setup(tmp_path_factory):
     folder = make_model_folder(tmp_path_factory.mktemp("backends") / "base", tie=False)
     model, tokenizer = SoftTokenLM.from_pretrained(folder), ChatTokenizer.from_pretrained(folder)
     prompts = [tokenizer.encode_chat([{"role": "user", "content": e["prompt"]}]) for e in EXAMPLES[:3]]
-    rollouts = rollout_function("plain", "torch", model, tokenizer, 0)(prompts, CFG, 7, [0, 1, 2])
-    batch = build_batch(rollouts, torch.tensor([1.0, -0.5, -0.5]), CFG.thinking.gumbel_tau, "cpu")
-    return folder, model, tokenizer, prompts, batch
+    rollout = rollout_function("plain", "torch", model, tokenizer, 0)
+    batches = {mode: build_batch(rollout(prompts, dataclasses.replace(CFG, mode=mode, embedding_noise=0.3), 7,
+                                         [0, 1, 2]), torch.tensor([1.0, -0.5, -0.5]), "cpu")
+               for mode in ("soft", "gaussian")}
+    return folder, model, tokenizer, prompts, batches
+
+
+def batch_for(batches, loss):
+    """The rollouts a registered loss scores (soft_gaussian: Gaussian-noise rollouts; the others: soft ones)."""
+    return batches["gaussian" if LOSSES[loss].rollout == "gaussian" else "soft"]
 
 
 def materialised_registry_logprobs(model, batch, loss):
-    """The loss path before the backend choice: float32 [M, V] logits / tau, then LOSSES[loss] at temperature 1."""
-    out = model(batch.ids, batch.weights, attention_mask=batch.attention_mask, return_hidden=True)
+    """The loss path before the backend choice: float32 [M, V] logits / tau, gathered, then the registered loss."""
+    entry = LOSSES[loss]
+    out = model(batch.ids, batch.weights, attention_mask=batch.attention_mask, return_hidden=True,
+                input_offset=batch.input_offset)
     hidden = out.hidden[batch.rows, batch.positions]
     logits = (hidden.float() @ model.lm_head_weight.float().T) / batch.temperature[:, None]
-    return LOSSES[loss](logits, batch.step_ids, batch.gp, batch.tokens, batch.is_soft, 1.0)
+    soft_rows = batch.is_soft if entry.scores_soft_steps else torch.zeros_like(batch.is_soft)
+    zg, lse = gathered_logits(logits, batch.step_ids, batch.tokens, soft_rows)
+    embedding = model.model.embed_tokens.weight if entry.needs_embedding else None
+    return entry.step_logprob(zg, lse, batch.step_data(soft_rows), embedding)
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_torch_backend_equals_the_materialised_loss_registry(setup, loss):
-    _, model, _, _, batch = setup
+    _, model, _, _, batches = setup
+    batch = batch_for(batches, loss)
     assert batch.is_soft.any() and (~batch.is_soft).any() and len(batch.temperature.unique()) == 2
     with torch.no_grad():
         ours = sequence_logprobs(model, batch, loss, backend="torch")[0]
@@ -92,14 +105,17 @@ def grads(model, batch, loss, backend):
 @needs_triton
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_triton_backend_gives_the_torch_logprobs_and_gradients(setup, loss):
-    _, model, _, _, batch = setup
+    _, model, _, _, batches = setup
+    batch = batch_for(batches, loss)
     model = moved(model)
     logp_torch, grad_torch = grads(model, batch, loss, "torch")
     logp_triton, grad_triton = grads(model, batch, loss, "triton")
     torch.testing.assert_close(logp_triton, logp_torch, rtol=1e-5, atol=1e-5)
     assert grad_torch.keys() == grad_triton.keys()
     for name in grad_torch:
-        torch.testing.assert_close(grad_triton[name], grad_torch[name], rtol=1e-4, atol=1e-5, msg=name)
+        # soft_gaussian divides by sigma^2: compare at the gradient's own scale
+        scale = max(1.0, float(grad_torch[name].abs().max()))
+        torch.testing.assert_close(grad_triton[name], grad_torch[name], rtol=1e-4, atol=1e-5 * scale, msg=name)
     assert grad_torch["lm_head.weight"].abs().max() > 0
 
 
@@ -130,10 +146,14 @@ def test_one_training_step_with_triton_backend_matches_torch(setup, tmp_path):
         assert triton_step[name] == torch_step[name], name
     for name in ("pg_loss", "kl", "grad_norm", "ratio_mean", "ratio_max", "rollout_logprob_gap"):
         assert triton_step[name] == pytest.approx(torch_step[name], rel=1e-4, abs=1e-6), name
+    before = SoftTokenLM.from_pretrained(folder).state_dict()
     after = [SoftTokenLM.from_pretrained(tmp_path / side / "checkpoints/step-000001/model").state_dict()
              for side in ("torch", "triton")]
+    # Adam's first step is about lr * sign(g): an element whose gradient is ~1e-8 (rounding level) can move by a
+    # visible fraction of lr on one backend only, so compare each tensor's whole update, not single elements
     for name, value in after[0].items():
-        torch.testing.assert_close(after[1][name], value, rtol=1e-4, atol=1e-5, msg=name)
+        update_torch, update_triton = value - before[name], after[1][name] - before[name]
+        assert float((update_triton - update_torch).norm()) <= 1e-3 * float(update_torch.norm()) + 1e-7, name
 
 
 def test_static_engine_rolls_out_the_plain_tokens_with_noise_off(setup):

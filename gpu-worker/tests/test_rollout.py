@@ -116,9 +116,11 @@ def test_kv_cached_logprobs_equal_a_full_recompute_of_the_rebuilt_sequence():
         prompt_ids, prompt_w = one_hot_slots(torch.tensor(r.prompt_ids), k)
         weights = torch.where(r.is_soft[:, None], torch.softmax(r.gp / SOFT.thinking.gumbel_tau, -1),
                               one_hot_slots(r.tokens, k)[1])
+        assert torch.equal(weights, r.weights)  # the stored fed weights are the Gumbel-softmax mixture
         ids = torch.cat([prompt_ids, r.ids])[None]
         logits = model(ids, torch.cat([prompt_w, weights])[None]).logits[0, len(r.prompt_ids) - 1:-1]
-        recomputed = policy_logprob(logits / r.temperature[:, None], r.ids, r.gp, r.tokens, r.is_soft, 1.0)
+        recomputed = policy_logprob(logits / r.temperature[:, None], r.ids, r.gp, r.tokens, r.is_soft, 1.0, "mean",
+                                    r.kept, r.edge)
         assert torch.allclose(recomputed, r.logprob, atol=1e-4)
 
 

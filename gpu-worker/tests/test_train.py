@@ -11,7 +11,7 @@ from softgrpo.model import SoftTokenLM
 from softgrpo.rollout import RolloutConfig, generate
 from softgrpo.sampler import SoftStepConfig
 from softgrpo.tokenizer import ChatTokenizer
-from softgrpo.train import build_batch, prompt_indices, sequence_logprobs, soft_inputs_detached, train
+from softgrpo.train import build_batch, inputs_detached, prompt_indices, sequence_logprobs, train
 
 torch.set_num_threads(1)  # tiny matrices: one thread avoids oversubscribing the shared 2 cores
 CHAT_TEMPLATE = ("{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -73,34 +73,28 @@ def test_first_ratio_is_exactly_one_and_every_parameter_changes(tmp_path):
     assert unchanged == []
 
 
-def test_soft_input_mixtures_carry_no_gradient(tmp_path):
+def test_one_input_gradient_rule_for_soft_mixtures_and_discrete_tokens(tmp_path):
     folder = make_model_folder(tmp_path / "base", tie=False)
     model, tokenizer = SoftTokenLM.from_pretrained(folder), ChatTokenizer.from_pretrained(folder)
     cfg = RolloutConfig(thinking=SoftStepConfig(top_k=0, top_p=1.0, max_topk=3), max_response_tokens=6,
                         max_thinking_tokens=6)
     prompts = [tokenizer.encode_chat([{"role": "user", "content": "3+4"}])] * 2
     rollouts = generate(model, tokenizer, prompts, cfg, seed=1)
-    batch = build_batch(rollouts, torch.tensor([1.0, -1.0]), gumbel_tau=0.1, device="cpu")
-    discrete_inputs = set(batch.ids[..., 0][~batch.soft_input & batch.attention_mask.bool()].tolist())
-    soft_only = sorted(set(batch.ids[batch.soft_input].flatten().tolist()) - discrete_inputs)
-    assert soft_only, "the rollout should feed some ids only inside soft mixtures"
+    batch = build_batch(rollouts, torch.tensor([1.0, -1.0]), device="cpu")
+    prompt_inputs = set(batch.ids[..., 0][~batch.response_input & batch.attention_mask.bool()].tolist())
+    response_only = sorted(set(batch.ids[batch.response_input].flatten().tolist()) - prompt_inputs)
+    assert response_only, "the rollout should feed some ids only as generated inputs"
 
     def embedding_grad(detach: bool):
         model.zero_grad()
-        if detach:
-            logp = sequence_logprobs(model, batch, "soft_grpo")[0]
-        else:  # the same forward without the hook: the mixture would pass gradient into E
-            out = model(batch.ids, batch.weights, attention_mask=batch.attention_mask, return_hidden=True)
-            logits = out.hidden[batch.rows, batch.positions] @ model.lm_head_weight.T
-            from softgrpo.loss import policy_logprob
-            logp = policy_logprob(logits, batch.step_ids, batch.gp, batch.tokens, batch.is_soft, 1.0)
+        logp = sequence_logprobs(model, batch, "soft_grpo", detach_response_inputs=detach)[0]
         (logp * batch.advantages).sum().backward()
-        return model.model.embed_tokens.weight.grad[soft_only].abs().max(), model.lm_head.weight.grad.abs().max()
+        return model.model.embed_tokens.weight.grad[response_only].abs().max(), model.lm_head.weight.grad.abs().max()
 
     detached_grad, head_grad = embedding_grad(detach=True)
     assert float(detached_grad) == 0.0 and float(head_grad) > 0  # q (through lm_head) still gets gradient
-    assert float(embedding_grad(detach=False)[0]) > 0
-    with soft_inputs_detached(model, batch.soft_input):
+    assert float(embedding_grad(detach=False)[0]) > 0  # the default rule: generated inputs pass gradient into E
+    with inputs_detached(model, batch.response_input):
         pass
     assert not model.model.embed_tokens._forward_hooks  # the hook is removed after the block
 

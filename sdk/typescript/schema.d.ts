@@ -3211,6 +3211,7 @@ export interface components {
          *         "max_topk": "auto",
          *         "gumbel_tau": "auto",
          *         "noise_scale": "auto",
+         *         "embedding_noise": "auto",
          *         "answer_temperature": "auto",
          *         "answer_top_k": "auto",
          *         "answer_top_p": "auto",
@@ -3257,6 +3258,7 @@ export interface components {
          *       "max_topk": "auto",
          *       "gumbel_tau": "auto",
          *       "noise_scale": "auto",
+         *       "embedding_noise": "auto",
          *       "answer_temperature": "auto",
          *       "answer_top_k": "auto",
          *       "answer_top_p": "auto",
@@ -3334,10 +3336,10 @@ export interface components {
              */
             entropy_coef?: "auto" | number;
             /**
-             * @description auto: "soft_grpo" for method soft_grpo, "grpo" for grpo. Default "auto".
+             * @description Per-step log-probability (docs/CONTRACTS.md "Losses"). auto: the model manifest's recommendation, else "soft_grpo" for method soft_grpo, "grpo" for grpo. Default "auto".
              * @default auto
              */
-            loss?: "auto" | ("soft_grpo" | "soft_grpo_sum" | "grpo");
+            loss?: "auto" | ("soft_grpo" | "soft_grpo_sum" | "soft_grpo_censored" | "soft_grpo_rb" | "soft_gaussian" | "grpo");
             /**
              * @description Thinking-phase temperature. auto: 1.0. Default "auto".
              * @default auto
@@ -3373,6 +3375,11 @@ export interface components {
              * @default auto
              */
             noise_scale?: "auto" | number;
+            /**
+             * @description soft_gaussian: sigma of the input-embedding noise, as a multiple of the RMS of the embedding rows. auto: 0.3. Default "auto".
+             * @default auto
+             */
+            embedding_noise?: "auto" | number;
             /**
              * @description Answer-phase temperature (> 0: RL needs a sampled answer). auto: the thinking temperature. Default "auto".
              * @default auto
@@ -3448,12 +3455,30 @@ export interface components {
         Grader: {
             /** @enum {string} */
             type: "math";
+            /**
+             * @description What is graded: "answer" = the text after </think> (default); "response" = the whole response, thinking included, as the SofT-GRPO reference reward does.
+             * @default answer
+             * @enum {string}
+             */
+            scope?: "answer" | "response";
         } | {
             /** @enum {string} */
             type: "exact";
+            /**
+             * @description What is graded: "answer" = the text after </think> (default); "response" = the whole response, thinking included, as the SofT-GRPO reference reward does.
+             * @default answer
+             * @enum {string}
+             */
+            scope?: "answer" | "response";
         } | {
             /** @enum {string} */
             type: "numeric";
+            /**
+             * @description What is graded: "answer" = the text after </think> (default); "response" = the whole response, thinking included, as the SofT-GRPO reference reward does.
+             * @default answer
+             * @enum {string}
+             */
+            scope?: "answer" | "response";
             /**
              * @description Relative tolerance.
              * @default 0.000001
@@ -3462,6 +3487,12 @@ export interface components {
         } | {
             /** @enum {string} */
             type: "regex";
+            /**
+             * @description What is graded: "answer" = the text after </think> (default); "response" = the whole response, thinking included, as the SofT-GRPO reference reward does.
+             * @default answer
+             * @enum {string}
+             */
+            scope?: "answer" | "response";
             pattern: string;
         };
         FineTuningJobList: {

@@ -17,6 +17,7 @@ from softgrpo.sampler import SoftStepConfig
 METHODS = ("soft_grpo", "grpo")
 BACKENDS = ("torch", "triton")  # kernels: torch references or the Triton kernels (softgrpo.kernels)
 ROLLOUT_ENGINES = ("plain", "static")  # softgrpo.rollout (reference) or softgrpo.gpu_engine (static KV cache)
+EMBEDDING_NOISE_DEFAULT = 0.3  # soft_gaussian sigma / RMS of the embedding rows (docs/results.md)
 TRITON_MAX_TOPK = 64  # kernels.soft_token_step.MAX_TOPK: the Triton sampler filters within the top_k set
 
 
@@ -42,6 +43,7 @@ class Hyperparameters:
     max_topk: int
     gumbel_tau: float
     noise_scale: float
+    embedding_noise: float
     answer_temperature: float
     answer_top_k: int
     answer_top_p: float
@@ -93,6 +95,7 @@ RULES: dict[str, tuple] = {
     "max_topk": _int(lambda v: 1 <= v <= 64, "in 1..64"),
     "gumbel_tau": _float(lambda v: v > 0, "> 0"),
     "noise_scale": _float(lambda v: v >= 0, ">= 0"),
+    "embedding_noise": _float(lambda v: v >= 0, ">= 0"),
     "answer_temperature": _float(lambda v: v > 0, "> 0"),
     "answer_top_k": _int(lambda v: v >= 0, ">= 0 (0 = off)"),
     "answer_top_p": _float(lambda v: 0 < v <= 1, "in (0, 1]"),
@@ -145,6 +148,7 @@ def _reference_default(name: str, hp: dict, method: str, train_size: int) -> Any
     constants = {"group_size": 8, "ppo_epochs": 1, "learning_rate": 1e-6, "weight_decay": 0.01, "grad_clip": 1.0,
                  "clip_eps": 0.2, "dual_clip": 3.0, "kl_beta": 0.001, "entropy_coef": 0.0, "temperature": 1.0,
                  "top_k": 5, "top_p": 0.95, "min_p": 0.0, "max_topk": 5, "gumbel_tau": 0.1, "noise_scale": 1.0,
+                 "embedding_noise": EMBEDDING_NOISE_DEFAULT,
                  "max_response_tokens": 8192, "cold_stop_entropy": None, "cold_stop_steps": 256, "lora_rank": 0,
                  "lora_dropout": 0.0, "eval_samples": 4}
     return derived[name]() if name in derived else constants[name]
@@ -154,7 +158,7 @@ def _reference_default(name: str, hp: dict, method: str, train_size: int) -> Any
 RESOLUTION_ORDER = ("batch_size", "n_steps", "mini_batch_size", "group_size", "ppo_epochs", "learning_rate",
                     "weight_decay", "grad_clip", "clip_eps", "dual_clip", "kl_beta", "entropy_coef", "loss",
                     "temperature", "top_k", "top_p", "min_p", "max_topk", "gumbel_tau", "noise_scale",
-                    "answer_temperature", "answer_top_k", "answer_top_p", "max_response_tokens",
+                    "embedding_noise", "answer_temperature", "answer_top_k", "answer_top_p", "max_response_tokens",
                     "max_thinking_tokens", "cold_stop_entropy", "cold_stop_steps", "lora_rank", "lora_alpha",
                     "lora_dropout", "eval_interval", "checkpoint_interval", "eval_samples")
 assert sorted(RESOLUTION_ORDER) == sorted(FIELD_NAMES)
@@ -194,10 +198,21 @@ def resolve_hyperparameters(raw: dict | None, method: str, train_size: int, mani
     if context_length and hp["max_response_tokens"] > context_length:
         raise ValueError(f"hyperparameters.max_response_tokens ({hp['max_response_tokens']}) exceeds the model "
                          f"context length {context_length}")
+    loss = LOSSES[hp["loss"]]
+    if method == "grpo" and loss.rollout != "discrete":
+        raise ValueError(f"hyperparameters.loss {hp['loss']!r} scores soft rollouts; method \"grpo\" uses the \"grpo\" loss")
     if hp["mini_batch_size"] > hp["batch_size"]:
         raise ValueError(f"hyperparameters.mini_batch_size ({hp['mini_batch_size']}) must be <= batch_size "
                          f"({hp['batch_size']})")
     return Hyperparameters(**hp)
+
+
+def rollout_mode(hp: Hyperparameters, method: str) -> str:
+    """"discrete" for grpo; for soft_grpo the loss's rollouts: "gaussian" for soft_gaussian, else "soft" (the grpo
+    loss on soft rollouts scores their emitted tokens)."""
+    if method == "grpo":
+        return "discrete"
+    return "gaussian" if LOSSES[hp.loss].rollout == "gaussian" else "soft"
 
 
 def rollout_config(hp: Hyperparameters, method: str) -> RolloutConfig:
@@ -205,7 +220,7 @@ def rollout_config(hp: Hyperparameters, method: str) -> RolloutConfig:
     with the same settings. The answer phase shares min_p with thinking (the contract has no answer_min_p)."""
     thinking = SoftStepConfig(temperature=hp.temperature, top_k=hp.top_k, top_p=hp.top_p, min_p=hp.min_p,
                               max_topk=hp.max_topk, gumbel_tau=hp.gumbel_tau, noise_scale=hp.noise_scale)
-    return RolloutConfig(mode="soft" if method == "soft_grpo" else "discrete", thinking=thinking,
+    return RolloutConfig(mode=rollout_mode(hp, method), thinking=thinking, embedding_noise=hp.embedding_noise,
                          answer_temperature=hp.answer_temperature, answer_top_k=hp.answer_top_k,
                          answer_top_p=hp.answer_top_p, answer_min_p=hp.min_p,
                          max_response_tokens=hp.max_response_tokens, max_thinking_tokens=hp.max_thinking_tokens,
@@ -223,6 +238,9 @@ def check_engine_options(backend: str, rollout_engine: str, device: str, rollout
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if rollout_engine not in ROLLOUT_ENGINES:
         raise ValueError(f"rollout_engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {rollout_engine!r}")
+    if rollout_engine == "static" and rollout is not None and rollout.mode == "gaussian":
+        raise ValueError("hyperparameters.loss 'soft_gaussian' needs rollout_engine='plain' (the static engine has no "
+                         "Gaussian input noise)")
     if backend == "triton":
         from softgrpo.kernels import require_triton
         try:

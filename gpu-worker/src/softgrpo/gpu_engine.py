@@ -140,6 +140,9 @@ class _State:
             "temperature": torch.zeros(B, T_max, dtype=torch.float32, **z),
             "logprob": torch.zeros(B, T_max, dtype=torch.float32, **z),
             "entropy": torch.zeros(B, T_max, dtype=torch.float32, **z),
+            "kept": torch.zeros(B, T_max, k, dtype=torch.bool, **z),
+            "edge": torch.zeros(B, T_max, k, dtype=torch.int8, **z),
+            "weights": torch.zeros(B, T_max, k, dtype=torch.float32, **z),
         }
 
 
@@ -230,20 +233,25 @@ class GpuRolloutEngine:
         is_soft = (thinking & ~forced & (token != think_end)) if soft is not None else torch.zeros_like(thinking)
         step_ids, step_weights = one_hot_slots(token, k)
         step_gp = torch.zeros(B, k, device=self.device)
+        step_kept, step_edge = step_weights > 0, torch.zeros(B, k, dtype=torch.int8, device=self.device)
         if soft is not None:
             step_ids = torch.where(is_soft[:, None], soft.ids, step_ids)
             step_weights = torch.where(is_soft[:, None], soft.weights, step_weights)
             step_gp = torch.where(is_soft[:, None], soft.gp, step_gp)
+            step_kept = torch.where(is_soft[:, None], soft.kept, step_kept)
+            step_edge = torch.where(is_soft[:, None], soft.edge, step_edge)
         if self.backend == "torch":
-            logprob = step_logprob(logits, step_ids, step_gp, token, is_soft, temperature)
+            logprob = step_logprob(logits, step_ids, step_gp, token, is_soft, temperature, step_kept, step_edge)
         else:  # kernel 1 accumulated logsumexp(z / T) in its pass over the logits; soft rows need only k logits
             safe_t = torch.where(greedy, torch.ones_like(temperature), temperature)
             zg = logits.gather(1, step_ids).float() / safe_t[:, None]
             logprob = torch.where(greedy, torch.zeros_like(temperature),
-                                  policy_logprob_from_gathered(zg, lse, step_gp, is_soft))
+                                  policy_logprob_from_gathered(zg, lse, step_gp, is_soft, "mean", step_kept,
+                                                               step_edge))
         for name, value in (("ids", step_ids), ("gp", step_gp), ("is_soft", is_soft), ("tokens", token),
                             ("forced", forced), ("temperature", temperature), ("logprob", logprob),
-                            ("entropy", entropy)):
+                            ("entropy", entropy), ("kept", step_kept), ("edge", step_edge),
+                            ("weights", step_weights)):
             st.out[name].index_copy_(1, st.t, value.unsqueeze(1))
 
         active = ~st.done

@@ -313,6 +313,7 @@ class SoftTokenLM(nn.Module):
         use_cache: bool = False,
         return_hidden: bool = False,
         return_logits: bool = True,
+        input_offset: torch.Tensor | None = None,
     ) -> ModelOutput:
         """Soft-token forward.
 
@@ -320,7 +321,8 @@ class SoftTokenLM(nn.Module):
         attention_mask [B, P+T] (1 attend, 0 left padding; default all ones); position_ids [B,T] (default
         cumsum(mask)-1); past_key_values: per layer (key, value) [B, n_kv, P, hd].
         Returns logits [B,T,V] (None if return_logits=False), the cache [B, n_kv, P+T, hd] if use_cache,
-        and the final-norm hidden states [B,T,d] if return_hidden.
+        and the final-norm hidden states [B,T,d] if return_hidden. input_offset [B,T,d] (optional) is added to the
+        embedded input (the Gaussian noise of soft_gaussian rollouts).
         """
         if weights is None:
             if ids.dim() != 2:
@@ -329,6 +331,8 @@ class SoftTokenLM(nn.Module):
             weights = torch.ones(ids.shape, dtype=self.model.embed_tokens.weight.dtype, device=ids.device)
         B, T, _ = ids.shape
         x = self.embed(ids, weights)
+        if input_offset is not None:
+            x = x + input_offset.to(x.dtype)
         P = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         plain_causal = attention_mask is None and past_key_values is None  # lets SDPA take its is_causal fast path
         if attention_mask is None:

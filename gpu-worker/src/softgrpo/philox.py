@@ -26,6 +26,7 @@ MAX_SEED = 2**53
 
 STREAM_GUMBEL = 0  # Gumbel noise of soft steps, slot i = candidate i
 STREAM_DISCRETE = 1  # the uniform of a discrete sampling step, slot 0
+STREAM_NORMAL_A, STREAM_NORMAL_B = 2, 3  # Box-Muller pair of soft_gaussian input noise, slot = embedding dimension
 
 GUMBEL_MIN = -1.5
 GUMBEL_MAX = 3.0
@@ -84,3 +85,10 @@ def gumbel(seed: int, sample, step, slot, stream=STREAM_GUMBEL, clamp: bool = Tr
     """Gumbel(0, 1) noise -log(-log(u)), float32, clamped to [-1.5, 3] unless clamp=False (tests only)."""
     g = -torch.log(-torch.log(uniforms(seed, sample, step, slot, stream)))
     return g.clamp(GUMBEL_MIN, GUMBEL_MAX) if clamp else g
+
+
+def normals(seed: int, sample, step, slot) -> torch.Tensor:
+    """Standard normals (Box-Muller on streams 2 and 3), float32, one per broadcast (sample, step, slot)."""
+    u1 = uniforms(seed, sample, step, slot, STREAM_NORMAL_A)
+    u2 = uniforms(seed, sample, step, slot, STREAM_NORMAL_B)
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * torch.pi * u2)

@@ -5,8 +5,10 @@ Graders (docs/CONTRACTS.md "Graders"), selected by a spec dict such as {"type": 
     exact    trimmed string equality of the last \\boxed{} content and `answer`
     numeric  |pred - answer| <= tolerance * |answer| (relative, default 1e-6) on the last \\boxed{} content
     regex    the answer text matches `pattern` (re.search)
-Graders see the answer phase only (the text after </think>): a box inside the thinking does not count, so a
-response that never closes its thinking earns 0, as in the SofT-GRPO reference reward.
+Every grader takes a `scope` option: "answer" (the default) grades the answer phase only (the text after </think>):
+a box inside the thinking does not count, so a response that never closes its thinking earns 0. "response" grades
+the whole response (thinking text, `</think>`, answer), as the SofT-GRPO reference reward does (it takes the last
+\\boxed{} of the whole decoded response). `graded_text(rollout, grader)` picks the text.
 """
 from __future__ import annotations
 
@@ -92,13 +94,36 @@ def make_regex(pattern: str) -> Grader:
 
 
 GRADER_TYPES = ("math", "exact", "numeric", "regex")
+SCOPES = ("answer", "response")
+
+
+def graded_text(rollout, grader) -> str:
+    """The text `grader` scores for a rollout (softgrpo.rollout.Rollout): its answer, or the whole response."""
+    if getattr(grader, "scope", "answer") == "response":
+        return f"{rollout.thinking_text}</think>{rollout.answer_text}"
+    return rollout.answer_text
 
 
 def make_grader(spec: dict | None) -> Grader:
-    """The grader for a spec dict ({"type": ...} plus its options); None means {"type": "math"}.
+    """The grader for a spec dict ({"type": ..., "scope"?: "answer" | "response"} plus its options); None means
+    {"type": "math"}. The returned function carries `.scope`. Raises ValueError naming the field when invalid."""
+    if isinstance(spec, dict):
+        scope = spec.get("scope", "answer")
+        if scope not in SCOPES:
+            raise ValueError(f"grader.scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        spec = {key: value for key, value in spec.items() if key != "scope"}
+    else:
+        scope = "answer"
+    grade = _make_grader(spec)
 
-    Raises ValueError naming the field when the spec is invalid.
-    """
+    def scoped(text: str, example: dict) -> float:
+        return grade(text, example)
+    scoped.scope = scope
+    scoped.__name__ = getattr(grade, "__name__", "grade")
+    return scoped
+
+
+def _make_grader(spec: dict | None) -> Grader:
     spec = {"type": "math"} if spec is None else spec
     if not isinstance(spec, dict):
         raise ValueError(f"grader must be an object like {{\"type\": \"math\"}}, got {spec!r}")

@@ -11,6 +11,12 @@ token embeddings; the emitted Gumbel-max token is what the text shows). Thinking
 Forced steps are stored with forced=True: they are not policy samples, so training leaves them out of the loss.
 Then the answer phase samples discrete tokens with its own settings until eos or max_response_tokens.
 Discrete mode (the GRPO baseline): every step is an answer-phase step (the cap still closes a runaway thinking).
+Gaussian mode (soft_gaussian, Butt et al. 2025): thinking steps feed x = sum_i q_i E[ids_i] + sigma * eps over the
+kept top-k slots (eps ~ N(0, I) from Philox streams 2/3, sigma = embedding_noise * RMS of the embedding rows); the
+emitted text token is the same Gumbel-max sample as in soft mode.
+
+Every step stores its slot flags (kept: the slot survived the filters; edge: its noise sits on a clamp bound) and the
+weights it fed forward, so training rebuilds the input and scores the step exactly as it was generated.
 
 Rows in different phases share one batched forward per step. Randomness is Philox keyed by (seed, sample = the
 row's rollout index, step = generated position), so a row's output does not depend on its batch neighbours.
@@ -21,13 +27,14 @@ from dataclasses import dataclass
 
 import torch
 
-from softgrpo.loss import policy_logprob
+from softgrpo.loss import kept_log_q, policy_logprob
+from softgrpo.philox import normals
 from softgrpo.sampler import SoftStepConfig, discrete_step, entropy_of, filtered_probs, soft_token_step
 
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    mode: str = "soft"  # "soft" | "discrete"
+    mode: str = "soft"  # "soft" | "discrete" | "gaussian"
     thinking: SoftStepConfig = SoftStepConfig()
     answer_temperature: float = 1.0  # 0 = greedy (argmax; log-prob and entropy of such steps are 0)
     answer_top_k: int = 5
@@ -37,6 +44,7 @@ class RolloutConfig:
     max_thinking_tokens: int = 8192
     cold_stop_entropy: float | None = None
     cold_stop_steps: int = 256
+    embedding_noise: float = 0.0  # gaussian mode: sigma as a multiple of the RMS of the embedding rows
 
 
 @dataclass
@@ -51,11 +59,16 @@ class Rollout:
     temperature: torch.Tensor  # [T] float32: the sampling temperature of the step (thinking or answer; 0 = greedy)
     logprob: torch.Tensor  # [T] float32: policy log-prob (masked-mean variant) from the rollout's own logits (greedy: 0)
     entropy: torch.Tensor  # [T] float32: entropy of the filtered p the step sampled from (greedy: 0)
+    kept: torch.Tensor  # [T, k] bool: slots the filters kept ([True, False, ...] for discrete steps)
+    edge: torch.Tensor  # [T, k] int8: +1 / -1 where the slot's Gumbel noise was clamped to 3 / -1.5
+    weights: torch.Tensor  # [T, k] float32: the mixture weights fed forward (one-hot for discrete steps)
     n_thinking: int  # steps taken while thinking, the closing `</think>` included
     thinking_end: str | None  # "emitted" | "cap" | "cold_stop" | None (never closed)
     finish_reason: str  # "stop" (eos) | "length"
     thinking_text: str = ""
     answer_text: str = ""
+    offset: torch.Tensor | None = None  # [T, d] float32: gaussian mode's input noise sigma * eps (zeros elsewhere)
+    noise_std: float = 0.0  # gaussian mode: sigma
 
     @property
     def n_answer(self) -> int:
@@ -91,14 +104,20 @@ def generate(model, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, see
     model: SoftTokenLM; tokenizer: has think_end_id, eos_id, pad_id and decode(ids); prompts: B token lists ending
     with `<think>\\n`; samples: [B] rollout indices for Philox (default 0..B-1). Returns B Rollouts.
     """
-    if cfg.mode not in ("soft", "discrete"):
-        raise ValueError(f"mode must be 'soft' or 'discrete', got {cfg.mode!r}")
+    if cfg.mode not in ("soft", "discrete", "gaussian"):
+        raise ValueError(f"mode must be 'soft', 'discrete' or 'gaussian', got {cfg.mode!r}")
     device = next(model.parameters()).device
     B, k = len(prompts), cfg.thinking.max_topk
     samples = torch.arange(B) if samples is None else torch.as_tensor(samples, dtype=torch.long)
     samples = samples.to(device)
     think_end, eos = tokenizer.think_end_id, tokenizer.eos_id
-    soft_mode = cfg.mode == "soft"
+    soft_mode = cfg.mode in ("soft", "gaussian")
+    gaussian = cfg.mode == "gaussian"
+    sigma, dims = 0.0, None
+    if gaussian:
+        embedding = model.model.embed_tokens.weight
+        sigma = float(cfg.embedding_noise * embedding.float().pow(2).mean().sqrt())
+        dims = torch.arange(embedding.shape[1], device=device)
 
     prompt_ids, mask = left_pad(prompts, tokenizer.pad_id)
     prompt_ids, mask = prompt_ids.to(device), mask.to(device)
@@ -137,15 +156,27 @@ def generate(model, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, see
 
         step_ids, step_weights = one_hot_slots(token, k)
         step_gp = torch.zeros(B, k, device=device)
+        step_kept, step_edge = step_weights > 0, torch.zeros(B, k, dtype=torch.int8, device=device)
+        offset = None
         if soft_mode:
+            fed = soft.weights
+            if gaussian:  # feed q itself (no Gumbel-softmax) plus Gaussian noise on the embedding
+                fed = kept_log_q((logits / thinking_temp).gather(-1, soft.ids), soft.kept).exp()
+                eps = normals(seed, samples.view(-1, 1), step_index.view(-1, 1), dims.view(1, -1))
+                offset = torch.where(is_soft[:, None], sigma * eps, torch.zeros_like(eps))
             step_ids = torch.where(is_soft[:, None], soft.ids, step_ids)
-            step_weights = torch.where(is_soft[:, None], soft.weights, step_weights)
+            step_weights = torch.where(is_soft[:, None], fed, step_weights)
             step_gp = torch.where(is_soft[:, None], soft.gp, step_gp)
+            step_kept = torch.where(is_soft[:, None], soft.kept, step_kept)
+            step_edge = torch.where(is_soft[:, None], soft.edge, step_edge)
         sampled_by_thinking = thinking if soft_mode else torch.zeros_like(thinking)
         temperature = torch.where(sampled_by_thinking, thinking_temp, answer_temp).float()
-        logprob = step_logprob(logits, step_ids, step_gp, token, is_soft, temperature)
+        logprob = step_logprob(logits, step_ids, step_gp, token, is_soft, temperature, step_kept, step_edge)
         steps.append({"ids": step_ids, "gp": step_gp, "is_soft": is_soft, "tokens": token, "forced": forced,
-                      "temperature": temperature, "logprob": logprob, "entropy": entropy})
+                      "temperature": temperature, "logprob": logprob, "entropy": entropy, "kept": step_kept,
+                      "edge": step_edge, "weights": step_weights})
+        if gaussian:
+            steps[-1]["offset"] = offset
 
         active = ~done
         for row in torch.nonzero(active & thinking & (token == think_end)).flatten().tolist():
@@ -160,7 +191,7 @@ def generate(model, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, see
             break
         mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=device)], dim=1)
         out = model(step_ids[:, None], step_weights[:, None], attention_mask=mask, past_key_values=past,
-                    use_cache=True)
+                    use_cache=True, input_offset=None if offset is None else offset[:, None])
         logits, past = out.logits[:, -1].float(), out.past_key_values
 
     stacked = {name: torch.stack([s[name] for s in steps], dim=1).cpu() for name in steps[0]}
@@ -173,19 +204,20 @@ def generate(model, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, see
             prompt_ids=list(prompts[row]), n_thinking=n_think, thinking_end=end_reason[row],
             finish_reason=finish[row],
             thinking_text=tokenizer.decode([tok for tok in tokens[:n_think] if tok != think_end]),
-            answer_text=tokenizer.decode([tok for tok in tokens[n_think:] if tok != eos]), **fields))
+            answer_text=tokenizer.decode([tok for tok in tokens[n_think:] if tok != eos]), noise_std=sigma, **fields))
     return rollouts
 
 
 def step_logprob(logits: torch.Tensor, ids: torch.Tensor, gp: torch.Tensor, tokens: torch.Tensor,
-                 is_soft: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+                 is_soft: torch.Tensor, temperature: torch.Tensor, kept: torch.Tensor | None = None,
+                 edge: torch.Tensor | None = None) -> torch.Tensor:
     """Policy log-prob [B] (masked-mean variant) of one step from its logits [B, V] at per-row temperature [B].
 
     A greedy step (temperature 0, answer phase only) took the argmax: its policy is a point mass, so its log-prob is
     log 1 = 0 (dividing the logits by 0 would give NaN)."""
     greedy = temperature == 0
     safe = torch.where(greedy, torch.ones_like(temperature), temperature)
-    logprob = policy_logprob(logits / safe[:, None], ids, gp, tokens, is_soft, 1.0, "mean")
+    logprob = policy_logprob(logits / safe[:, None], ids, gp, tokens, is_soft, 1.0, "mean", kept, edge)
     return torch.where(greedy, torch.zeros_like(logprob), logprob)
 
 

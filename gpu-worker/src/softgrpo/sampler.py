@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from softgrpo.philox import STREAM_DISCRETE, STREAM_GUMBEL, gumbel, uniforms
+from softgrpo.philox import GUMBEL_MAX, GUMBEL_MIN, STREAM_DISCRETE, STREAM_GUMBEL, gumbel, uniforms
 
 Q_EPS = 1e-6  # the epsilon inside log(q + 1e-6), shared with loss.gumbel_logprob
 
@@ -46,6 +46,8 @@ class SoftStep(NamedTuple):
     emitted: torch.Tensor  # [B] int64, the text token
     entropy: torch.Tensor  # [B] float32, entropy of the filtered p (cold stop)
     mixed: torch.Tensor | None  # [B, d], sum_i weights_i * E[ids_i] when an embedding was given
+    kept: torch.Tensor | None = None  # [B, k] bool: q_i > 0 (the slot survived the top_k / top_p / min_p filters)
+    edge: torch.Tensor | None = None  # [B, k] int8: +1 / -1 where the Gumbel noise was clamped to 3 / -1.5, else 0
 
 
 def _sort_descending(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,17 +108,26 @@ def soft_token_step(
     k = cfg.max_topk
     sorted_p, order = _sort_descending(p)
     q, ids = sorted_p[:, :k], order[:, :k]
+    kept = q > 0
     q = _renormalise(q)
     slots = torch.arange(k, dtype=torch.int64, device=logits.device)
     g = gumbel(seed, sample.long().to(logits.device).view(-1, 1), step.long().to(logits.device).view(-1, 1),
                slots.view(1, -1), STREAM_GUMBEL, clamp=cfg.clamp_noise)
     gp = torch.log(q + Q_EPS) + cfg.noise_scale * g
+    edge = clamp_edges(g) if cfg.clamp_noise else torch.zeros_like(g, dtype=torch.int8)
     weights = torch.softmax(gp / cfg.gumbel_tau, dim=-1)
     emitted = ids.gather(-1, gp.argmax(dim=-1, keepdim=True)).squeeze(-1)  # argmax returns the first maximum
     mixed = None
     if embedding is not None:
         mixed = torch.einsum("bk,bkd->bd", weights.to(embedding.dtype), embedding[ids])
-    return SoftStep(ids=ids, gp=gp, weights=weights, emitted=emitted, entropy=entropy_of(p), mixed=mixed)
+    return SoftStep(ids=ids, gp=gp, weights=weights, emitted=emitted, entropy=entropy_of(p), mixed=mixed, kept=kept,
+                    edge=edge)
+
+
+def clamp_edges(g: torch.Tensor) -> torch.Tensor:
+    """int8 flags of clamped Gumbel noise g: +1 at the upper bound 3, -1 at the lower bound -1.5, 0 inside. Decided
+    when the noise is drawn (clamp returns the bound exactly), so the loss never guesses it from rounding."""
+    return (g >= GUMBEL_MAX).to(torch.int8) - (g <= GUMBEL_MIN).to(torch.int8)
 
 
 def discrete_step(

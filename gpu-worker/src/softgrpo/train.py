@@ -9,10 +9,11 @@ them. Sending "stop" into the generator (`events.send("stop")`) checkpoints the 
 Run it from the command line with `python -m softgrpo.cli train ...` (see cli.py).
 
 Training rebuilds each rollout exactly as it was generated: prompt tokens and discrete steps as [tok, 0...] with
-weights [1, 0...], soft steps as the stored ids with weights softmax(gp / tau_g). The embedding lookups of the soft
-positions are detached (SOFT_GRPO.md s.2: no gradient through the mixture), so the gradient of a soft step reaches
-theta only through q. Old log-probs are computed on the very same micro-batch tensors the update uses, so the
-importance ratio of the first update is exactly 1.
+weights [1, 0...], soft steps as the stored ids with the weights they fed (softmax(gp / tau_g); soft_gaussian: q plus
+the stored input noise). The loss is the registered entry `LOSSES[hp.loss]`, called directly on gathered logits.
+One input-gradient rule for every method (DETACH_RESPONSE_INPUTS, chosen by measurement; the reference detaches soft
+positions only). Old log-probs are computed on the very same micro-batch tensors the update uses, so the importance
+ratio of the first update is exactly 1.
 Departures from the reference code: forced `</think>` steps (thinking cap, cold stop) are left out of the loss
 (they are not policy samples); the loop is single-process (no FSDP / sequence packing).
 
@@ -23,7 +24,8 @@ Two explicit run-level choices (logged in the start event; never a silent fallba
     backend        "torch":  reference sampler in the static engine; the loss on materialised float32 logits
                    "triton": kernel 1 in the static engine; kernel 2 (kernels.fused_policy_logprob) for the loss,
                              which never materialises the [M, V] logits (CUDA, or CPU under TRITON_INTERPRET=1)
-Both backends compute the same policy log-probs: kernels.policy_logprob_fn(backend) on the final hidden states.
+Both backends feed the registered loss the same gathered logits: kernels.gathered_logits_fn(backend) on the final
+hidden states.
 """
 from __future__ import annotations
 
@@ -42,19 +44,21 @@ from softgrpo.checkpoint import (checkpoint_dir, latest_checkpoint, load_trainin
                                  save_model_folder, save_training_state)
 from softgrpo.config import Hyperparameters, check_engine_options, rollout_config
 from softgrpo.data import example_messages
-from softgrpo.kernels import policy_logprob_fn
-from softgrpo.loss import LOSSES, grpo_objective, group_advantages, masked_token_mean
+from softgrpo.kernels import gathered_logits_fn
+from softgrpo.loss import LOSSES, Loss, StepData, grpo_objective, group_advantages, masked_token_mean
 from softgrpo.metrics import mean, pass_at_k, rollout_summary
 from softgrpo.model import SoftTokenLM
+from softgrpo.rewards import graded_text
 from softgrpo.rollout import Rollout, RolloutConfig, generate, one_hot_slots
 from softgrpo.tokenizer import ChatTokenizer
 
 SEED_DATA, SEED_ROLLOUT, SEED_EVAL = 1, 2, 3
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-# each LOSSES entry in the kernels' signature: (reduce over the k soft ids, whether soft steps score as soft);
-# "grpo" scores every step's token log-softmax, soft steps included (loss.grpo_logprob)
-LOSS_AS_KERNEL = {"soft_grpo": ("mean", True), "soft_grpo_sum": ("sum", True), "grpo": ("mean", False)}
-assert set(LOSS_AS_KERNEL) == set(LOSSES)
+# The input-embedding gradient rule, one for every method: the embedding lookups of generated (response) inputs,
+# soft mixtures and discrete tokens alike, pass gradient into E (a parameter: with tied weights also the LM head);
+# the mixture weights themselves are data. Chosen by measurement (docs/results.md, "detach rule"); tests and the
+# gradient-quality script can switch it to compare.
+DETACH_RESPONSE_INPUTS = False
 
 
 def derive_seed(seed: int, purpose: int, index: int) -> int:
@@ -86,7 +90,7 @@ class SequenceBatch:
     ids: torch.Tensor  # [N, S, k] int64
     weights: torch.Tensor  # [N, S, k] float32
     attention_mask: torch.Tensor  # [N, S] int64
-    soft_input: torch.Tensor  # [N, S] bool: the input at this position is a soft mixture (detached)
+    response_input: torch.Tensor  # [N, S] bool: the input at this position is a generated step (soft or discrete)
     rows: torch.Tensor  # [M] int64: the sequence of each response step
     positions: torch.Tensor  # [M] int64: the position whose output predicts the step
     step_ids: torch.Tensor  # [M, k] int64
@@ -97,44 +101,70 @@ class SequenceBatch:
     loss_mask: torch.Tensor  # [M] float32: 0 for forced </think>
     advantages: torch.Tensor  # [M] float32
     rollout_logprob: torch.Tensor  # [M] float32: log-prob computed during the rollout
+    kept: torch.Tensor  # [M, k] bool: slots the rollout's filters kept
+    edge: torch.Tensor  # [M, k] int8: clamp-edge flags of the slots' noise
+    step_weights: torch.Tensor  # [M, k] float32: the mixture each step fed forward
+    noise_std: torch.Tensor  # [M] float32: soft_gaussian sigma (0 elsewhere)
+    step_offset: torch.Tensor | None  # [M, d] float32: soft_gaussian input noise of each step (None: no such rollouts)
+    input_offset: torch.Tensor | None  # [N, S, d] float32: the same noise at the positions it was fed
+
+    def step_data(self, soft_rows: torch.Tensor) -> StepData:
+        """What a registered loss reads about the steps; soft_rows [M] bool: the rows it scores as soft."""
+        return StepData(gp=self.gp, is_soft=soft_rows, kept=self.kept, edge=self.edge, ids=self.step_ids,
+                        weights=self.step_weights, offset=self.step_offset, noise_std=self.noise_std)
 
 
-def build_batch(rollouts: list[Rollout], advantages: torch.Tensor, gumbel_tau: float, device) -> SequenceBatch:
-    """Rebuild the model input of rollouts: prompt + all steps but the last (nothing is predicted after it)."""
+def build_batch(rollouts: list[Rollout], advantages: torch.Tensor, device) -> SequenceBatch:
+    """Rebuild the model input of rollouts: prompt + all steps but the last (nothing is predicted after it). Each
+    step feeds the weights (and, for soft_gaussian, the input noise) it fed during the rollout."""
     k = rollouts[0].ids.shape[1]
     lengths = [len(r.prompt_ids) + len(r.tokens) - 1 for r in rollouts]
     N, S = len(rollouts), max(lengths)
     ids = torch.zeros(N, S, k, dtype=torch.long)
     weights = torch.zeros(N, S, k)
     mask = torch.zeros(N, S, dtype=torch.long)
-    soft_input = torch.zeros(N, S, dtype=torch.bool)
+    response_input = torch.zeros(N, S, dtype=torch.bool)
+    with_offset = any(r.offset is not None for r in rollouts)
+    input_offset = torch.zeros(N, S, rollouts[0].offset.shape[1]) if with_offset else None
     rows, positions = [], []
     for n, r in enumerate(rollouts):
         P, T = len(r.prompt_ids), len(r.tokens)
         prompt_ids, prompt_weights = one_hot_slots(torch.tensor(r.prompt_ids, dtype=torch.long), k)
-        step_weights = torch.where(r.is_soft[:, None], torch.softmax(r.gp / gumbel_tau, dim=-1),
-                                   one_hot_slots(r.tokens, k)[1])
         ids[n, :P + T - 1] = torch.cat([prompt_ids, r.ids[:-1]])
-        weights[n, :P + T - 1] = torch.cat([prompt_weights, step_weights[:-1]])
+        weights[n, :P + T - 1] = torch.cat([prompt_weights, r.weights[:-1].float()])
         mask[n, :P + T - 1] = 1
-        soft_input[n, P:P + T - 1] = r.is_soft[:-1]
+        response_input[n, P:P + T - 1] = True
+        if r.offset is not None:
+            input_offset[n, P:P + T - 1] = r.offset[:-1]
         rows.append(torch.full((T,), n, dtype=torch.long))
         positions.append(torch.arange(P - 1, P + T - 1))
     cat = lambda name: torch.cat([getattr(r, name) for r in rollouts])  # noqa: E731
     per_step_advantage = torch.cat([advantages[n].expand(len(r.tokens)) for n, r in enumerate(rollouts)])
-    batch = SequenceBatch(ids=ids, weights=weights, attention_mask=mask, soft_input=soft_input,
+    step_offset = None
+    if with_offset:
+        step_offset = torch.cat([r.offset if r.offset is not None else torch.zeros(len(r.tokens), input_offset.shape[2])
+                                 for r in rollouts])
+    batch = SequenceBatch(ids=ids, weights=weights, attention_mask=mask, response_input=response_input,
                           rows=torch.cat(rows), positions=torch.cat(positions), step_ids=cat("ids"), gp=cat("gp"),
                           tokens=cat("tokens"), is_soft=cat("is_soft"), temperature=cat("temperature").float(),
                           loss_mask=(~cat("forced")).float(), advantages=per_step_advantage.float(),
-                          rollout_logprob=cat("logprob"))
-    return SequenceBatch(**{name: value.to(device) for name, value in vars(batch).items()})
+                          rollout_logprob=cat("logprob"), kept=cat("kept"), edge=cat("edge"),
+                          step_weights=cat("weights").float(),
+                          noise_std=torch.cat([torch.full((len(r.tokens),), float(r.noise_std)) for r in rollouts]),
+                          step_offset=step_offset, input_offset=input_offset)
+    return SequenceBatch(**{name: value.to(device) if isinstance(value, torch.Tensor) else value
+                            for name, value in vars(batch).items()})
 
 
 @contextmanager
-def soft_inputs_detached(model: SoftTokenLM, soft_input: torch.Tensor):
-    """Detach the embedding lookups at soft input positions ([N, S] bool) for forwards inside the block."""
+def inputs_detached(model: SoftTokenLM, positions: torch.Tensor | None):
+    """Detach the embedding lookups at `positions` ([N, S] bool; None: nothing) for forwards inside the block."""
+    if positions is None:
+        yield
+        return
+
     def hook(module, args, output):  # output: [N, S, k, d] rows of E for every slot
-        return torch.where(soft_input[:, :, None, None], output.detach(), output)
+        return torch.where(positions[:, :, None, None], output.detach(), output)
 
     handle = model.model.embed_tokens.register_forward_hook(hook)
     try:
@@ -143,38 +173,44 @@ def soft_inputs_detached(model: SoftTokenLM, soft_input: torch.Tensor):
         handle.remove()
 
 
-def policy_logprobs(hidden: torch.Tensor, lm_head: torch.Tensor, batch: SequenceBatch, loss: str,
+def policy_logprobs(hidden: torch.Tensor, model: SoftTokenLM, batch: SequenceBatch, loss: Loss,
                     backend: str) -> torch.Tensor:
-    """log pi [M] of the response steps of `batch` under `loss` (a LOSSES name), from hidden [M, d] and lm_head [V, d].
+    """log pi [M] of the response steps of `batch` under the registered `loss`, from hidden [M, d].
 
-    kernels.policy_logprob_fn(backend) takes one temperature: steps are scored per distinct temperature (at most two:
-    thinking and answer). The torch backend runs in float32, as the loss always has (it is loss.policy_logprob on
-    hidden @ lm_head.T); the triton backend takes the model's dtype and accumulates in float32.
+    kernels.gathered_logits_fn(backend) gives the loss its input (zg [M, k], lse [M]); it takes one temperature, so
+    steps are gathered per distinct temperature (at most two: thinking and answer). The torch backend runs in
+    float32, as the loss always has; the triton backend takes the model's dtype and accumulates in float32.
     """
-    reduce, soft_steps = LOSS_AS_KERNEL[loss]
-    is_soft = batch.is_soft if soft_steps else torch.zeros_like(batch.is_soft)
+    soft_rows = batch.is_soft if loss.scores_soft_steps else torch.zeros_like(batch.is_soft)
+    lm_head = model.lm_head_weight
     if backend == "torch":
         hidden, lm_head = hidden.float(), lm_head.float()
-    logprob = policy_logprob_fn(backend)
+    gather = gathered_logits_fn(backend)
     temperatures = batch.temperature.unique().tolist()
     if len(temperatures) == 1:
-        return logprob(hidden, lm_head, batch.step_ids, batch.gp, batch.tokens, is_soft, temperatures[0], reduce)
-    out = torch.zeros(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-    for temperature in temperatures:
-        rows = batch.temperature == temperature
-        out = out.index_put((rows,), logprob(hidden[rows], lm_head, batch.step_ids[rows], batch.gp[rows],
-                                             batch.tokens[rows], is_soft[rows], temperature, reduce))
-    return out
+        zg, lse = gather(hidden, lm_head, batch.step_ids, batch.tokens, soft_rows, temperatures[0])
+    else:
+        zg = torch.zeros(batch.step_ids.shape, dtype=torch.float32, device=hidden.device)
+        lse = torch.zeros(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        for temperature in temperatures:
+            rows = batch.temperature == temperature
+            part_zg, part_lse = gather(hidden[rows], lm_head, batch.step_ids[rows], batch.tokens[rows],
+                                       soft_rows[rows], temperature)
+            zg, lse = zg.index_put((rows,), part_zg), lse.index_put((rows,), part_lse)
+    embedding = model.model.embed_tokens.weight if loss.needs_embedding else None
+    return loss.step_logprob(zg, lse, batch.step_data(soft_rows), embedding)
 
 
-def sequence_logprobs(model: SoftTokenLM, batch: SequenceBatch, loss: str, with_entropy: bool = False,
-                      backend: str = "torch"):
+def sequence_logprobs(model: SoftTokenLM, batch: SequenceBatch, loss: str | Loss, with_entropy: bool = False,
+                      backend: str = "torch", detach_response_inputs: bool | None = None):
     """Per-step policy log-probs [M] (and full-vocabulary entropies [M] if asked) of a rebuilt batch."""
-    with soft_inputs_detached(model, batch.soft_input):
+    loss = LOSSES[loss] if isinstance(loss, str) else loss
+    detach = DETACH_RESPONSE_INPUTS if detach_response_inputs is None else detach_response_inputs
+    with inputs_detached(model, batch.response_input if detach else None):
         out = model(batch.ids, batch.weights, attention_mask=batch.attention_mask, return_hidden=True,
-                    return_logits=False)
+                    return_logits=False, input_offset=batch.input_offset)
     hidden = out.hidden[batch.rows, batch.positions]  # [M, d]
-    logp = policy_logprobs(hidden, model.lm_head_weight, batch, loss, backend)
+    logp = policy_logprobs(hidden, model, batch, loss, backend)
     entropy = None
     if with_entropy:  # the entropy bonus needs the full softmax: [M, V] logits whatever the backend
         logits = (hidden.float() @ model.lm_head_weight.float().T) / batch.temperature[:, None]
@@ -296,7 +332,8 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
         # the same seed at every evaluation: checkpoints are compared on common random numbers
         rollouts = rollouts_in_chunks(rollout, [p for p in prompts for _ in range(n)], rollout_cfg,
                                       derive_seed(seed, SEED_EVAL, 0), rollout_batch_size)
-        rewards = torch.tensor([grader(r.answer_text, validation_examples[i // n]) for i, r in enumerate(rollouts)])
+        rewards = torch.tensor([grader(graded_text(r, grader), validation_examples[i // n])
+                                for i, r in enumerate(rollouts)])
         correct = (rewards >= 1.0).view(len(prompts), n).sum(dim=1).tolist()
         return {"type": "eval", "step": step, "reward_mean": float(rewards.mean()),
                 "pass_at_1": mean(c / n for c in correct), f"pass_at_{n}": mean(pass_at_k(n, c, n) for c in correct),
@@ -321,7 +358,8 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
         rollouts = rollouts_in_chunks(rollout, prompts, rollout_cfg, derive_seed(seed, SEED_ROLLOUT, step),
                                       rollout_batch_size)
         t_rollout = time.perf_counter() - t_start
-        rewards = torch.tensor([grader(r.answer_text, train_examples[indices[j // G]]) for j, r in enumerate(rollouts)])
+        rewards = torch.tensor([grader(graded_text(r, grader), train_examples[indices[j // G]])
+                                for j, r in enumerate(rollouts)])
         advantages = group_advantages(rewards.view(B, G)).flatten()
 
         # ---- old and reference log-probs on the exact tensors the updates will use ------------------------------
@@ -331,7 +369,7 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
             for group in chunks(list(range(len(rollouts))), per_minibatch):
                 micro = []
                 for part in chunks(group, micro_batch_size):
-                    batch = build_batch([rollouts[j] for j in part], advantages[part], hp.gumbel_tau, device)
+                    batch = build_batch([rollouts[j] for j in part], advantages[part], device)
                     old = sequence_logprobs(model, batch, hp.loss, backend=backend)[0]
                     ref = None
                     if hp.kl_beta > 0:
@@ -366,7 +404,7 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
         t_total = time.perf_counter() - t_start
 
         ratio = torch.cat(ratios)
-        gap_valid = hp.loss == "soft_grpo" or method == "grpo"  # the rollout scored the masked-mean variant
+        gap_valid = hp.loss == "soft_grpo" or method == "grpo"  # the rollout stored the masked-mean variant
         metrics = {
             "step": step + 1,
             **rollout_summary(rollouts, rewards),

@@ -26,7 +26,11 @@ export const Hyperparameters = z
     dual_clip: auto(z.number().gt(1).max(1e6), 'Dual-clip constant > 1. auto: 3.0.'),
     kl_beta: auto(nonNegative(1e3), 'auto: 0.001.'),
     entropy_coef: auto(nonNegative(1e3), 'auto: 0.0.'),
-    loss: auto(z.enum(['soft_grpo', 'soft_grpo_sum', 'grpo']), 'auto: "soft_grpo" for method soft_grpo, "grpo" for grpo.'),
+    loss: auto(
+      z.enum(['soft_grpo', 'soft_grpo_sum', 'soft_grpo_censored', 'soft_grpo_rb', 'soft_gaussian', 'grpo']),
+      'Per-step log-probability (docs/CONTRACTS.md "Losses"). auto: the model manifest\'s recommendation, else ' +
+        '"soft_grpo" for method soft_grpo, "grpo" for grpo.',
+    ),
     temperature: auto(positive(100), 'Thinking-phase temperature. auto: 1.0.'),
     top_k: auto(int(0, 1_000_000), '0 = off. auto: 5.'),
     top_p: auto(z.number().gt(0).max(1), 'In (0, 1]. auto: 0.95.'),
@@ -34,6 +38,10 @@ export const Hyperparameters = z
     max_topk: auto(int(1, 64), 'Mixed tokens k per soft token. auto: 5.'),
     gumbel_tau: auto(positive(100), 'auto: 0.1.'),
     noise_scale: auto(nonNegative(100), 'Gumbel noise scale lambda. auto: 1.0.'),
+    embedding_noise: auto(
+      nonNegative(100),
+      'soft_gaussian: sigma of the input-embedding noise, as a multiple of the RMS of the embedding rows. auto: 0.3.',
+    ),
     answer_temperature: auto(positive(100), 'Answer-phase temperature (> 0: RL needs a sampled answer). auto: the thinking temperature.'),
     answer_top_k: auto(int(0, 1_000_000), 'auto: the thinking top_k.'),
     answer_top_p: auto(z.number().gt(0).max(1), 'auto: the thinking top_p.'),
@@ -71,7 +79,7 @@ export const Method = z
   .strict()
   .superRefine((m, ctx) => {
     const loss = m.hyperparameters.loss;
-    if (m.type === 'grpo' && loss !== 'auto' && loss !== 'grpo')
+    if (m.type === 'grpo' && typeof loss === 'string' && loss !== 'auto' && loss !== 'grpo')
       ctx.addIssue({ code: 'custom', path: ['hyperparameters', 'loss'], message: 'method "grpo" uses the "grpo" loss' });
   })
   .openapi('FineTuneMethod');
@@ -85,19 +93,30 @@ function compiles(pattern: string) {
   }
 }
 
+const scope = z
+  .enum(['answer', 'response'])
+  .default('answer')
+  .openapi({
+    description:
+      'What is graded: "answer" = the text after </think> (default); "response" = the whole response, thinking ' +
+      'included, as the SofT-GRPO reference reward does.',
+  });
+
 export const Grader = z
   .discriminatedUnion('type', [
-    z.object({ type: z.literal('math') }).strict(),
-    z.object({ type: z.literal('exact') }).strict(),
+    z.object({ type: z.literal('math'), scope }).strict(),
+    z.object({ type: z.literal('exact'), scope }).strict(),
     z
       .object({
         type: z.literal('numeric'),
+        scope,
         tolerance: z.number().min(0).max(1).default(1e-6).openapi({ description: 'Relative tolerance.' }),
       })
       .strict(),
     z
       .object({
         type: z.literal('regex'),
+        scope,
         pattern: z.string().min(1).max(1000).refine(compiles, 'must be a valid regular expression'),
       })
       .strict(),

@@ -61,6 +61,22 @@ def policy_logprob_fn(backend: str):
     return fused_policy_logprob
 
 
+def gathered_logits_fn(backend: str):
+    """(hidden [N,d], lm_head [V,d], ids [N,k], tokens [N], soft_rows [N] bool, temperature) -> (zg [N,k], lse [N]),
+    the input of every registered loss (softgrpo.loss): "torch" materialises hidden @ lm_head.T / temperature and
+    gathers (loss.gathered_logits); "triton" is kernel 2 (kernels.fused_policy_logprob.fused_gathered_logits), which
+    never materialises the [N, V] logits."""
+    if check_backend(backend) == "torch":
+        from softgrpo.loss import gathered_logits
+
+        def torch_gathered_logits(hidden, lm_head, ids, tokens, soft_rows, temperature):
+            return gathered_logits((hidden @ lm_head.T) / temperature, ids, tokens, soft_rows)
+        return torch_gathered_logits
+    require_triton()
+    from softgrpo.kernels.fused_policy_logprob import fused_gathered_logits
+    return fused_gathered_logits
+
+
 def __getattr__(name):
     # the contract's names, imported lazily (importing Triton kernels needs no GPU, but keeps `import softgrpo`
     # light and avoids an import cycle with the kernel modules, which import the helpers above)

@@ -255,29 +255,37 @@ class _LMHeadGatherLSE(torch.autograd.Function):
                 None, None, None, None)
 
 
-def fused_policy_logprob(hidden: torch.Tensor, lm_head: torch.Tensor, ids: torch.Tensor, gp: torch.Tensor,
-                         tokens: torch.Tensor, is_soft: torch.Tensor, temperature: float, reduce: str = "mean",
-                         chunk_bytes: int = 1 << 30) -> torch.Tensor:
-    """Triton version of `loss.policy_logprob(hidden @ lm_head.T, ids, gp, tokens, is_soft, temperature, reduce)`.
+def fused_gathered_logits(hidden: torch.Tensor, lm_head: torch.Tensor, ids: torch.Tensor, tokens: torch.Tensor,
+                          soft_rows: torch.Tensor, temperature: float,
+                          chunk_bytes: int = 1 << 30) -> tuple[torch.Tensor, torch.Tensor]:
+    """Triton version of `loss.gathered_logits(hidden @ lm_head.T / temperature, ids, tokens, soft_rows)`.
 
-    hidden: [N, d], lm_head: [V, d] (float32, bfloat16 or float16; same dtype), ids: [N, k] int64, gp: [N, k],
-    tokens: [N] int64, is_soft: [N] bool. Returns [N] float32, differentiable w.r.t. hidden and lm_head.
-    chunk_bytes bounds the one [C, V] logits chunk that the backward of discrete rows materialises.
+    hidden: [N, d], lm_head: [V, d] (float32, bfloat16 or float16; same dtype), ids: [N, k] int64, tokens: [N]
+    int64, soft_rows: [N] bool. Returns (zg [N, k], lse [N]) float32, differentiable w.r.t. hidden and lm_head;
+    lse is computed for token rows only (0 on soft rows, which never read it). chunk_bytes bounds the one [C, V]
+    logits chunk that the backward of token rows materialises.
     """
     require_triton(hidden.device)
-    if reduce not in ("mean", "sum"):
-        raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
     if hidden.dtype != lm_head.dtype:
         raise ValueError(f"hidden and lm_head dtypes differ: {hidden.dtype} vs {lm_head.dtype}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     hidden = hidden if hidden.stride(-1) == 1 else hidden.contiguous()
     lm_head = lm_head if lm_head.stride(-1) == 1 else lm_head.contiguous()
-    soft = is_soft.bool()
-    # discrete rows gather only their token (slot 0); the other slots repeat it and get zero gradient
+    soft = soft_rows.bool()
+    # token rows gather only their token (every slot repeats it; only slot 0 is read, the others get zero gradient)
     gather_ids = torch.where(soft[:, None], ids, tokens.view(-1, 1)).to(torch.int64).contiguous()
     rows = torch.nonzero(~soft).view(-1)
-    zg, lse = _LMHeadGatherLSE.apply(hidden, lm_head, gather_ids, rows, float(temperature), int(chunk_bytes))
+    return _LMHeadGatherLSE.apply(hidden, lm_head, gather_ids, rows, float(temperature), int(chunk_bytes))
 
-    # soft rows: the Gumbel log-density on the k gathered logits (already divided by T); discrete rows: zg[:, 0] - lse
-    return policy_logprob_from_gathered(zg, lse, gp, soft, reduce)
+
+def fused_policy_logprob(hidden: torch.Tensor, lm_head: torch.Tensor, ids: torch.Tensor, gp: torch.Tensor,
+                         tokens: torch.Tensor, is_soft: torch.Tensor, temperature: float, reduce: str = "mean",
+                         chunk_bytes: int = 1 << 30, kept: torch.Tensor | None = None,
+                         edge: torch.Tensor | None = None) -> torch.Tensor:
+    """Triton version of `loss.policy_logprob(hidden @ lm_head.T, ids, gp, tokens, is_soft, temperature, reduce)`:
+    fused_gathered_logits, then the Gumbel log-density / token log-prob on [N, k] in plain torch."""
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+    zg, lse = fused_gathered_logits(hidden, lm_head, ids, tokens, is_soft, temperature, chunk_bytes)
+    return policy_logprob_from_gathered(zg, lse, gp, is_soft.bool(), reduce, kept, edge)
