@@ -5,7 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from softgrpo.checkpoint import latest_checkpoint, load_training_state
+from softgrpo import export_onnx
+from softgrpo.checkpoint import latest_checkpoint, load_training_state, save_model_folder
 from softgrpo.model import SoftTokenLM
 from softgrpo.model_folder import verify_manifest
 from softgrpo.tokenizer import ChatTokenizer
@@ -65,3 +66,25 @@ def test_resume_with_other_hyperparameters_is_refused(tmp_path):
     with pytest.raises(ValueError, match="differ"):
         list(train(folder, EXAMPLES, small_hp(n_steps=1, learning_rate=0.5), "soft_grpo", digit_grader,
                    tmp_path / "out", resume=True))
+
+
+def test_every_checkpoint_onnx_holds_its_own_weights_and_the_graph_is_exported_once(tmp_path, monkeypatch):
+    base = make_model_folder(tmp_path / "base")
+    exports, full_export = [], export_onnx.export_full
+
+    def counted_export(model, path):
+        exports.append(path)
+        return full_export(model, path)
+    monkeypatch.setattr(export_onnx, "export_full", counted_export)
+    model = SoftTokenLM.from_pretrained(base)
+    for step in (1, 2):
+        with torch.no_grad():  # a training step's worth of change in every parameter
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        folder = save_model_folder(tmp_path / f"step-{step}", model, base, {"base": "toy", "step": step,
+                                                                           "context_length": 512}, export_onnx=True)
+        assert "model.onnx" in json.loads((folder / "manifest.json").read_text())["files"]
+        assert verify_manifest(folder) == []
+        saved = SoftTokenLM.from_pretrained(folder)
+        assert export_onnx.check_with_onnxruntime(saved, folder / "model.onnx") < 1e-4
+    assert len(exports) <= 1  # once for the stand-in (none if an earlier test built this config), never per checkpoint

@@ -1,4 +1,7 @@
-"""softgrpo.export_onnx: the onnxruntime graph equals PyTorch (soft and discrete inputs, cache, left padding)."""
+"""softgrpo.export_onnx: the onnxruntime graph equals PyTorch (soft and discrete inputs, cache, left padding).
+
+`export` writes the weights into the architecture's cached graph (softgrpo.onnx_template), built here from a random
+stand-in model, so the model below (with its own perturbed biases and norms) is a checkpoint the exporter never saw."""
 
 import numpy as np
 import onnx
@@ -9,7 +12,7 @@ import torch
 from softgrpo.export_onnx import export, input_names, output_names
 from softgrpo.model import SoftTokenLM
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny matrices: one thread avoids oversubscribing the shared 2 cores
 CONFIG = dict(model_type="qwen2", architectures=["Qwen2ForCausalLM"], vocab_size=61, hidden_size=32,
               intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
               max_position_embeddings=128, tie_word_embeddings=False, rope_theta=10000.0)
@@ -27,7 +30,7 @@ def exported(tmp_path_factory):
     model.eval()
     path = export(model, tmp_path_factory.mktemp("onnx") / "model.onnx")
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
+    opts.intra_op_num_threads = 1
     return model, ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]), path
 
 
