@@ -32,7 +32,7 @@ from softgrpo.model_folder import sha256_file
 from softgrpo.rewards import last_boxed
 from softgrpo.rollout import RolloutConfig
 from softgrpo.tokenizer import ChatTokenizer
-from softgrpo.train import rollouts_in_chunks, rollout_function
+from softgrpo.rollout_engine import make_rollout_engine, rollouts_in_chunks
 
 TEST_SEED = 20_261_201  # one fixed Philox seed for every test evaluation (common random numbers)
 PASS_KS = (1, 2, 4, 8, 16, 32)
@@ -92,7 +92,7 @@ def evaluate_test(model_folder: Path, examples: list[dict], cfg: RolloutConfig, 
     model = SoftTokenLM.from_pretrained(model_folder, device=device).eval()
     tokenizer = ChatTokenizer.from_pretrained(model_folder)
     prompts = [tokenizer.encode_chat(example_messages(ex)) for ex in examples]
-    rollout = rollout_function("plain", "torch", model, tokenizer, max(len(p) for p in prompts))
+    rollout = make_rollout_engine("plain", "torch", model, tokenizer, max(len(p) for p in prompts))
     with torch.no_grad():
         rollouts = rollouts_in_chunks(rollout, [p for p in prompts for _ in range(n_samples)], cfg, TEST_SEED,
                                       EVAL_CHUNK)

@@ -23,7 +23,8 @@ from softgrpo.model import SoftTokenLM
 from softgrpo.rollout import RolloutConfig
 from softgrpo.sampler import SoftStepConfig
 from softgrpo.tokenizer import ChatTokenizer
-from softgrpo.train import build_batch, rollout_function, sequence_logprobs, train
+from softgrpo.rollout_engine import make_rollout_engine
+from softgrpo.train import build_batch, sequence_logprobs, train
 from test_train import EXAMPLES, digit_grader, make_model_folder
 
 torch.set_num_threads(1)  # tiny matrices: one thread avoids oversubscribing the shared 2 cores
@@ -39,7 +40,7 @@ def setup(tmp_path_factory):
     folder = make_model_folder(tmp_path_factory.mktemp("backends") / "base", tie=False)
     model, tokenizer = SoftTokenLM.from_pretrained(folder), ChatTokenizer.from_pretrained(folder)
     prompts = [tokenizer.encode_chat([{"role": "user", "content": e["prompt"]}]) for e in EXAMPLES[:3]]
-    rollout = rollout_function("plain", "torch", model, tokenizer, 0)
+    rollout = make_rollout_engine("plain", "torch", model, tokenizer, 0)
     batches = {mode: build_batch(rollout(prompts, dataclasses.replace(CFG, mode=mode, embedding_noise=0.3), 7,
                                          [0, 1, 2]), torch.tensor([1.0, -0.5, -0.5]), "cpu")
                for mode in ("soft", "gaussian")}
@@ -160,9 +161,9 @@ def test_static_engine_rolls_out_the_plain_tokens_with_noise_off(setup):
     _, model, tokenizer, prompts, _ = setup
     cfg = RolloutConfig(thinking=SoftStepConfig(top_k=6, top_p=0.95, max_topk=3, noise_scale=0.0),
                         answer_top_k=5, answer_top_p=0.9, max_response_tokens=8, max_thinking_tokens=5)
-    plain = rollout_function("plain", "torch", model, tokenizer, 0)(prompts, cfg, 3, [0, 1, 2])
+    plain = make_rollout_engine("plain", "torch", model, tokenizer, 0)(prompts, cfg, 3, [0, 1, 2])
     # max_prompt_len above the longest prompt: the static engine left-pads to it, as in training
-    static = rollout_function("static", "torch", model, tokenizer, max(map(len, prompts)) + 3)
+    static = make_rollout_engine("static", "torch", model, tokenizer, max(map(len, prompts)) + 3)
     ours = static(prompts, cfg, 3, [0, 1, 2])
     again = static(prompts, cfg, 3, [0, 1, 2])  # the kept engine, reused
     assert any(r.is_soft.any() for r in plain)

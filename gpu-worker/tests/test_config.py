@@ -58,4 +58,8 @@ def test_rollout_config_follows_the_method():
     assert soft.mode == "soft" and soft.thinking.max_topk == 5 and soft.answer_temperature == 0.5
     assert soft.cold_stop_entropy == 0.1
     assert rollout_config(hp, "grpo").mode == "discrete"
-    assert len(FIELD_NAMES) == 33
+    assert len(FIELD_NAMES) == 34
+    gaussian = resolve_hyperparameters({"loss": "soft_gaussian"}, "soft_grpo", 10)
+    assert rollout_config(gaussian, "soft_grpo").mode == "gaussian"
+    with pytest.raises(ValueError, match="hyperparameters.loss"):
+        resolve_hyperparameters({"loss": "soft_grpo_rb"}, "grpo", 10)

@@ -28,17 +28,17 @@ import argparse
 import json
 import math
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from softgrpo import gpu_engine
 from softgrpo.config import TRITON_MAX_TOPK, check_engine_options
 from softgrpo.model import SoftTokenLM
-from softgrpo.rollout import Rollout, RolloutConfig, generate
+from softgrpo.rollout import Rollout, RolloutConfig
+from softgrpo.rollout_engine import make_rollout_engine
 from softgrpo.sampler import SoftStepConfig
 from softgrpo.tokenizer import ChatTokenizer
 
@@ -63,7 +63,7 @@ class ServedModel:
     lock: threading.Lock
     engine: str = "plain"  # "plain" | "static"
     backend: str = "torch"  # "torch" | "triton" (the static engine's sampler)
-    static_engines: OrderedDict = field(default_factory=OrderedDict)
+    rollout: Callable | None = None  # rollout_engine.make_rollout_engine(engine, backend, ...), made on first use
 
     def check_request(self, cfg: RolloutConfig) -> None:
         """Raise RequestError for settings the chosen engine cannot decode (before any work starts)."""
@@ -84,19 +84,11 @@ class ServedModel:
                                                      "static --backend torch; use --backend triton or --engine plain")
 
     def generate(self, prompts: list[list[int]], cfg: RolloutConfig, seed: int, samples: list[int]) -> list[Rollout]:
-        """Decode with the chosen engine. Call under `lock`."""
-        if self.engine == "plain":
-            return generate(self.model, self.tokenizer, prompts, cfg, seed, samples)
-        width = -(-max(len(p) for p in prompts) // PROMPT_BUCKET) * PROMPT_BUCKET
-        key = (cfg, len(prompts), width)
-        engine = self.static_engines.pop(key, None)
-        if engine is None:
-            engine = gpu_engine.GpuRolloutEngine(self.model, self.tokenizer, cfg, len(prompts), width,
-                                                 backend=self.backend)
-        self.static_engines[key] = engine  # most recently used last
-        while len(self.static_engines) > STATIC_ENGINES_KEPT:
-            self.static_engines.popitem(last=False)
-        return engine.generate(prompts, seed, samples)
+        """Decode with the chosen engine (softgrpo.rollout_engine). Call under `lock`."""
+        if self.rollout is None:
+            self.rollout = make_rollout_engine(self.engine, self.backend, self.model, self.tokenizer, 0,
+                                               keep=STATIC_ENGINES_KEPT, prompt_bucket=PROMPT_BUCKET)
+        return self.rollout(prompts, cfg, seed, samples)
 
 
 def load_served_model(folder: str | Path, device: str, engine: str = "plain", backend: str = "torch") -> ServedModel:

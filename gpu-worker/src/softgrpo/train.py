@@ -17,7 +17,8 @@ ratio of the first update is exactly 1.
 Departures from the reference code: forced `</think>` steps (thinking cap, cold stop) are left out of the loss
 (they are not policy samples); the loop is single-process (no FSDP / sequence packing).
 
-Two explicit run-level choices (logged in the start event; never a silent fallback):
+Two explicit run-level choices (logged in the start event; never a silent fallback), made through
+softgrpo.rollout_engine.make_rollout_engine (the one rollout interface, shared with serve and the recipes):
     rollout_engine "plain":  softgrpo.rollout.generate, the reference (growing KV cache, one Python step per token)
                    "static": softgrpo.gpu_engine (static KV cache; the decode step in CUDA graphs on CUDA with the
                              triton backend, eager elsewhere), one engine kept per (rollout config, batch size)
@@ -39,7 +40,6 @@ from typing import Callable, Iterator
 
 import torch
 
-from softgrpo import gpu_engine
 from softgrpo.checkpoint import (checkpoint_dir, latest_checkpoint, load_training_state, merged_model,
                                  save_model_folder, save_training_state)
 from softgrpo.config import Hyperparameters, check_engine_options, rollout_config
@@ -49,7 +49,8 @@ from softgrpo.loss import LOSSES, Loss, StepData, grpo_objective, group_advantag
 from softgrpo.metrics import mean, pass_at_k, rollout_summary
 from softgrpo.model import SoftTokenLM
 from softgrpo.rewards import graded_text
-from softgrpo.rollout import Rollout, RolloutConfig, generate, one_hot_slots
+from softgrpo.rollout import Rollout, one_hot_slots
+from softgrpo.rollout_engine import make_rollout_engine, rollouts_in_chunks
 from softgrpo.tokenizer import ChatTokenizer
 
 SEED_DATA, SEED_ROLLOUT, SEED_EVAL = 1, 2, 3
@@ -219,43 +220,16 @@ def sequence_logprobs(model: SoftTokenLM, batch: SequenceBatch, loss: str | Loss
     return logp, entropy
 
 
-def rollout_function(rollout_engine: str, backend: str, model: SoftTokenLM, tokenizer,
-                     max_prompt_len: int) -> Callable[..., list[Rollout]]:
-    """(prompts, cfg, seed, samples) -> list[Rollout] through the run's rollout engine (see the module docstring).
-    Static engines are kept per (cfg, batch size): their KV cache and CUDA graphs are reused step after step; they
-    share the model's parameters, so they always roll out the current policy."""
-    if rollout_engine == "plain":
-        return lambda prompts, cfg, seed, samples: generate(model, tokenizer, prompts, cfg, seed, samples)
-    engines: dict[tuple[RolloutConfig, int], gpu_engine.GpuRolloutEngine] = {}
-
-    def static_generate(prompts, cfg, seed, samples):
-        key = (cfg, len(prompts))
-        if key not in engines:
-            engines[key] = gpu_engine.GpuRolloutEngine(model, tokenizer, cfg, len(prompts), max_prompt_len,
-                                                       backend=backend)
-        return engines[key].generate(prompts, seed, samples)
-    return static_generate
-
-
 def chunks(items: list, size: int | None) -> list[list]:
     size = size or len(items)
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def rollouts_in_chunks(rollout, prompts, cfg, seed, chunk_size) -> list[Rollout]:
-    """rollout() (see rollout_function) over chunks of rows; sample indices stay global, so chunking does not change
-    the output."""
-    rollouts = []
-    for start in range(0, len(prompts), chunk_size or len(prompts)):
-        part = prompts[start:start + (chunk_size or len(prompts))]
-        rollouts += rollout(part, cfg, seed, list(range(start, start + len(part))))
-    return rollouts
-
-
 def generate_in_chunks(model, tokenizer, prompts, cfg, seed, chunk_size) -> list[Rollout]:
-    """rollouts_in_chunks with the plain engine (softgrpo.rollout.generate): what a training run with
-    rollout_engine="plain" generates for these prompts (recipes replay a run's rollouts with it)."""
-    return rollouts_in_chunks(rollout_function("plain", "torch", model, tokenizer, 0), prompts, cfg, seed, chunk_size)
+    """rollouts_in_chunks with the plain engine: what a training run with rollout_engine="plain" generates for
+    these prompts (recipes replay a run's rollouts with it)."""
+    return rollouts_in_chunks(make_rollout_engine("plain", "torch", model, tokenizer, 0), prompts, cfg, seed,
+                              chunk_size)
 
 
 def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparameters, method: str,
@@ -294,8 +268,8 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
     prompt_tokens = [tokenizer.encode_chat(example_messages(ex)) for ex in train_examples]
     context_length = int(base_manifest.get("context_length") or model.cfg.max_position_embeddings)
     validation_prompts = [tokenizer.encode_chat(example_messages(ex)) for ex in validation_examples or []]
-    rollout = rollout_function(rollout_engine, backend, model, tokenizer,
-                               max(len(p) for p in prompt_tokens + validation_prompts))
+    rollout = make_rollout_engine(rollout_engine, backend, model, tokenizer,
+                                  max(len(p) for p in prompt_tokens + validation_prompts))
 
     start_step, history = 0, []
     checkpoint = latest_checkpoint(out_dir) if resume else None

@@ -159,7 +159,7 @@ def _filtered_probs(z, valid, temperature, top_k, top_p, min_p, KP: tl.constexpr
 @triton.jit
 def _finish_kernel(cand_ptr, key_ptr, sample_ptr, step_ptr, emb_ptr, stride_e,
                    ids_ptr, gp_ptr, w_ptr, emitted_ptr, ent_ptr, mixed_ptr, stride_m, token_ptr, aent_ptr,
-                   kept_ptr, edge_ptr,
+                   flags_ptr,
                    n_cand, D: tl.constexpr,
                    temperature, top_k, top_p, min_p, max_topk, gumbel_tau, noise_scale,
                    a_temperature, a_top_k, a_top_p, a_min_p,
@@ -202,6 +202,12 @@ def _finish_kernel(cand_ptr, key_ptr, sample_ptr, step_ptr, emb_ptr, stride_e,
         q = q / tl.sum(q, axis=0)
         g = philox_gumbel(j.to(tl.uint32), tl.zeros_like(j).to(tl.uint32) + step.to(tl.uint32),
                           tl.zeros_like(j).to(tl.uint32) + sample.to(tl.uint32), k0, k1, CLAMP)
+        # slot flags for the loss, one int8 per slot: bit 0 kept (survived the filters), bit 1 / bit 2 the noise sits
+        # on the upper / lower clamp bound (one store, so nothing extra stays live: KP=64 fits its registers)
+        flags = (j < n_pos).to(tl.int8)
+        if CLAMP:
+            flags = flags | ((g >= 3.0).to(tl.int8) << 1) | ((g <= -1.5).to(tl.int8) << 2)
+        tl.store(flags_ptr + b * max_topk + j, flags, mask=jm)
         gp = tl.log(q + 1e-6) + noise_scale * g
         gp = tl.where(jm, gp, float("-inf"))
         s = gp / gumbel_tau
@@ -214,13 +220,6 @@ def _finish_kernel(cand_ptr, key_ptr, sample_ptr, step_ptr, emb_ptr, stride_e,
         tl.store(gp_ptr + b * max_topk + j, gp, mask=jm)
         tl.store(w_ptr + b * max_topk + j, w, mask=jm)
         tl.store(emitted_ptr + b, emitted)
-        # slot flags for the loss: kept = survived the filters; edge = the noise sits on a clamp bound
-        tl.store(kept_ptr + b * max_topk + j, (j < n_pos).to(tl.int8), mask=jm)
-        if CLAMP:
-            edge = (g >= 3.0).to(tl.int8) - (g <= -1.5).to(tl.int8)
-        else:
-            edge = tl.zeros_like(j).to(tl.int8)
-        tl.store(edge_ptr + b * max_topk + j, edge, mask=jm)
         if DO_MIX:
             # mixed = sum_j w_j E[ids_j]: k rows of E, accumulated in float32
             for d0 in range(0, D, BLOCK_D):
@@ -325,8 +324,7 @@ def sampling_step(logits: torch.Tensor, keys: torch.Tensor, sample: torch.Tensor
     gp = torch.empty(B, k, dtype=torch.float32, device=dev)
     w = torch.empty(B, k, dtype=torch.float32, device=dev)
     emitted = torch.empty(B, dtype=torch.int64, device=dev)
-    kept = torch.empty(B, k, dtype=torch.int8, device=dev)
-    edge = torch.empty(B, k, dtype=torch.int8, device=dev)
+    flags = torch.empty(B, k, dtype=torch.int8, device=dev)
     ent = torch.empty(B, dtype=torch.float32, device=dev)
     tokens = torch.empty(B, dtype=torch.int64, device=dev)
     aent = torch.empty(B, dtype=torch.float32, device=dev)
@@ -342,7 +340,7 @@ def sampling_step(logits: torch.Tensor, keys: torch.Tensor, sample: torch.Tensor
     at, ak, ap, amp = answer if answer is not None else (1.0, 1, 1.0, 0.0)
     _finish_kernel[(B,)](
         cand, keys, sample, step, emb, stride_e,
-        ids, gp, w, emitted, ent, mixed, mixed.stride(0), tokens, aent, kept, edge,
+        ids, gp, w, emitted, ent, mixed, mixed.stride(0), tokens, aent, flags,
         S * KP, d,
         float(sc.temperature), int(sc.top_k), float(sc.top_p), float(sc.min_p), int(k), float(sc.gumbel_tau),
         float(sc.noise_scale),
@@ -355,7 +353,8 @@ def sampling_step(logits: torch.Tensor, keys: torch.Tensor, sample: torch.Tensor
     step_out = None
     if soft is not None:
         step_out = SoftStep(ids=ids, gp=gp, weights=w, emitted=emitted, entropy=ent,
-                            mixed=mixed if embedding is not None else None, kept=kept.bool(), edge=edge)
+                            mixed=mixed if embedding is not None else None, kept=(flags & 1).bool(),
+                            edge=((flags >> 1) & 1) - ((flags >> 2) & 1))
     lse_out = None
     if lse:  # combine the S slices: a [B, S] reduction
         mx = m_part.max(dim=1).values
