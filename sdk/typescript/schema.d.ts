@@ -3449,7 +3449,8 @@ export interface components {
         /**
          * @description How a rollout's final answer is scored against the line's "answer".
          * @default {
-         *       "type": "math"
+         *       "type": "math",
+         *       "scope": "answer"
          *     }
          */
         Grader: {

@@ -12,7 +12,7 @@ export const CreateJobBody = z
     training_file: z.string().min(1).max(128).openapi({ description: 'A file id with purpose fine-tune.' }),
     validation_file: z.string().min(1).max(128).nullable().optional(),
     method: Method.default(Method.parse({})),
-    grader: Grader.default({ type: 'math' }),
+    grader: Grader.default({ type: 'math', scope: 'answer' }),
     suffix: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,40}$/, 'must be 1-40 characters of A-Z a-z 0-9 _ -')
