@@ -63,3 +63,9 @@ def test_rollout_config_follows_the_method():
     assert rollout_config(gaussian, "soft_grpo").mode == "gaussian"
     with pytest.raises(ValueError, match="hyperparameters.loss"):
         resolve_hyperparameters({"loss": "soft_grpo_rb"}, "grpo", 10)
+
+
+def test_manifest_recommended_loss_applies_to_soft_jobs_and_grpo_jobs_keep_theirs():
+    manifest = {"recommended_hyperparameters": {"loss": "soft_grpo_rb"}}
+    assert resolve_hyperparameters({}, "soft_grpo", 10, manifest).loss == "soft_grpo_rb"
+    assert resolve_hyperparameters({}, "grpo", 10, manifest).loss == "grpo"

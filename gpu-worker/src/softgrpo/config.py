@@ -164,6 +164,11 @@ RESOLUTION_ORDER = ("batch_size", "n_steps", "mini_batch_size", "group_size", "p
 assert sorted(RESOLUTION_ORDER) == sorted(FIELD_NAMES)
 
 
+def _fits_method(name: str, value: Any, method: str) -> bool:
+    """A manifest's recommended loss is for soft-thinking jobs: a grpo job keeps the grpo loss."""
+    return name != "loss" or method != "grpo" or value == "grpo"
+
+
 def resolve_hyperparameters(raw: dict | None, method: str, train_size: int, manifest: dict | None = None,
                             context_length: int | None = None) -> Hyperparameters:
     """Validate user hyperparameters and resolve every "auto" (or missing) field.
@@ -189,7 +194,7 @@ def resolve_hyperparameters(raw: dict | None, method: str, train_size: int, mani
         value = raw.get(name, "auto")
         if value != "auto":
             hp[name] = _check(name, value, "hyperparameters")
-        elif name in recommended and recommended[name] != "auto":
+        elif name in recommended and recommended[name] != "auto" and _fits_method(name, recommended[name], method):
             hp[name] = _check(name, recommended[name], "manifest.recommended_hyperparameters")
         else:
             hp[name] = _reference_default(name, hp, method, train_size)
