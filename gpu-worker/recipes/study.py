@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/study", help="runs, checkpoints and evaluation caches")
     parser.add_argument("--arms", default="full", help="preset (full, ci) or a JSON file")
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the preset's)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="report the finished runs of this study (no training; unfinished runs are left out)")
     parser.add_argument("--only", nargs="+", help="run only these arms (e.g. to split a study over processes; "
                                                   "the report then covers these arms)")
     parser.add_argument("--steps", type=int, help="n_steps of every arm")
@@ -307,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     study = Study(Path(args.model), spec, overrides)
     try:
         planned = plan(study, out)
+        if args.report_only:
+            planned = [p for p in planned if finished_run(p[2], p[3]) is not None]
+            if not planned:
+                raise ValueError("--report-only: no finished run in --out")
         study.eval_configs()
     except (ValueError, KeyError) as err:  # bad hyperparameters or data lines, an arm without a name or method,
         print(f"error: {err}", file=sys.stderr)  # a finished run of another configuration in --out
