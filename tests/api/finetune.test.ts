@@ -41,7 +41,7 @@ describe('create', () => {
     });
     expect(job.method.type).toBe('soft_grpo');
     expect(Object.values(job.method.hyperparameters).every((v) => v === 'auto')).toBe(true);
-    expect(Object.keys(job.method.hyperparameters)).toHaveLength(33);
+    expect(Object.keys(job.method.hyperparameters)).toHaveLength(34);
     expect(Number.isSafeInteger(job.seed)).toBe(true);
     expect(t.rows().jobs).toBe(1);
   });

@@ -80,7 +80,8 @@ describe('fine-tuning through the local stack', () => {
     const types = events.map((e) => e.type);
     expect(types.indexOf('hyperparameters')).toBeLessThan(types.indexOf('metrics'));
     const hp = events.find((e) => e.type === 'hyperparameters').data;
-    expect(hp).toMatchObject({ n_steps: 2, group_size: 2, loss: 'soft_grpo', gumbel_tau: expect.any(Number) });
+    // loss "auto" resolves to the tiny model manifest's recommendation for soft_grpo jobs (docs/results.md)
+    expect(hp).toMatchObject({ n_steps: 2, group_size: 2, loss: 'soft_grpo_rb', gumbel_tau: expect.any(Number) });
     expect(events.filter((e) => e.type === 'metrics').map((e) => e.data.step)).toEqual([1, 2]);
     expect(events.filter((e) => e.type === 'eval').map((e) => e.data.step)).toEqual([0, 2]);
     expectCompleteEventStream(created.id, 2);
