@@ -94,13 +94,13 @@ def gumbel_reduce(log_q: torch.Tensor, slot_logdensity: torch.Tensor, kept: torc
     """[N] from per-slot terms: "mean" = sum_i M_i l_i / sum_i M_i with M_i = kept_i & [log q_i > -3] (theta's mask,
     no gradient through it), "sum" = sum over the kept slots."""
     kept = torch.ones_like(log_q, dtype=torch.bool) if kept is None else kept
+    terms = torch.where(kept, slot_logdensity, torch.zeros_like(slot_logdensity))
     if reduce == "sum":
-        return torch.where(kept, slot_logdensity, torch.zeros_like(slot_logdensity)).sum(dim=-1)
+        return terms.sum(dim=-1)
     if reduce != "mean":
         raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
     mask = (kept & (log_q > MASK_LOG_Q)).float()
-    return (mask * torch.where(kept, slot_logdensity, torch.zeros_like(slot_logdensity))).sum(dim=-1) \
-        / mask.sum(dim=-1).clamp_min(1.0)
+    return (mask * terms).sum(dim=-1) / mask.sum(dim=-1).clamp_min(1.0)
 
 
 def emitted_slot_log_q(log_q: torch.Tensor, gp: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
