@@ -8,15 +8,15 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { eq } from 'drizzle-orm';
 import { openSqliteDatabase } from '../src/adapters/sqlite-database';
-import { apiKeys, tenants } from '../src/db/schema';
-import { newApiKey } from '../src/middleware/auth';
+import { tenants } from '../src/db/schema';
+import { createApiKey } from '../src/tenants/api-keys';
 import { createIds, systemClock } from '../src/lib/ids';
 
 const { values } = parseArgs({
   options: { tenant: { type: 'string', default: 'default' }, 'tenant-id': { type: 'string' }, name: { type: 'string', default: 'default' } },
 });
 const dataDir = resolve(process.env.DATA_DIR ?? './.data');
-mkdirSync(dataDir, { recursive: true });
+mkdirSync(dataDir, { recursive: true, mode: 0o700 });
 const database = openSqliteDatabase(join(dataDir, 'api.sqlite'));
 const { db } = database;
 const ids = createIds(systemClock);
@@ -32,8 +32,7 @@ if (tenantId) {
   tenantId = ids.next('org');
   await db.insert(tenants).values({ id: tenantId, name: values.tenant!, createdAt: now });
 }
-const key = newApiKey(ids);
-await db.insert(apiKeys).values({ id: ids.next('key'), tenantId, keyHash: key.hash, prefix: key.prefix, name: values.name!, createdAt: now });
+const { key, row } = await createApiKey(db, ids, now, tenantId, values.name!);
 database.close();
-console.error(`Created an API key for tenant ${tenantId} in ${dataDir}. It is shown only now:`);
-console.log(key.key);
+console.error(`Created API key ${row.id} for tenant ${tenantId} in ${dataDir}. It is shown only now:`);
+console.log(key);

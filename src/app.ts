@@ -23,6 +23,7 @@ import { finetuneRouter } from './routes/finetune';
 import { internalCheckpointsRouter } from './routes/internal/checkpoints';
 import { internalRouter } from './routes/internal';
 import { modelsRouter } from './routes/models';
+import { apiKeysRouter } from './routes/api-keys';
 import { chatRouter } from './routes/chat';
 import { dashboardRouter } from './routes/dashboard';
 import { reasonRouter } from './routes/reason';
@@ -55,6 +56,7 @@ export const OPENAPI_CONFIG = {
     { name: 'Files', description: 'JSONL datasets for fine-tuning' },
     { name: 'Fine-tuning', description: 'SofT-GRPO / GRPO fine-tuning jobs' },
     { name: 'Models', description: 'Base and fine-tuned models' },
+    { name: 'API keys', description: "The organisation's API keys: list, create, revoke" },
     { name: 'Reasoning', description: 'Soft-thinking reasoning with majority voting, and chat completions' },
     { name: 'Worker protocol', description: 'GPU workers only (worker token); see docs/CONTRACTS.md' },
   ],
@@ -79,6 +81,7 @@ export function createApp(deps: Deps) {
   v1.route('/models', modelsRouter);
   v1.route('/reason', reasonRouter);
   v1.route('/chat/completions', chatRouter);
+  v1.route('/api_keys', apiKeysRouter);
   app.route('/v1', v1);
 
   const internal = createRouter();

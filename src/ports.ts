@@ -34,9 +34,15 @@ export interface BlobInfo {
 export interface BlobStore {
   /**
    * Streams `body` to `key`. Rejects (and stores nothing) when the stream errors or exceeds `maxBytes`
-   * (the error then is a `BlobTooLargeError`). Overwrites an existing blob atomically.
+   * (the error then is a `BlobTooLargeError`). Overwrites an existing blob atomically, unless `ifAbsent` is set:
+   * then a key that already holds a blob is never replaced and the put rejects with `BlobExistsError` (the
+   * write-once rule of blobs written through signed URLs).
    */
-  put(key: string, body: ReadableStream<Uint8Array>, opts?: { maxBytes?: number; contentType?: string }): Promise<BlobInfo>;
+  put(
+    key: string,
+    body: ReadableStream<Uint8Array>,
+    opts?: { maxBytes?: number; contentType?: string; ifAbsent?: boolean },
+  ): Promise<BlobInfo>;
   /** A fresh stream of the content, or null when absent. */
   get(key: string): Promise<{ body: ReadableStream<Uint8Array>; size: number } | null>;
   /** Size and SHA-256, or null when absent. */
@@ -94,6 +100,19 @@ export interface Limits {
   maxEventsPerAppend: number;
 }
 
+/**
+ * Per-tenant limits (src/tenants/): over one, a /v1 request answers 429 `rate_limit_exceeded` with retry-after and
+ * x-ratelimit-* headers. Counted in the database, so they hold across Workers isolates and Node processes alike.
+ */
+export interface TenantLimits {
+  /** /v1 requests per tenant per fixed one-minute window (every /v1 route; not /internal, /blobs, /healthz). */
+  requestsPerMinute: number;
+  /** Reasoning samples in flight per tenant: a /v1/reason or chat request holds its n until it (or its stream) ends. */
+  concurrentSamples: number;
+  /** Unfinished fine-tuning jobs per tenant (validating_files, queued, running, pausing, paused), checked at create. */
+  activeJobs: number;
+}
+
 export interface Config {
   /** Bearer token of GPU workers for /internal routes. */
   workerToken: string;
@@ -101,6 +120,7 @@ export interface Config {
   signingSecret: string;
   baseModels: BaseModel[];
   limits: Limits;
+  tenantLimits: TenantLimits;
   /** How long a claim or heartbeat keeps a job leased. */
   leaseSeconds: number;
   /** Claims a job may get; when the lease of the last one expires the job fails. */
@@ -136,11 +156,18 @@ export const DEFAULT_LIMITS: Limits = {
   maxEventsPerAppend: 500,
 };
 
+export const DEFAULT_TENANT_LIMITS: TenantLimits = {
+  requestsPerMinute: 600,
+  concurrentSamples: 64,
+  activeJobs: 16,
+};
+
 /** Config defaults for everything but the secrets and the model list. */
 export function defaultConfig(over: Pick<Config, 'workerToken' | 'signingSecret'> & Partial<Config>): Config {
   return {
     baseModels: [],
     limits: DEFAULT_LIMITS,
+    tenantLimits: DEFAULT_TENANT_LIMITS,
     leaseSeconds: 120,
     maxAttempts: 3,
     signedUrlSeconds: 3600,

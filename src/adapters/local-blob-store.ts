@@ -4,13 +4,18 @@
  * The SHA-256 of each blob is computed while it is written and kept next to it (`<file>.sha256`).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { hashingStream } from '../lib/hash';
-import { limitStream } from '../lib/streams';
+import { BlobExistsError, limitStream } from '../lib/streams';
 import type { BlobInfo, BlobStore } from '../ports';
+
+/** Blobs are readable by the API's own user only (they hold tenants' data and checkpoints). */
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+const TMP_SUFFIX = '.tmp';
 
 const KEY_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 
@@ -26,15 +31,28 @@ export function createLocalBlobStore(root: string): BlobStore {
   return {
     async put(key, body, opts = {}) {
       const path = pathOf(key);
-      await mkdir(dirname(path), { recursive: true });
-      const tmp = `${path}.${crypto.randomUUID()}.tmp`;
+      await mkdir(dirname(path), { recursive: true, mode: DIR_MODE });
+      const tmp = `${path}.${crypto.randomUUID()}${TMP_SUFFIX}`;
       const hasher = hashingStream();
       let stream = body.pipeThrough(hasher.stream);
       if (opts.maxBytes !== undefined) stream = stream.pipeThrough(limitStream(opts.maxBytes));
       try {
-        await pipeline(Readable.fromWeb(stream as never), createWriteStream(tmp));
+        await pipeline(Readable.fromWeb(stream as never), createWriteStream(tmp, { mode: FILE_MODE }));
         const info: BlobInfo = { size: hasher.bytes, sha256: hasher.digest() };
-        await writeFile(`${path}.sha256`, `${info.sha256} ${info.size}\n`);
+        if (opts.ifAbsent) {
+          // link() fails with EEXIST when the key holds a blob: atomic, so two racing writers cannot both win. The
+          // sidecar is written after the link; a crash in between leaves no sidecar and head() hashes once.
+          try {
+            await link(tmp, path);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new BlobExistsError(key);
+            throw err;
+          }
+          await writeFile(`${path}.sha256`, `${info.sha256} ${info.size}\n`, { mode: FILE_MODE });
+          await rm(tmp, { force: true });
+          return info;
+        }
+        await writeFile(`${path}.sha256`, `${info.sha256} ${info.size}\n`, { mode: FILE_MODE });
         await rename(tmp, path);
         return info;
       } catch (err) {
@@ -62,7 +80,7 @@ export function createLocalBlobStore(root: string): BlobStore {
         new Writable({ write: (_c, _e, cb) => cb() }),
       );
       const info = { size: hasher.bytes, sha256: hasher.digest() };
-      await writeFile(`${path}.sha256`, `${info.sha256} ${info.size}\n`);
+      await writeFile(`${path}.sha256`, `${info.sha256} ${info.size}\n`, { mode: FILE_MODE });
       return info;
     },
     async delete(key) {
@@ -71,6 +89,17 @@ export function createLocalBlobStore(root: string): BlobStore {
       await rm(`${path}.sha256`, { force: true });
     },
   };
+}
+
+/**
+ * Removes the temporary files of uploads that a crash interrupted (`<key>.<uuid>.tmp`). Run at start-up, before
+ * the API serves: no upload is in flight then, so every temporary file is an orphan. Returns how many it removed.
+ */
+export async function removeOrphanedUploads(root: string): Promise<number> {
+  const entries = await readdir(resolve(root), { recursive: true, withFileTypes: true }).catch(() => []);
+  const orphans = entries.filter((e) => e.isFile() && e.name.endsWith(TMP_SUFFIX));
+  await Promise.all(orphans.map((e) => rm(join(e.parentPath, e.name), { force: true })));
+  return orphans.length;
 }
 
 export const blobRootOf = (dataDir: string) => join(dataDir, 'blobs');

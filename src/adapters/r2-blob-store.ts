@@ -14,7 +14,7 @@
  */
 import { AwsClient } from 'aws4fetch';
 import type { BlobInfo, BlobStore, BlobUrlSigner, Clock } from '../ports';
-import { BlobTooLargeError } from '../lib/streams';
+import { BlobExistsError, BlobTooLargeError } from '../lib/streams';
 
 const MiB = 1024 * 1024;
 
@@ -42,7 +42,7 @@ export class R2BlobStore implements BlobStore {
   async put(
     key: string,
     body: ReadableStream<Uint8Array>,
-    opts: { maxBytes?: number; contentType?: string } = {},
+    opts: { maxBytes?: number; contentType?: string; ifAbsent?: boolean } = {},
   ): Promise<BlobInfo> {
     const httpMetadata = opts.contentType ? { contentType: opts.contentType } : undefined;
     const maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
@@ -79,9 +79,15 @@ export class R2BlobStore implements BlobStore {
       const sha256 = toHex(await digest.digest);
       if (!upload) {
         // R2 checks the content against the hash and stores it as the object's checksum (read back by head).
-        await this.bucket.put(key, part.subarray(0, filled), { httpMetadata, sha256 });
+        // With ifAbsent, R2 itself refuses to replace an object (If-None-Match: *), so racing writers cannot both win.
+        const onlyIf = opts.ifAbsent ? new Headers({ 'if-none-match': '*' }) : undefined;
+        const stored = await this.bucket.put(key, part.subarray(0, filled), { httpMetadata, sha256, onlyIf });
+        if (!stored) throw new BlobExistsError(key);
       } else {
         if (filled > 0) parts.push(await upload.uploadPart(parts.length + 1, part.subarray(0, filled)));
+        // Multipart completion takes no precondition: checked just before, which leaves a window only between two
+        // writers holding upload URLs for the same key at the same moment.
+        if (opts.ifAbsent && (await this.bucket.head(key))) throw new BlobExistsError(key);
         await upload.complete(parts);
       }
       return { size, sha256 };

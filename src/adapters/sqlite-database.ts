@@ -1,6 +1,12 @@
 /**
  * `Database` port on Node: a better-sqlite3 file with drizzle, foreign keys on, WAL journal, and the migrations
- * of migrations/ applied at open. better-sqlite3 is synchronous; drizzle's sync query builders return plain values,
+ * of migrations/ applied at open.
+ *
+ * Durability: WAL with synchronous=NORMAL by default. A commit is durable across a crash of the process (the WAL
+ * is in the OS's page cache), but the last commits before a power loss or kernel crash can be lost; the database
+ * itself stays consistent either way. Many production SQLite deployments choose this: a commit then costs no
+ * fsync (only checkpoints do), which cut job creation latency (bench/results-api.md). SQLITE_SYNCHRONOUS=FULL
+ * (an fsync per commit) makes every acknowledged write survive power loss too. better-sqlite3 is synchronous; drizzle's sync query builders return plain values,
  * which the app `await`s like D1's promises, so the same handler code runs on both.
  */
 import BetterSqlite3 from 'better-sqlite3';
@@ -18,9 +24,16 @@ export interface SqliteDatabase extends Database {
   close(): void;
 }
 
-export function openSqliteDatabase(path: string, opts: { migrationsFolder?: string } = {}): SqliteDatabase {
+export const SYNCHRONOUS_LEVELS = ['NORMAL', 'FULL'] as const;
+export type SynchronousLevel = (typeof SYNCHRONOUS_LEVELS)[number];
+
+export function openSqliteDatabase(
+  path: string,
+  opts: { migrationsFolder?: string; synchronous?: SynchronousLevel } = {},
+): SqliteDatabase {
   const sqlite = new BetterSqlite3(path);
   sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
   const orm = drizzle(sqlite, { schema });

@@ -3,14 +3,15 @@
  * base models from MODELS_DIR, and secrets from the environment or generated once into DATA_DIR/secrets.json.
  * Used by src/entry/node.ts, scripts/create-api-key.ts and the tests.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join, resolve } from 'node:path';
-import { openSqliteDatabase, type SqliteDatabase } from '../adapters/sqlite-database';
-import { blobRootOf, createLocalBlobStore } from '../adapters/local-blob-store';
+import { openSqliteDatabase, type SqliteDatabase, type SynchronousLevel } from '../adapters/sqlite-database';
+import { blobRootOf, createLocalBlobStore, removeOrphanedUploads } from '../adapters/local-blob-store';
 import { createHmacUrlSigner } from '../adapters/signed-urls';
 import { createIds, systemClock } from '../lib/ids';
 import { defaultConfig, type Clock, type Config, type Deps } from '../ports';
+import { releaseIdempotencyReservations } from '../middleware/idempotency';
 import { loadBaseModels } from './base-models';
 
 export const SCALAR_BUNDLE = fileURLToPath(new URL('../routes/docs/assets/scalar-api-reference-1.72.1.js', import.meta.url));
@@ -27,6 +28,31 @@ export interface NodeOptions {
   signingSecret?: string;
   clock?: Clock;
   config?: Partial<Config>;
+  /** SQLite durability (src/adapters/sqlite-database.ts); default NORMAL. */
+  synchronous?: SynchronousLevel;
+}
+
+/**
+ * DATA_DIR holds every tenant's data, the API keys' hashes and the secrets: it is created 0700, and a folder that
+ * exists already is narrowed to 0700 (files inside are made 0600 as they are written or opened).
+ */
+async function createPrivateDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+}
+
+async function restrictFiles(dir: string, names: string[]): Promise<void> {
+  await Promise.all(names.map((n) => chmod(join(dir, n), 0o600).catch(() => undefined)));
+}
+
+/**
+ * Start-up housekeeping of a Node API process that owns DATA_DIR: removes the temporary files of uploads that a
+ * crash interrupted and releases the idempotency reservations of requests that died with the previous process.
+ */
+export async function recoverAfterCrash(deps: NodeDeps, dataDir: string): Promise<{ orphanedUploads: number; reservations: number }> {
+  const orphanedUploads = await removeOrphanedUploads(blobRootOf(resolve(dataDir)));
+  const reservations = await releaseIdempotencyReservations(deps);
+  return { orphanedUploads, reservations };
 }
 
 /**
@@ -47,8 +73,9 @@ async function secrets(dataDir: string, given: { workerToken?: string; signingSe
 
 export async function buildNodeDeps(opts: NodeOptions): Promise<NodeDeps> {
   const dataDir = resolve(opts.dataDir);
-  await mkdir(dataDir, { recursive: true });
-  const database = openSqliteDatabase(join(dataDir, 'api.sqlite'));
+  await createPrivateDir(dataDir);
+  const database = openSqliteDatabase(join(dataDir, 'api.sqlite'), { synchronous: opts.synchronous });
+  await restrictFiles(dataDir, ['api.sqlite', 'api.sqlite-wal', 'api.sqlite-shm']);
   const blobs = createLocalBlobStore(blobRootOf(dataDir));
   const { workerToken, signingSecret } = await secrets(dataDir, opts);
   const clock = opts.clock ?? systemClock;

@@ -3,17 +3,29 @@
  * HOST:PORT (default 127.0.0.1:8787), keeping all state in DATA_DIR (default ./.data: api.sqlite, blobs/,
  * secrets.json). Applies migrations at start, registers the base models of MODELS_DIR (default ./models), and
  * runs the lease sweep every SWEEP_SECONDS (default 15) over leases of LEASE_SECONDS (default 120).
+ * SQLITE_SYNCHRONOUS (NORMAL, the default, or FULL) sets the database's durability. At start it removes orphaned
+ * upload files and releases idempotency reservations of the previous process (it must be DATA_DIR's only API).
  * WORKER_TOKEN and SIGNING_SECRET come from the environment or are generated once into DATA_DIR/secrets.json.
  * Create an API key with `npm run create-api-key`. Inference engines: ENGINE_MODELS (see below).
  */
 import { serve } from '@hono/node-server';
 import { createApp } from '../app';
 import { expireLeases } from '../jobs/lease-expiry';
-import { buildNodeDeps } from './node-deps';
+import { tenantLimitsFromEnv } from '../tenants/limits';
+import { SYNCHRONOUS_LEVELS, type SynchronousLevel } from '../adapters/sqlite-database';
+import { buildNodeDeps, recoverAfterCrash } from './node-deps';
 import { createNodeEngineRegistry, parseEngineModels } from '../engine/node-engines';
 import { join } from 'node:path';
 
 const env = process.env;
+
+/** SQLITE_SYNCHRONOUS: NORMAL (default) or FULL; see src/adapters/sqlite-database.ts. */
+function synchronousLevel(value: string | undefined): SynchronousLevel | undefined {
+  if (value === undefined || value === '') return undefined;
+  const level = value.toUpperCase() as SynchronousLevel;
+  if (!SYNCHRONOUS_LEVELS.includes(level)) throw new Error(`SQLITE_SYNCHRONOUS must be one of ${SYNCHRONOUS_LEVELS.join(', ')}, got '${value}'`);
+  return level;
+}
 const port = Number(env.PORT ?? 8787);
 const host = env.HOST ?? '127.0.0.1';
 const dataDir = env.DATA_DIR ?? './.data';
@@ -24,8 +36,15 @@ const deps = await buildNodeDeps({
   workerToken: env.WORKER_TOKEN,
   signingSecret: env.SIGNING_SECRET,
   // LEASE_SECONDS: how long a claim / heartbeat holds a job (default 120); the e2e tests use a short lease
-  config: env.LEASE_SECONDS ? { leaseSeconds: Number(env.LEASE_SECONDS) } : undefined,
+  // TENANT_REQUESTS_PER_MINUTE, TENANT_CONCURRENT_SAMPLES, TENANT_ACTIVE_JOBS: per-tenant limits (src/tenants/limits.ts)
+  config: { ...(env.LEASE_SECONDS ? { leaseSeconds: Number(env.LEASE_SECONDS) } : {}), tenantLimits: tenantLimitsFromEnv(env) },
+  synchronous: synchronousLevel(env.SQLITE_SYNCHRONOUS),
 });
+const recovered = await recoverAfterCrash(deps, dataDir);
+if (recovered.orphanedUploads || recovered.reservations)
+  console.log(
+    `start-up: removed ${recovered.orphanedUploads} orphaned upload file(s), released ${recovered.reservations} idempotency reservation(s)`,
+  );
 // Engines: ENGINE_MODELS (JSON, src/engine/node-engines.ts) picks onnx or remote per model; every other model with a
 // model.onnx (base models of MODELS_DIR, fine-tuned checkpoints) is served by onnxruntime-node from the blob store.
 deps.engines = createNodeEngineRegistry({

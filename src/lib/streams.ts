@@ -6,6 +6,13 @@ export class BlobTooLargeError extends Error {
   }
 }
 
+/** A write-once key (`put` with `ifAbsent`) already holds a blob. */
+export class BlobExistsError extends Error {
+  constructor(readonly key: string) {
+    super(`blob ${key} already exists`);
+  }
+}
+
 /** A stream that errors once more than `maxBytes` passed through it. */
 export function limitStream(maxBytes: number): TransformStream<Uint8Array, Uint8Array> {
   let total = 0;

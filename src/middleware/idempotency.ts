@@ -11,7 +11,7 @@
  * multipart body differs byte-wise between retries (random boundary); for a key already used, the handler runs in
  * "probe" mode (validates and hashes the stream, stores nothing) and the middleware then replays or answers 409.
  */
-import { and, eq, lt } from 'drizzle-orm';
+import { and, eq, isNull, lt } from 'drizzle-orm';
 import type { Context, MiddlewareHandler } from 'hono';
 import { idempotencyKeys } from '../db/schema';
 import { ApiError } from '../errors';
@@ -23,8 +23,14 @@ import type { AppEnv } from '../router';
 const PENDING_UPLOAD = 'pending-upload';
 const KEY_RE = /^[\x21-\x7e]{1,255}$/;
 export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
-/** A reservation older than this belongs to a request that died; the key becomes usable again. */
-const ABANDONED_MS = 10 * 60_000;
+/**
+ * While its request runs, a reservation is touched every RESERVATION_TOUCH_MS; one left untouched for ABANDONED_MS
+ * belongs to a request whose process died (SIGKILL, crash, a Worker isolate evicted), and the key becomes usable
+ * again. On Node, start-up also releases every reservation at once (releaseIdempotencyReservations): no request
+ * of the dead process can still be running.
+ */
+export const RESERVATION_TOUCH_MS = 15_000;
+export const ABANDONED_MS = 60_000;
 
 const fingerprintOf = (c: Context, bodySha: string) => {
   const url = new URL(c.req.url);
@@ -77,9 +83,17 @@ export function idempotency(streaming: (c: Context) => boolean): MiddlewareHandl
       .returning({ key: idempotencyKeys.key });
     if (reserved.length === 0) throw inProgress();
 
+    const touch = setInterval(() => {
+      db.update(idempotencyKeys)
+        .set({ createdAt: deps.clock.now() })
+        .where(and(where, isNull(idempotencyKeys.statusCode)))
+        .run()
+        .catch(() => undefined); // a missed touch only shortens the reservation's life
+    }, RESERVATION_TOUCH_MS);
     try {
       await next();
     } finally {
+      clearInterval(touch);
       await settle(deps, c, scope, key, fingerprint ?? c.get('uploadFingerprint') ?? null);
     }
   };
@@ -114,6 +128,18 @@ function inProgress() {
     param: 'Idempotency-Key',
     retryAfter: 1,
   });
+}
+
+/**
+ * Releases every in-progress reservation. Only for start-up of a process that is the database's sole API server
+ * (the Node entry): the requests that held them died with the previous process.
+ */
+export async function releaseIdempotencyReservations(deps: Pick<Deps, 'database'>): Promise<number> {
+  const released = await deps.database.db
+    .delete(idempotencyKeys)
+    .where(isNull(idempotencyKeys.statusCode))
+    .returning({ key: idempotencyKeys.key });
+  return released.length;
 }
 
 function replayOrConflict(row: typeof idempotencyKeys.$inferSelect, fingerprint: string): Response {

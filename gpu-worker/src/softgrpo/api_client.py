@@ -8,7 +8,10 @@ fields it reads); tests/test_worker_api_client.py checks that table against open
 cannot drift from the API. Signed blob URLs (downloads, checkpoint uploads) need no token: the URL is the credential.
 
 Transient failures (connection errors, 5xx, 429) are retried with backoff; every POST carries an Idempotency-Key,
-so a retried call whose first answer was lost replays that answer instead of acting twice.
+so a retried call whose first answer was lost replays that answer instead of acting twice, and a 409
+`idempotency_request_in_progress` (the first try is still reserved) is waited out as its retry-after says. Checkpoint
+blobs are write-once: a retried PUT whose first try landed answers 409 `blob_exists`, which counts as uploaded
+(registration then checks every file's size and sha256).
 """
 from __future__ import annotations
 
@@ -94,9 +97,10 @@ RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 
 class WorkerApi:
-    def __init__(self, base_url: str, token: str, timeout: float = 60.0, retries: int = 5, backoff: float = 0.5):
+    def __init__(self, base_url: str, token: str, timeout: float = 60.0, retries: int = 5, backoff: float = 0.5,
+                 in_progress_wait: float = 180.0):
         self.base_url = base_url.rstrip("/")
-        self.retries, self.backoff = retries, backoff
+        self.retries, self.backoff, self.in_progress_wait = retries, backoff, in_progress_wait
         self.http = httpx.Client(timeout=timeout, headers={"authorization": f"Bearer {token}"})
         self.blobs = httpx.Client(timeout=timeout)  # signed URLs carry their own credential
 
@@ -174,7 +178,8 @@ class WorkerApi:
         return dest
 
     def put_blob(self, url: str, path: str | Path) -> dict:
-        """PUT a file's bytes to a signed URL (streamed); returns the store's {key, bytes, sha256}."""
+        """PUT a file's bytes to a signed URL (streamed); returns the store's {key, bytes, sha256}, or
+        {"exists": True} when the key was already written (an earlier try of this upload that landed)."""
         for attempt in self._attempts():
             try:
                 with open(path, "rb") as body:
@@ -186,6 +191,8 @@ class WorkerApi:
                 continue
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
                 continue
+            if _error_code(response) == "blob_exists":
+                return {"exists": True}
             _raise_for_error(response)
             return response.json()
         raise AssertionError("unreachable")
@@ -204,22 +211,53 @@ class WorkerApi:
         url = self.base_url + route.path.format(**path_params)
         # claim is not idempotent by design (a replayed claim would hand out a stale lease): no key, no retry on 5xx
         headers = {"idempotency-key": str(uuid.uuid4())} if idempotent else {}
-        response = None
-        for attempt in self._attempts():
+        # 409 idempotency_request_in_progress: our own earlier try of this call is still reserved (the API died in
+        # the middle of it, or is still running it). The API releases such reservations at start-up and by age, so
+        # it is transient: wait as retry-after says, up to in_progress_wait seconds, apart from the retry count.
+        in_progress_until = time.monotonic() + self.in_progress_wait
+        attempt = 0
+        while True:
             try:
                 response = self.http.request(route.method.upper(), url, json=body, headers=headers)
             except httpx.TransportError:
                 if attempt >= self.retries:
                     raise
+                attempt += 1
+                self._sleep_before(attempt)
+                continue
+            if idempotent and _error_code(response) == "idempotency_request_in_progress" \
+                    and time.monotonic() < in_progress_until:
+                time.sleep(_retry_after(response, default=1.0))
                 continue
             if response.status_code in RETRY_STATUSES and attempt < self.retries and idempotent:
+                attempt += 1
+                self._sleep_before(attempt, _retry_after(response, default=0.0))
                 continue
             break
-        assert response is not None
         if response.status_code == 204:
             return None
         _raise_for_error(response)
         return response.json()
+
+    def _sleep_before(self, attempt: int, at_least: float = 0.0) -> None:
+        time.sleep(max(at_least, min(self.backoff * 2 ** (attempt - 1), 10.0)))
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    if response.status_code < 400:
+        return None
+    try:
+        return (response.json().get("error") or {}).get("code")
+    except ValueError:
+        return None
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    """The retry-after header in seconds (capped at 30), or default."""
+    try:
+        return min(max(float(response.headers.get("retry-after", "")), 0.0), 30.0)
+    except ValueError:
+        return default
 
 
 def _chunks(body, size: int = 1 << 20) -> Iterator[bytes]:

@@ -2,11 +2,16 @@
  * `/blobs/<key>`: the targets of HMAC-signed URLs (src/adapters/signed-urls.ts). GET streams a blob, PUT streams
  * one in (up to Limits.maxBlobBytes, all-or-nothing). No bearer token: the signature is the credential, for one
  * method on one key until it expires. Not part of the public OpenAPI document.
+ *
+ * PUT is write-once and bound to its job (src/jobs/checkpoint-uploads.ts): a key that holds a blob is never
+ * replaced (409 blob_exists), and a URL stops working once its checkpoint is registered or its job stops running
+ * (403 upload_closed), whatever its expiry says.
  */
 import { Hono } from 'hono';
 import { checkBlobSignature } from '../../adapters/signed-urls';
 import { ApiError } from '../../errors';
-import { BlobTooLargeError } from '../../lib/streams';
+import { checkpointUploadRefusal } from '../../jobs/checkpoint-uploads';
+import { BlobExistsError, BlobTooLargeError } from '../../lib/streams';
 import type { AppEnv } from '../../router';
 
 export const blobsRouter = new Hono<AppEnv>();
@@ -48,12 +53,19 @@ blobsRouter.put('/*', async (c) => {
   const max = deps.config.limits.maxBlobBytes;
   if (Number(c.req.header('content-length') ?? 0) > max)
     throw new ApiError(413, `Blob larger than ${max} bytes.`, { code: 'blob_too_large' });
+  const refusal = await checkpointUploadRefusal(deps.database.db, key);
+  if (refusal) throw new ApiError(403, `Upload refused: ${refusal}.`, { code: 'upload_closed' });
+  if (await deps.blobs.head(key)) throw blobExists(key);
   const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
   try {
-    const info = await deps.blobs.put(key, body, { maxBytes: max });
+    const info = await deps.blobs.put(key, body, { maxBytes: max, ifAbsent: true });
     return c.json({ key, bytes: info.size, sha256: info.sha256 }, 200);
   } catch (err) {
     if (err instanceof BlobTooLargeError) throw new ApiError(413, `Blob larger than ${max} bytes.`, { code: 'blob_too_large' });
+    if (err instanceof BlobExistsError) throw blobExists(key);
     throw err;
   }
 });
+
+const blobExists = (key: string) =>
+  new ApiError(409, `Blob '${key}' is already written; blobs are write-once.`, { code: 'blob_exists' });

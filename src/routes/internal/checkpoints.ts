@@ -11,7 +11,8 @@ import { addJobEvents } from '../../jobs/store';
 import { createRouter } from '../../router';
 import { IdempotencyHeaders, originOf, seconds, workerSecurity } from '../common';
 import { CheckpointObject, JobIdParam, toCheckpointObject } from '../finetune/schemas';
-import { checkpointKey, checkpointPrefix, requireLease } from './lease';
+import { checkpointKey, checkpointPrefix } from '../../jobs/checkpoint-uploads';
+import { requireLease } from './lease';
 import { RegisterCheckpointBody, UploadUrlsBody, UploadUrlsResponse } from './schemas';
 
 export const internalCheckpointsRouter = createRouter();
@@ -36,7 +37,7 @@ internalCheckpointsRouter.openapi(
     const deps = c.get('deps');
     const { job_id } = c.req.valid('param');
     const body = c.req.valid('json');
-    await requireLease(deps.database.db, job_id, body.lease_token, ['running', 'pausing']);
+    const job = await requireLease(deps.database.db, job_id, body.lease_token, ['running', 'pausing']);
     const tooBig = body.files.findIndex((f) => f.bytes > deps.config.limits.maxBlobBytes);
     if (tooBig !== -1)
       throw new ApiError(413, `files[${tooBig}].bytes: larger than ${deps.config.limits.maxBlobBytes}`, { param: `files[${tooBig}].bytes` });
@@ -46,7 +47,7 @@ internalCheckpointsRouter.openapi(
       body.files.map(async (f) => ({
         name: f.name,
         method: 'PUT' as const,
-        url: await deps.blobUrls.sign({ key: checkpointKey(job_id, body.step, f.name), method: 'PUT', expiresAt, origin }),
+        url: await deps.blobUrls.sign({ key: checkpointKey(job_id, body.step, job.attempts, f.name), method: 'PUT', expiresAt, origin }),
       })),
     );
     return c.json({ step: body.step, expires_at: seconds(expiresAt), files: urls }, 200);
@@ -76,7 +77,7 @@ internalCheckpointsRouter.openapi(
     const body = c.req.valid('json');
     const job = await requireLease(db, job_id, body.lease_token, ['running', 'pausing']);
     for (const [i, f] of body.files.entries()) {
-      const info = await deps.blobs.head(checkpointKey(job_id, body.step, f.name));
+      const info = await deps.blobs.head(checkpointKey(job_id, body.step, job.attempts, f.name));
       const param = `files[${i}]`;
       if (!info) throw new ApiError(400, `${param}: "${f.name}" was not uploaded`, { param, code: 'blob_missing' });
       if (info.size !== f.bytes)
@@ -94,7 +95,7 @@ internalCheckpointsRouter.openapi(
         step: body.step,
         metrics: body.metrics,
         files: body.files,
-        blobPrefix: checkpointPrefix(job_id, body.step),
+        blobPrefix: checkpointPrefix(job_id, body.step, job.attempts),
         createdAt: now,
       })
       .onConflictDoNothing()

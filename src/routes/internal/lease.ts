@@ -37,6 +37,3 @@ export async function signedFiles(
     })),
   );
 }
-
-export const checkpointKey = (jobId: string, step: number, name: string) => `checkpoints/${jobId}/step-${step}/${name}`;
-export const checkpointPrefix = (jobId: string, step: number) => `checkpoints/${jobId}/step-${step}/`;
