@@ -13,6 +13,7 @@ import { onError, onNotFound, validationHook } from './errors';
 import { requireApiKey, requireWorkerToken } from './middleware/auth';
 import { jsonBodyLimit } from './middleware/body-limit';
 import { idempotency } from './middleware/idempotency';
+import { tenantRateLimit } from './middleware/tenant-rate-limit';
 import { requestId } from './middleware/request-id';
 import type { Deps } from './ports';
 import { createRouter, type AppEnv } from './router';
@@ -27,7 +28,8 @@ import { apiKeysRouter } from './routes/api-keys';
 import { chatRouter } from './routes/chat';
 import { dashboardRouter } from './routes/dashboard';
 import { reasonRouter } from './routes/reason';
-import { DEFAULT_LIMITS } from './ports';
+import { DEFAULT_LIMITS, DEFAULT_TENANT_LIMITS } from './ports';
+import { documentTenantLimits } from './tenants/limits';
 
 /** Requests whose bodies stream (and enforce their own limits) instead of being read whole. */
 export function isStreamingUpload(c: Context): boolean {
@@ -50,6 +52,12 @@ export const OPENAPI_CONFIG = {
       '',
       `Limits (deployment defaults): JSON bodies ${DEFAULT_LIMITS.maxJsonBodyBytes} bytes, uploaded files ${DEFAULT_LIMITS.maxFileBytes} bytes,`,
       `JSONL lines ${DEFAULT_LIMITS.maxLineBytes} bytes, list pages ${DEFAULT_LIMITS.maxListLimit} items; larger bodies answer 413.`,
+      '',
+      `Per-organization limits (deployment defaults): ${DEFAULT_TENANT_LIMITS.requestsPerMinute} requests per minute on /v1,`,
+      `${DEFAULT_TENANT_LIMITS.concurrentSamples} reasoning samples in flight (a /v1/reason or chat request holds its \`n\` until it ends),`,
+      `${DEFAULT_TENANT_LIMITS.activeJobs} unfinished fine-tuning jobs. Over a limit the answer is 429 \`rate_limit_exceeded\` with`,
+      '`retry-after`; every /v1 answer carries `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and',
+      '`x-ratelimit-reset-requests`.',
     ].join('\n'),
   },
   tags: [
@@ -74,7 +82,8 @@ export function createApp(deps: Deps) {
   app.use('*', async (c, next) => (isStreamingUpload(c) ? next() : jsonBodyLimit(c, next)));
 
   const v1 = createRouter();
-  v1.use('*', requireApiKey, idempotency(isStreamingUpload));
+  // Per-tenant limits (src/tenants/): requests per minute here, samples and jobs in their routes.
+  v1.use('*', requireApiKey, tenantRateLimit, idempotency(isStreamingUpload));
   v1.route('/files', filesRouter);
   v1.route('/finetune', finetuneRouter);
   v1.route('/fine_tuning/jobs', finetuneRouter);
@@ -82,6 +91,7 @@ export function createApp(deps: Deps) {
   v1.route('/reason', reasonRouter);
   v1.route('/chat/completions', chatRouter);
   v1.route('/api_keys', apiKeysRouter);
+  documentTenantLimits(v1);
   app.route('/v1', v1);
 
   const internal = createRouter();

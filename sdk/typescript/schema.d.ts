@@ -62,6 +62,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         put?: never;
@@ -154,6 +171,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -220,6 +254,23 @@ export interface paths {
                 /** @description Request body larger than the documented limit */
                 413: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -299,6 +350,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         options?: never;
@@ -364,6 +432,23 @@ export interface paths {
                 /** @description Request body larger than the documented limit */
                 413: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -438,12 +523,29 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         put?: never;
         /**
          * Create a fine-tuning job (SofT-GRPO or GRPO)
-         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto". Idempotency-Key is honoured.
+         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto". Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs (default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.
          */
         post: {
             parameters: {
@@ -524,6 +626,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -590,6 +709,23 @@ export interface paths {
                 /** @description Request body larger than the documented limit */
                 413: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -696,6 +832,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -788,6 +941,23 @@ export interface paths {
                 /** @description Unsupported Content-Type */
                 415: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -892,6 +1062,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -968,6 +1155,23 @@ export interface paths {
                 /** @description Request body larger than the documented limit */
                 413: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1053,6 +1257,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         put?: never;
@@ -1121,12 +1342,29 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         put?: never;
         /**
          * Create a fine-tuning job (SofT-GRPO or GRPO)
-         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto". Idempotency-Key is honoured.
+         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto". Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs (default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.
          */
         post: {
             parameters: {
@@ -1207,6 +1445,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -1273,6 +1528,23 @@ export interface paths {
                 /** @description Request body larger than the documented limit */
                 413: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1379,6 +1651,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -1471,6 +1760,23 @@ export interface paths {
                 /** @description Unsupported Content-Type */
                 415: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1575,6 +1881,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -1651,6 +1974,23 @@ export interface paths {
                 /** @description Request body larger than the documented limit */
                 413: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1736,6 +2076,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         put?: never;
@@ -1793,6 +2150,23 @@ export interface paths {
                 /** @description Request body larger than the documented limit */
                 413: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1867,6 +2241,23 @@ export interface paths {
                 /** @description Request body larger than the documented limit */
                 413: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1950,6 +2341,23 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         put?: never;
@@ -1971,7 +2379,7 @@ export interface paths {
         put?: never;
         /**
          * Reason with soft thinking, n samples and a majority vote
-         * @description Thinking runs as soft tokens (mixtures of k token embeddings with Gumbel noise), the answer as ordinary tokens; mode "discrete" samples ordinary tokens throughout. Each choice carries its thinking text (`reasoning`, `reasoning_content`), answer and extracted answer; `aggregate` is the majority vote. With `stream: true` the response is text/event-stream ending with a `reason.vote` chunk and `[DONE]`.
+         * @description Thinking runs as soft tokens (mixtures of k token embeddings with Gumbel noise), the answer as ordinary tokens; mode "discrete" samples ordinary tokens throughout. Each choice carries its thinking text (`reasoning`, `reasoning_content`), answer and extracted answer; `aggregate` is the majority vote. With `stream: true` the response is text/event-stream ending with a `reason.vote` chunk and `[DONE]`. A request holds its n samples of the organization's concurrent-sample limit (default 64) while it runs; over the limit the answer is 429 with `param: "n"`.
          */
         post: {
             parameters: {
@@ -2026,6 +2434,23 @@ export interface paths {
                 /** @description Request body larger than the documented limit */
                 413: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -2118,9 +2543,307 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
                 /** @description Temporarily unavailable (see retry-after) */
                 503: {
                     headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/api_keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the organisation's API keys
+         * @description Newest first, revoked keys included (with `revoked_at`). The keys themselves are never shown again.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description API keys */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ApiKeyList"];
+                    };
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /**
+         * Create an API key
+         * @description A new key for the caller's organisation. The response is the only place the key appears.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry safely: the same key with the same request returns the stored response (header idempotent-replayed: true); with a different request, 409. Keys are kept 24 hours per tenant. */
+                    "idempotency-key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: {
+                content: {
+                    "application/json": components["schemas"]["CreateApiKeyRequest"];
+                };
+            };
+            responses: {
+                /** @description The new key */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CreatedApiKey"];
+                    };
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflict with the current state (illegal status transition, reused idempotency key) */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Unsupported Content-Type */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/api_keys/{key_id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke an API key
+         * @description The key is refused (401 invalid_api_key) from its next request on, including when it is the key making this call. Revoking a revoked key is a no-op that returns it unchanged.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Retry safely: the same key with the same request returns the stored response (header idempotent-replayed: true); with a different request, 409. Keys are kept 24 hours per tenant. */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    key_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The revoked key */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ApiKey"];
+                    };
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or owned by another tenant) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflict with the current state (illegal status transition, reused idempotency key) */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -2145,8 +2868,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Claim the oldest queued job with a lease
-         * @description Atomic: one conditional UPDATE ... RETURNING takes the oldest queued job, so two workers never get the same job. 204 when the queue is empty.
+         * Claim the next queued job with a lease
+         * @description Fair across organizations: round-robin over the organizations with queued jobs (the one whose last claim is oldest goes first), then the oldest job of that organization. Atomic: one conditional UPDATE ... RETURNING takes the job, so two workers never get the same job. 204 when the queue is empty.
          */
         post: {
             parameters: {
@@ -3833,6 +4556,36 @@ export interface components {
              */
             mode?: "soft" | "discrete";
             soft_thinking?: components["schemas"]["SoftThinkingSettings"];
+        };
+        ApiKeyList: {
+            /** @enum {string} */
+            object: "list";
+            data: components["schemas"]["ApiKey"][];
+        };
+        ApiKey: {
+            /** @example key-01jd0s2x8v9k7m3n4p5q6r7s8t */
+            id: string;
+            /** @enum {string} */
+            object: "api_key";
+            name: string;
+            /**
+             * @description The first characters of the key, to tell keys apart.
+             * @example sk-AbC12
+             */
+            prefix: string;
+            created_at: number;
+            revoked_at: number | null;
+        };
+        CreatedApiKey: components["schemas"]["ApiKey"] & {
+            /** @description The key itself. Shown only in this response; store it now. */
+            key: string;
+        };
+        CreateApiKeyRequest: {
+            /**
+             * @description A label for the key (1-128 characters).
+             * @default default
+             */
+            name?: string;
         };
         WorkerClaim: {
             job: {

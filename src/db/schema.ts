@@ -28,6 +28,11 @@ export const tenants = sqliteTable('tenants', {
   id: text('id').primaryKey(),
   name: text('name').notNull(),
   createdAt: integer('created_at').notNull(),
+  /**
+   * Round-robin position of fair claiming (src/jobs/claim.ts): a claim takes a job of the tenant whose last claim is
+   * the oldest (null: never claimed), then stamps it with one more than the largest stamp so far.
+   */
+  lastClaimSeq: integer('last_claim_seq'),
 });
 
 export const apiKeys = sqliteTable(
@@ -103,6 +108,8 @@ export const jobs = sqliteTable(
   },
   (t) => [
     index('jobs_tenant_id_idx').on(t.tenantId, t.id),
+    // The job quota counts a tenant's unfinished jobs at every create.
+    index('jobs_tenant_status_idx').on(t.tenantId, t.status),
     index('jobs_status_created_idx').on(t.status, t.createdAt),
     index('jobs_lease_idx').on(t.status, t.leaseExpiresAt),
   ],
@@ -163,7 +170,53 @@ export const idempotencyKeys = sqliteTable(
   (t) => [primaryKey({ columns: [t.scope, t.key] }), index('idempotency_created_idx').on(t.createdAt)],
 );
 
-export const schema = { tenants, apiKeys, files, jobs, jobEvents, checkpoints, idempotencyKeys };
+/**
+ * Requests per minute (src/tenants/request-rate.ts): one fixed-window counter per tenant and minute, incremented by
+ * an atomic upsert; a tenant's older windows are deleted when its next window opens.
+ */
+export const requestWindows = sqliteTable(
+  'request_windows',
+  {
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    /** Start of the window, ms since the epoch (a multiple of the window length). */
+    windowStart: integer('window_start').notNull(),
+    requests: integer('requests').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.windowStart] })],
+);
+
+/**
+ * Concurrent reasoning samples (src/tenants/sample-budget.ts): one row per running /v1/reason or chat request,
+ * holding its n samples until the request (or its stream) ends. A row whose expiry passed no longer counts, so a
+ * crashed process frees its tenant's capacity once the expiry (renewed while the request runs) runs out.
+ */
+export const sampleReservations = sqliteTable(
+  'sample_reservations',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    samples: integer('samples').notNull(),
+    expiresAt: integer('expires_at').notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [index('sample_reservations_tenant_idx').on(t.tenantId, t.expiresAt)],
+);
+
+export const schema = {
+  tenants,
+  apiKeys,
+  files,
+  jobs,
+  jobEvents,
+  checkpoints,
+  idempotencyKeys,
+  requestWindows,
+  sampleReservations,
+};
 export type Schema = typeof schema;
 export type JobRow = typeof jobs.$inferSelect;
 export type FileRow = typeof files.$inferSelect;

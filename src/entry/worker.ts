@@ -20,6 +20,7 @@ import { ConfiguredEngineRegistry } from '../engine/registry';
 import { RemoteEngine } from '../engine/remote-engine';
 import { expireLeases } from '../jobs/lease-expiry';
 import { createIds, systemClock } from '../lib/ids';
+import { tenantLimitsFromEnv } from '../tenants/limits';
 import { DEFAULT_LIMITS, defaultConfig, type BlobUrlSigner, type Config, type Deps } from '../ports';
 import { MissingBaseModelError, loadBaseModelsFromR2 } from './worker-models';
 
@@ -48,6 +49,10 @@ export interface WorkerEnv {
   MAX_JSON_BODY_BYTES?: string;
   LEASE_SECONDS?: string;
   MAX_ATTEMPTS?: string;
+  /** Per-tenant limits (src/tenants/limits.ts); unset: the defaults. */
+  TENANT_REQUESTS_PER_MINUTE?: string;
+  TENANT_CONCURRENT_SAMPLES?: string;
+  TENANT_ACTIVE_JOBS?: string;
 }
 
 class ConfigurationError extends Error {}
@@ -64,6 +69,14 @@ function positiveInt(env: WorkerEnv, name: keyof WorkerEnv, fallback: number): n
   const value = Number(raw);
   if (!Number.isInteger(value) || value <= 0) throw new ConfigurationError(`${name} must be a positive integer, got '${raw}'`);
   return value;
+}
+
+function tenantLimits(env: WorkerEnv) {
+  try {
+    return tenantLimitsFromEnv(env as unknown as Record<string, unknown>);
+  } catch (err) {
+    throw new ConfigurationError((err as Error).message);
+  }
 }
 
 /** The blob URL signer BLOB_URL_MODE names, plus the HMAC secret the app's /blobs routes check. */
@@ -128,6 +141,7 @@ export async function workerDeps(env: WorkerEnv): Promise<Deps> {
       maxFileBytes: positiveInt(env, 'MAX_FILE_BYTES', DEFAULT_LIMITS.maxFileBytes),
       maxJsonBodyBytes: positiveInt(env, 'MAX_JSON_BODY_BYTES', DEFAULT_LIMITS.maxJsonBodyBytes),
     },
+    tenantLimits: tenantLimits(env),
     leaseSeconds: positiveInt(env, 'LEASE_SECONDS', 120),
     maxAttempts: positiveInt(env, 'MAX_ATTEMPTS', 3),
     signedUrlSeconds: positiveInt(env, 'SIGNED_URL_SECONDS', 3600),

@@ -11,6 +11,7 @@ import { streamSSE } from 'hono/streaming';
 import { ApiError, errorBody, errorResponses } from '../../errors';
 import type { GenerationEvent } from '../../engine/types';
 import { createRouter, type AppEnv } from '../../router';
+import { reserveSamples, type SampleReservation } from '../../tenants/sample-budget';
 import { bearerSecurity } from '../common';
 import { planFor, runPlan, usageOf, type ReasonPlan } from '../reason/plan';
 import { VoteSettings, type ReasonRequest } from '../reason/schemas';
@@ -49,7 +50,8 @@ function openAiUsage(run: SamplingRun) {
   };
 }
 
-function completionStream(c: Context<AppEnv>, plan: ReasonPlan, includeUsage: boolean) {
+/** `reservation` holds the request's samples; it is released once the stream ended (finished, failed or aborted). */
+function completionStream(c: Context<AppEnv>, plan: ReasonPlan, includeUsage: boolean, reservation: SampleReservation) {
   return streamSSE(c, async (stream) => {
     const abort = new AbortController();
     stream.onAbort(() => abort.abort());
@@ -79,7 +81,7 @@ function completionStream(c: Context<AppEnv>, plan: ReasonPlan, includeUsage: bo
       );
     }
     send('[DONE]');
-    await writes;
+    await writes.finally(() => reservation.release());
   });
 }
 
@@ -102,8 +104,9 @@ chatRouter.openapi(
   async (c) => {
     const body = c.req.valid('json');
     const plan = await planFor(c, asReasonRequest(body), 'chatcmpl');
-    if (body.stream) return completionStream(c, plan, body.stream_options?.include_usage ?? false);
-    const run = await runPlan(plan, { signal: c.req.raw.signal });
+    const reservation = await reserveSamples(c, c.get('deps'), c.get('tenantId'), plan.n);
+    if (body.stream) return completionStream(c, plan, body.stream_options?.include_usage ?? false, reservation);
+    const run = await runPlan(plan, { signal: c.req.raw.signal }).finally(() => reservation.release());
     return c.json(
       {
         id: plan.id,

@@ -9,6 +9,7 @@ import { checkpoints, files, jobEvents, jobs } from '../../db/schema';
 import { errorResponses, notFound } from '../../errors';
 import { addJobEvents, getTenantJob, transitionJob } from '../../jobs/store';
 import { createRouter } from '../../router';
+import { checkJobQuota, jobQuotaGuard, jobWasKept } from '../../tenants/job-quota';
 import { IdempotencyHeaders, ListQuery, bearerSecurity, page } from '../common';
 import {
   CheckpointList,
@@ -43,7 +44,8 @@ finetuneRouter.openapi(
     summary: 'Create a fine-tuning job (SofT-GRPO or GRPO)',
     description:
       'Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter ' +
-      'accepts "auto". Idempotency-Key is honoured.',
+      'accepts "auto". Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs ' +
+      '(default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.',
     security: bearerSecurity,
     request: { headers: IdempotencyHeaders, body: { required: true, content: { 'application/json': { schema: CreateJobBody } } } },
     responses: { 200: jobResponse, ...errorResponses(400, 401, 404, 409, 413, 415) },
@@ -65,6 +67,7 @@ finetuneRouter.openapi(
         .get();
       if (!file) throw notFound('file', id, param);
     }
+    await checkJobQuota(c, deps, tenantId);
     const now = deps.clock.now();
     const id = deps.ids.next('ftjob');
     const row = {
@@ -99,7 +102,9 @@ finetuneRouter.openapi(
         event('Validated training and validation files.', 'status', { status: 'validating_files' }),
         event('Job queued; waiting for a GPU worker.', 'status', { status: 'queued' }),
       ]),
+      ...jobQuotaGuard(db, tenantId, id, deps.config.tenantLimits.activeJobs),
     ]);
+    await jobWasKept(c, deps, tenantId, id);
     return c.json(toJobObject(await getTenantJob(db, tenantId, id)), 200);
   },
 );

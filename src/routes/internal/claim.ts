@@ -1,11 +1,13 @@
 /**
- * `POST /internal/jobs/claim`: a worker takes the oldest queued job with a lease, plus signed download URLs for
- * everything it needs (training/validation files, the base model folder, the last checkpoint to resume from).
+ * `POST /internal/jobs/claim`: a worker takes the next queued job (round-robin across tenants, then oldest first;
+ * src/jobs/claim.ts) with a lease, plus signed download URLs for everything it needs (training/validation files,
+ * the base model folder, the last checkpoint to resume from).
  */
 import { createRoute } from '@hono/zod-openapi';
-import { and, asc, desc, eq, inArray, isNotNull, max, sql } from 'drizzle-orm';
+import { and, desc, eq, isNotNull, max } from 'drizzle-orm';
 import { checkpoints, files, jobEvents, jobs } from '../../db/schema';
 import { errorResponses } from '../../errors';
+import { claimNextJob } from '../../jobs/claim';
 import { addJobEvents, transitionJob } from '../../jobs/store';
 import { createRouter } from '../../router';
 import { IdempotencyHeaders, originOf, seconds, workerSecurity } from '../common';
@@ -24,10 +26,11 @@ internalClaimRouter.openapi(
     method: 'post',
     path: '/jobs/claim',
     tags,
-    summary: 'Claim the oldest queued job with a lease',
+    summary: 'Claim the next queued job with a lease',
     description:
-      'Atomic: one conditional UPDATE ... RETURNING takes the oldest queued job, so two workers never get the same ' +
-      'job. 204 when the queue is empty.',
+      'Fair across organizations: round-robin over the organizations with queued jobs (the one whose last claim is ' +
+      'oldest goes first), then the oldest job of that organization. Atomic: one conditional UPDATE ... RETURNING ' +
+      'takes the job, so two workers never get the same job. 204 when the queue is empty.',
     security: workerSecurity,
     request: { headers: IdempotencyHeaders, body: { required: true, content: json(ClaimBody) } },
     responses: {
@@ -43,25 +46,7 @@ internalClaimRouter.openapi(
     const now = deps.clock.now();
     const token = deps.ids.secret(24);
     const leaseMs = deps.config.leaseSeconds * 1000;
-    const oldestQueued = db
-      .select({ id: jobs.id })
-      .from(jobs)
-      .where(and(eq(jobs.status, 'queued'), body.models ? inArray(jobs.model, body.models) : undefined))
-      .orderBy(asc(jobs.createdAt), asc(jobs.id))
-      .limit(1);
-    const [job] = await db
-      .update(jobs)
-      .set({
-        status: 'running',
-        leaseToken: token,
-        leaseExpiresAt: now + leaseMs,
-        workerId: body.worker_id,
-        attempts: sql`${jobs.attempts} + 1`,
-        startedAt: sql`coalesce(${jobs.startedAt}, ${now})`,
-        updatedAt: now,
-      })
-      .where(and(inArray(jobs.id, oldestQueued), eq(jobs.status, 'queued')))
-      .returning();
+    const job = await claimNextJob(db, { now, leaseToken: token, leaseMs, workerId: body.worker_id, models: body.models });
     if (!job) return c.body(null, 204, { 'retry-after': String(CLAIM_POLL_SECONDS) });
 
     const [training, validation, last, seqRow] = await Promise.all([

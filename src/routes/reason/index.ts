@@ -8,6 +8,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { errorResponses } from '../../errors';
 import { createRouter } from '../../router';
+import { reserveSamples } from '../../tenants/sample-budget';
 import { bearerSecurity } from '../common';
 import { reasonStream } from './stream';
 import { ReasonRequest, ReasonResponse } from './schemas';
@@ -25,7 +26,9 @@ reasonRouter.openapi(
       'Thinking runs as soft tokens (mixtures of k token embeddings with Gumbel noise), the answer as ordinary ' +
       'tokens; mode "discrete" samples ordinary tokens throughout. Each choice carries its thinking text ' +
       '(`reasoning`, `reasoning_content`), answer and extracted answer; `aggregate` is the majority vote. ' +
-      'With `stream: true` the response is text/event-stream ending with a `reason.vote` chunk and `[DONE]`.',
+      'With `stream: true` the response is text/event-stream ending with a `reason.vote` chunk and `[DONE]`. ' +
+      'A request holds its n samples of the organization\'s concurrent-sample limit (default 64) while it runs; ' +
+      'over the limit the answer is 429 with `param: "n"`.',
     security: bearerSecurity,
     request: { body: { required: true, content: { 'application/json': { schema: ReasonRequest } } } },
     responses: {
@@ -39,8 +42,9 @@ reasonRouter.openapi(
   async (c) => {
     const body = c.req.valid('json');
     const plan = await planFor(c, body);
-    if (body.stream) return reasonStream(c, plan);
-    const run = await runPlan(plan, { signal: c.req.raw.signal });
+    const reservation = await reserveSamples(c, c.get('deps'), c.get('tenantId'), plan.n);
+    if (body.stream) return reasonStream(c, plan, reservation);
+    const run = await runPlan(plan, { signal: c.req.raw.signal }).finally(() => reservation.release());
     return c.json(reasonResponse(plan, run), 200);
   },
 );

@@ -14,9 +14,11 @@ import { ApiError, errorBody } from '../../errors';
 import type { GenerationEvent } from '../../engine/types';
 import { sampleAnswer } from '../../engine/vote';
 import type { AppEnv } from '../../router';
+import type { SampleReservation } from '../../tenants/sample-budget';
 import { reasonResponse, runPlan, type ReasonPlan } from './plan';
 
-export function reasonStream(c: Context<AppEnv>, plan: ReasonPlan) {
+/** `reservation` holds the request's samples; it is released once the stream ended (finished, failed or aborted). */
+export function reasonStream(c: Context<AppEnv>, plan: ReasonPlan, reservation: SampleReservation) {
   return streamSSE(c, async (stream) => {
     const abort = new AbortController();
     stream.onAbort(() => abort.abort());
@@ -58,6 +60,6 @@ export function reasonStream(c: Context<AppEnv>, plan: ReasonPlan) {
       send(errorBody(status, message, error instanceof ApiError ? error.opts : { code: 'internal_error' }));
     }
     send('[DONE]');
-    await writes;
+    await writes.finally(() => reservation.release());
   });
 }
