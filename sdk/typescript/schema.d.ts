@@ -4217,6 +4217,7 @@ export interface components {
              * @enum {string}
              */
             scope?: "answer" | "response";
+            /** @description The answer text (or response, by scope) earns 1 when the pattern matches anywhere in it. RE2 syntax (github.com/google/re2/wiki/Syntax), matched in time linear in the text: no backreferences or lookarounds; \d \w \s \b are ASCII and $ matches only at the end of the text (use (?m) for lines). At most 512 characters and size 1000 (each character counts 1, a Unicode class such as \p{L} 100, and x{n} counts x n times); Unicode classes are the general categories and scripts RE2 knows; no \C; group names use A-Z a-z 0-9 _ and are unique. */
             pattern: string;
         };
         FineTuningJobList: {
@@ -4484,7 +4485,7 @@ export interface components {
              * @enum {string}
              */
             normalize?: "math" | "exact";
-            /** @description For extract "regex": the first group (or the match) of the last match is the answer. */
+            /** @description For extract "regex": the first group (or the whole match) of the last match is the answer. RE2 syntax (github.com/google/re2/wiki/Syntax), matched in time linear in the text: no backreferences or lookarounds; \d \w \s \b are ASCII and $ matches only at the end of the text (use (?m) for lines). At most 512 characters and size 1000 (each character counts 1, a Unicode class such as \p{L} 100, and x{n} counts x n times); Unicode classes are the general categories and scripts RE2 knows; no \C; group names use A-Z a-z 0-9 _ and are unique. */
             pattern?: string;
             /**
              * @description Sample in batches and stop once the leading answer cannot be overtaken.

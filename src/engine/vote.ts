@@ -2,6 +2,7 @@
  * Answer extraction, normalisation and majority voting over the samples of one request, with the adaptive stopping
  * rule: stop sampling once the leading answer cannot be overtaken (or tied) by the samples still to come.
  */
+import { compilePattern, lastMatchAnswer } from "./safe-regex";
 
 export type ExtractMethod = "boxed" | "last_number" | "regex";
 export type NormalizeMethod = "math" | "exact";
@@ -9,7 +10,7 @@ export type NormalizeMethod = "math" | "exact";
 export interface VoteSettings {
   extract: ExtractMethod;
   normalize: NormalizeMethod;
-  pattern?: string; // required for extract "regex": the first capture group (or the whole match) of the last match
+  pattern?: string; // required for extract "regex" (safe-regex.ts dialect): the first group (or the match) of the last match
 }
 
 export interface VoteTally {
@@ -47,10 +48,7 @@ export function extractAnswer(text: string, s: VoteSettings): string | null {
   if (s.extract === "boxed") return lastBoxed(text);
   if (s.extract === "last_number") return lastNumber(text);
   if (!s.pattern) throw new Error("extract 'regex' needs a pattern");
-  const matches = [...text.matchAll(new RegExp(s.pattern, "g"))];
-  if (matches.length === 0) return null;
-  const last = matches[matches.length - 1];
-  return last[1] ?? last[0];
+  return lastMatchAnswer(compilePattern(s.pattern), text);
 }
 
 function gcd(a: bigint, b: bigint): bigint {

@@ -1,5 +1,6 @@
-/** Schemas and helpers shared by resource routers: list pagination, id params, the `list` envelope. */
+/** Schemas and helpers shared by resource routers: list pagination, id params, the `list` envelope, regex patterns. */
 import { z } from '@hono/zod-openapi';
+import { MAX_PATTERN_LENGTH, MAX_PATTERN_SIZE, patternProblem } from '../engine/safe-regex';
 import { DEFAULT_LIMITS } from '../ports';
 
 export const ListQuery = z.object({
@@ -63,3 +64,25 @@ export const IdempotencyHeaders = z.object({
         'with a different request, 409. Keys are kept 24 hours per tenant.',
     }),
 });
+
+/**
+ * A user-supplied regular expression (vote extraction, the regex grader) in the dialect of src/engine/safe-regex.ts
+ * (docs/CONTRACTS.md "Regex patterns"); a pattern outside it is a 400 naming the field.
+ */
+export const regexPattern = (use: string) =>
+  z
+    .string()
+    .min(1)
+    .superRefine((pattern, ctx) => {
+      const problem = patternProblem(pattern);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .openapi({
+      maxLength: MAX_PATTERN_LENGTH,
+      description:
+        `${use} RE2 syntax (github.com/google/re2/wiki/Syntax), matched in time linear in the text: no ` +
+        `backreferences or lookarounds; \\d \\w \\s \\b are ASCII and $ matches only at the end of the text ` +
+        `(use (?m) for lines). At most ${MAX_PATTERN_LENGTH} characters and size ${MAX_PATTERN_SIZE} (each ` +
+        `character counts 1, a Unicode class such as \\p{L} 100, and x{n} counts x n times); Unicode classes ` +
+        `are the general categories and scripts RE2 knows; no \\C; group names use A-Z a-z 0-9 _ and are unique.`,
+    });

@@ -94,6 +94,9 @@ describe('create', () => {
       'method.hyperparameters',
     );
     await rejected(await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId, grader: { type: 'regex', pattern: '(' } }), 400, 'grader.pattern');
+    // the regex dialect (src/engine/safe-regex.ts): no backreferences, at most 512 characters, size at most 1000
+    for (const pattern of ['(a)\\1', 'a'.repeat(513), '\\p{L}{1000}'])
+      await rejected(await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId, grader: { type: 'regex', pattern } }), 400, 'grader.pattern');
     await rejected(await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId, suffix: 'a:b' }), 400, 'suffix');
     await rejected(await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId, seed: -1 }), 400, 'seed');
     await rejected(await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId, method: { type: 'grpo', hyperparameters: { loss: 'soft_grpo' } } }), 400, 'method.hyperparameters.loss');

@@ -156,6 +156,29 @@ describe('POST /v1/chat/completions', () => {
   }, 60_000);
 });
 
+describe('a hostile vote pattern (issue 11)', () => {
+  it('answers_a_catastrophic_backtracking_vote_pattern_and_healthz_meanwhile', async () => {
+    // the attack of issue 11: with JavaScript's backtracking RegExp, extracting (.*.*)*X from a hot (long, X-less)
+    // answer took exponential time and froze the event loop; on RE2 it is linear, so both requests simply complete
+    const attack = reason({
+      n: 2,
+      seed: 42,
+      max_tokens: 40,
+      temperature: 20,
+      top_k: 0,
+      top_p: 1,
+      soft_thinking: { max_thinking_tokens: 4 },
+      vote: { extract: 'regex', pattern: '(.*.*)*X', normalize: 'exact' },
+    });
+    const health = await t.fetch('/healthz');
+    expect(health.status).toBe(200);
+    const { status, body } = await attack;
+    expect(status).toBe(200);
+    expect(body.choices).toHaveLength(2);
+    for (const c of body.choices) expect(c.extracted_answer === null || c.answer.includes('X')).toBe(true);
+  }, 120_000);
+});
+
 describe('bad input is a 4xx naming the field', () => {
   it.each([
     [{ model: 'no-such-model' }, 404, 'model'],
@@ -168,6 +191,9 @@ describe('bad input is a 4xx naming the field', () => {
     [{ messages: [{ role: 'user', content: 'hi' }] }, 400, 'prompt'],
     [{ vote: { extract: 'regex' } }, 400, 'vote.pattern'],
     [{ vote: { extract: 'regex', pattern: '(' } }, 400, 'vote.pattern'],
+    [{ vote: { extract: 'regex', pattern: '(a)\\1' } }, 400, 'vote.pattern'],
+    [{ vote: { extract: 'regex', pattern: 'a'.repeat(513) } }, 400, 'vote.pattern'],
+    [{ vote: { extract: 'regex', pattern: '\\p{L}{1000}' } }, 400, 'vote.pattern'],
     [{ seed: -1 }, 400, 'seed'],
     [{ max_tokens: 10, soft_thinking: { max_thinking_tokens: 20 } }, 400, 'soft_thinking.max_thinking_tokens'],
     [{ prompt: '7 + '.repeat(5000) }, 400, 'prompt'],

@@ -136,6 +136,19 @@ describe('files on D1 and R2', () => {
     await expectEnvelope(await api.post('/v1/finetune', '{"model": '), 400);
     await expectEnvelope(await api.post('/v1/finetune', { model: 7, training_file: [] }), 400);
   });
+
+  it('validates_regex_graders_with_re2js_in_the_workers_runtime', async () => {
+    const api = client(workerFetch, (await newTenant()).key, BASE);
+    const fileId = await uploadGood(api);
+    // linear-time RE2 dialect (src/engine/safe-regex.ts): a catastrophic pattern for backtracking is fine, a
+    // backreference is not
+    await createJob(api, fileId, { grader: { type: 'regex', pattern: '(.*.*)*X' } });
+    const error = await expectEnvelope(
+      await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId, grader: { type: 'regex', pattern: '(a)\\1' } }),
+      400,
+    );
+    expect(error.param).toBe('grader.pattern');
+  });
 });
 
 describe('fine-tuning jobs on D1', () => {

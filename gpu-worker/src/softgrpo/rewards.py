@@ -4,7 +4,7 @@ Graders (docs/CONTRACTS.md "Graders"), selected by a spec dict such as {"type": 
     math     math-verify equivalence of the last \\boxed{} in the answer text and the example's `answer`
     exact    trimmed string equality of the last \\boxed{} content and `answer`
     numeric  |pred - answer| <= tolerance * |answer| (relative, default 1e-6) on the last \\boxed{} content
-    regex    the answer text matches `pattern` (re.search)
+    regex    `pattern` matches somewhere in the answer text (RE2 search: linear time, docs/CONTRACTS.md "Regex patterns")
 Every grader takes a `scope` option: "answer" (the default) grades the answer phase only (the text after </think>):
 a box inside the thinking does not count, so a response that never closes its thinking earns 0. "response" grades
 the whole response (thinking text, `</think>`, answer), as the SofT-GRPO reference reward does (it takes the last
@@ -13,11 +13,12 @@ the whole response (thinking text, `</think>`, answer), as the SofT-GRPO referen
 from __future__ import annotations
 
 import math
-import re
 import threading
 from typing import Callable
 
 from math_verify import parse, verify
+
+from softgrpo.safe_regex import compile_pattern
 
 Grader = Callable[[str, dict], float]
 MATH_TIMEOUT_S = 5  # per parse / verify call, against pathological expressions
@@ -85,10 +86,12 @@ def make_numeric(tolerance: float = 1e-6) -> Grader:
 
 
 def make_regex(pattern: str) -> Grader:
-    compiled = re.compile(pattern)
+    """Raises ValueError when `pattern` is not in the dialect of softgrpo.safe_regex."""
+    compiled = compile_pattern(pattern)
 
     def grade_regex(answer_text: str, example: dict) -> float:
-        return 1.0 if compiled.search(answer_text) else 0.0
+        # as UTF-8 bytes: RE2's own encoding (no offsets to map back), and a lone surrogate cannot fail the job
+        return 1.0 if compiled.search(answer_text.encode("utf-8", "replace")) else 0.0
 
     return grade_regex
 
@@ -143,6 +146,6 @@ def _make_grader(spec: dict | None) -> Grader:
             raise ValueError("grader.pattern is required for a regex grader (a string)")
         try:
             return make_regex(pattern)
-        except re.error as err:
-            raise ValueError(f"grader.pattern is not a valid regular expression: {err}") from None
+        except ValueError as err:
+            raise ValueError(f"grader.{err}") from None
     raise ValueError(f"grader.type must be one of {', '.join(GRADER_TYPES)}, got {kind!r}")

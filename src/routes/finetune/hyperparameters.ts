@@ -4,6 +4,7 @@
  * `recommended_hyperparameters`, else the SOFT_GRPO.md defaults) and logs the resolved values as the first event.
  */
 import { z } from '@hono/zod-openapi';
+import { regexPattern } from '../common';
 
 const auto = <T extends z.ZodTypeAny>(schema: T, description: string) =>
   z.union([z.literal('auto'), schema]).default('auto').openapi({ description: `${description} Default "auto".` });
@@ -84,15 +85,6 @@ export const Method = z
   })
   .openapi('FineTuneMethod');
 
-function compiles(pattern: string) {
-  try {
-    new RegExp(pattern);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const scope = z
   .enum(['answer', 'response'])
   .default('answer')
@@ -117,7 +109,7 @@ export const Grader = z
       .object({
         type: z.literal('regex'),
         scope,
-        pattern: z.string().min(1).max(1000).refine(compiles, 'must be a valid regular expression'),
+        pattern: regexPattern('The answer text (or response, by scope) earns 1 when the pattern matches anywhere in it.'),
       })
       .strict(),
   ])

@@ -4,6 +4,7 @@
  * Defaults are the SofT-GRPO rollout settings (SOFT_GRPO.md s.1), so a model is queried the way it was trained.
  */
 import { z } from '@hono/zod-openapi';
+import { regexPattern } from '../common';
 
 export const MAX_SAMPLES = 64;
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;
@@ -59,12 +60,7 @@ export const VoteSettings = z
     method: z.literal('majority').default('majority'),
     extract: z.enum(['boxed', 'last_number', 'regex']).default('boxed'),
     normalize: z.enum(['math', 'exact']).default('math'),
-    pattern: z
-      .string()
-      .min(1)
-      .max(500)
-      .optional()
-      .openapi({ description: 'For extract "regex": the first group (or the match) of the last match is the answer.' }),
+    pattern: regexPattern('For extract "regex": the first group (or the whole match) of the last match is the answer.').optional(),
     adaptive: z
       .boolean()
       .default(false)
@@ -117,13 +113,6 @@ export const ReasonRequest = z
     const vote = body.vote;
     if (vote && (vote.extract === 'regex') !== (vote.pattern !== undefined)) {
       ctx.addIssue({ code: 'custom', path: ['vote', 'pattern'], message: 'a pattern is required with extract "regex", and only then' });
-    }
-    if (vote?.pattern !== undefined) {
-      try {
-        new RegExp(vote.pattern, 'g');
-      } catch (error) {
-        ctx.addIssue({ code: 'custom', path: ['vote', 'pattern'], message: `not a valid regular expression (${(error as Error).message})` });
-      }
     }
     const cap = body.soft_thinking?.max_thinking_tokens;
     if (cap !== undefined && body.max_tokens !== undefined && cap > body.max_tokens) {
