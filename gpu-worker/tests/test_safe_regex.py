@@ -89,5 +89,6 @@ def test_worker_heartbeat_keeps_beating_while_a_regex_grader_runs():
         assert grader(text, {"answer": ""}) == 0.0
         during = api.beats - before
     finally:
-        heartbeat.stop()  # not join(): Heartbeat's _stop Event shadows threading.Thread._stop, which join() calls
+        heartbeat.stop()
+        heartbeat.join(timeout=5)
     assert during >= 5, f"the heartbeat beat {during} times while the grader ran"

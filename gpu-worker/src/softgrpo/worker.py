@@ -100,11 +100,11 @@ class Heartbeat(threading.Thread):
         self.action = "continue"
         self.lease_lost = False
         self.trained_steps = 0
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._lock = threading.Lock()  # the main loop also beats at step boundaries
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stopping.wait(self.interval):
             self.beat()
 
     def beat(self) -> str:
@@ -120,7 +120,7 @@ class Heartbeat(threading.Thread):
             return self.action
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def check(self) -> None:
         """Raise StopJob when the job was cancelled or the lease is gone."""
