@@ -6,18 +6,30 @@
  * Configuration (env ENGINE_MODELS, JSON), e.g.
  *   {"tiny-arith": {"engine": "onnx", "folder": "models/tiny"},
  *    "qwen-7b":    {"engine": "remote", "url": "http://gpu-host:8100", "context_length": 32768}}
+ * An onnx model may set "threads" (onnxruntime intra-op threads per session, default 1) and "pool_size" (engine
+ * threads serving it, default min(2, cores)).
+ *
+ * onnxruntime-node engines run in worker threads (./threaded-engine.ts), off the event loop, for both configured
+ * models and checkpoints of the cache. Pool size 0 runs OnnxEngine on the API thread instead, where every decode
+ * step blocks the event loop: it exists to measure that difference (bench/event-loop.ts), not to serve tenants.
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import { ModelFolderCache, type BlobReader } from "./model-cache";
+import { ModelFolderCache, type BlobReader, type LoadedEngine } from "./model-cache";
 import { OnnxEngine } from "./onnx-engine";
 import { ConfiguredEngineRegistry } from "./registry";
 import { RemoteEngine } from "./remote-engine";
+import { ThreadedEngine } from "./threaded-engine";
 import type { ReasoningEngine } from "./types";
 
 export const EngineModelConfig = z.discriminatedUnion("engine", [
-  z.object({ engine: z.literal("onnx"), folder: z.string().min(1), threads: z.number().int().min(1).optional() }),
+  z.object({
+    engine: z.literal("onnx"),
+    folder: z.string().min(1),
+    threads: z.number().int().min(1).optional(),
+    pool_size: z.number().int().min(0).optional(),
+  }),
   z.object({
     engine: z.literal("remote"),
     url: z.string().url(),
@@ -38,8 +50,15 @@ export function parseEngineModels(json: string): Record<string, EngineModelConfi
   return parsed.data;
 }
 
+/** An onnxruntime-node engine for a model folder: in `poolSize` worker threads, or on this thread for 0. */
+function loadOnnx(folder: string, options: { modelId: string; intraOpThreads?: number; poolSize?: number }): Promise<LoadedEngine> {
+  const { poolSize, ...session } = options;
+  return poolSize === 0 ? OnnxEngine.load(folder, session) : ThreadedEngine.load(folder, options);
+}
+
 export interface NodeEngineOptions {
   models: Record<string, EngineModelConfig>;
+  poolSize?: number; // engine threads per model (default min(2, cores); 0: on the API thread); pool_size wins
   blobs?: BlobReader; // models not in `models` (fine-tuned checkpoints) are served from blobs only when given
   cacheDir?: string;
   maxLoadedCheckpoints?: number;
@@ -51,7 +70,7 @@ export function createNodeEngineRegistry(options: NodeEngineOptions): Configured
   for (const [id, model] of Object.entries(options.models)) {
     base[id] =
       model.engine === "onnx"
-        ? () => OnnxEngine.load(model.folder, { modelId: id, intraOpThreads: model.threads })
+        ? () => loadOnnx(model.folder, { modelId: id, intraOpThreads: model.threads, poolSize: model.pool_size ?? options.poolSize })
         : async () => new RemoteEngine({ modelId: id, url: model.url, contextLength: model.context_length, token: model.token });
   }
   const cache = options.blobs
@@ -60,7 +79,8 @@ export function createNodeEngineRegistry(options: NodeEngineOptions): Configured
         dir: options.cacheDir ?? join(tmpdir(), "soft-reasoning-model-cache"),
         maxLoaded: options.maxLoadedCheckpoints ?? 4,
         maxLoadedBytes: options.maxLoadedCheckpointBytes ?? 2 * 1024 ** 3,
-        load: (folder, modelId) => OnnxEngine.load(folder, { modelId }),
+        // an evicted checkpoint's engine is released, which ends its threads
+        load: (folder, modelId) => loadOnnx(folder, { modelId, poolSize: options.poolSize }),
       })
     : null;
   return new ConfiguredEngineRegistry({ configured: base, fromBlobs: cache ? (ref) => cache.engine(ref) : undefined });

@@ -20,7 +20,7 @@ const FORBIDDEN_INPUTS = [
   /^src\/entry\/node/,
   /^src\/entry\/base-models\.ts$/,
   /^src\/adapters\/(sqlite-database|local-blob-store)\.ts$/,
-  /^src\/engine\/(onnx-engine|node-engines|model-cache)\.ts$/,
+  /^src\/engine\/(onnx-engine|node-engines|model-cache|threaded-engine|engine-thread[\w-]*)\.(ts|mjs)$/,
 ];
 const ALLOWED_NODE_BUILTINS = new Set(['node:crypto']);
 

@@ -1,0 +1,105 @@
+/**
+ * The ONNX engine off the event loop: a ReasoningEngine that runs OnnxEngine (./onnx-engine.ts, unchanged) in a
+ * small pool of worker threads per model (./engine-thread-client.ts), so that tokenizing, the onnxruntime forward
+ * passes and the per-step sampling in JavaScript never hold up the API thread: a heavy /v1/reason costs other
+ * requests (and /healthz) nothing but CPU.
+ *
+ * Pool: up to `poolSize` threads (default min(2, available cores)), each with its own onnxruntime session, so the
+ * model's weights are in memory once per thread. The first thread starts at load (the model's description comes
+ * from it); more start only when every running thread is busy, so an idle model holds one thread. A request goes to
+ * the thread with the fewest requests in flight; a thread serves several at once, interleaved between decode steps
+ * as in-process. A thread that dies rejects its requests in flight with an error saying so and leaves the pool; the
+ * next request starts a fresh one. release() ends every thread (each exits between two decode steps: see
+ * ./engine-thread-client.ts on why threads are never terminated).
+ */
+import { availableParallelism } from "node:os";
+import { EngineThread } from "./engine-thread-client";
+import type { GenerationHooks, GenerationRequest, GenerationResult, ModelDescription, ReasoningEngine } from "./types";
+
+export interface ThreadedEngineOptions {
+  modelId: string;
+  intraOpThreads?: number; // onnxruntime intra-op threads of each thread's session (default 1)
+  poolSize?: number; // threads for this model (default min(2, available cores))
+}
+
+export const defaultPoolSize = (): number => Math.min(2, availableParallelism());
+
+interface Slot {
+  thread: Promise<EngineThread>;
+  assigned: number; // requests sent to this slot and not yet answered (counted before the thread is ready)
+}
+
+export class ThreadedEngine implements ReasoningEngine {
+  private readonly slots: Slot[] = [];
+  private released = false;
+
+  private constructor(
+    private readonly folder: string,
+    private readonly options: Required<Pick<ThreadedEngineOptions, "modelId" | "poolSize">> & ThreadedEngineOptions,
+    private readonly description: ModelDescription,
+  ) {}
+
+  /** Starts the first thread (a bad model folder rejects here, with the thread's load error). */
+  static async load(folder: string, options: ThreadedEngineOptions): Promise<ThreadedEngine> {
+    const poolSize = options.poolSize ?? defaultPoolSize();
+    if (!Number.isInteger(poolSize) || poolSize < 1) throw new RangeError(`poolSize must be a positive integer, got ${poolSize}`);
+    const first = await EngineThread.start({ folder, modelId: options.modelId, intraOpThreads: options.intraOpThreads });
+    const engine = new ThreadedEngine(folder, { ...options, poolSize }, first.description);
+    engine.adopt(Promise.resolve(first));
+    return engine;
+  }
+
+  describe(): ModelDescription {
+    return this.description;
+  }
+
+  /** The threads running now, for tests and metrics. */
+  async threads(): Promise<EngineThread[]> {
+    return Promise.all(this.slots.map((slot) => slot.thread));
+  }
+
+  preflight(request: GenerationRequest): Promise<void> {
+    return this.onSomeThread((thread) => thread.preflight(request));
+  }
+
+  generate(request: GenerationRequest, hooks: GenerationHooks = {}): Promise<GenerationResult> {
+    return this.onSomeThread((thread) => thread.generate(request, hooks));
+  }
+
+  async release(): Promise<void> {
+    this.released = true;
+    const slots = this.slots.splice(0);
+    await Promise.all(slots.map((slot) => slot.thread.then((thread) => thread.close()).catch(() => undefined)));
+  }
+
+  private async onSomeThread<T>(work: (thread: EngineThread) => Promise<T>): Promise<T> {
+    if (this.released) throw new Error(`engine of ${this.options.modelId} was released`);
+    const slot = this.pick();
+    slot.assigned++;
+    try {
+      return await work(await slot.thread);
+    } finally {
+      slot.assigned--;
+    }
+  }
+
+  /** An idle thread, else a new one while the pool has room, else the least busy. */
+  private pick(): Slot {
+    const leastBusy = this.slots.reduce<Slot | null>((best, slot) => (best && best.assigned <= slot.assigned ? best : slot), null);
+    if (leastBusy && (leastBusy.assigned === 0 || this.slots.length >= this.options.poolSize)) return leastBusy;
+    const { modelId, intraOpThreads } = this.options;
+    return this.adopt(EngineThread.start({ folder: this.folder, modelId, intraOpThreads }));
+  }
+
+  /** Puts a (starting) thread in the pool; it leaves the pool when it fails to start or exits. */
+  private adopt(thread: Promise<EngineThread>): Slot {
+    const slot: Slot = { thread, assigned: 0 };
+    const leave = () => {
+      const at = this.slots.indexOf(slot);
+      if (at >= 0) this.slots.splice(at, 1);
+    };
+    thread.then((started) => (started.onExit = leave), leave);
+    this.slots.push(slot);
+    return slot;
+  }
+}
