@@ -5,7 +5,9 @@
  * Starts the real Node server (`src/entry/node.ts`) on 127.0.0.1 with a temporary DATA_DIR, creates an API key
  * (`scripts/create-api-key.ts`) and a training file over HTTP, then drives each route with autocannon's
  * programmatic API. Job creation sends a unique Idempotency-Key per request, so every request inserts a row.
- * Prints a table and appends its rows to bench/results-api.md.
+ * Runs the whole set twice, in one run: the server at SQLITE_SYNCHRONOUS=FULL (the baseline: an fsync per commit,
+ * the setting before issue 11) and at NORMAL (the default now), each with its own floor. Prints a table and
+ * appends its rows to bench/results-api.md.
  *
  *   npm run bench:api                         # 10 s per route, 10 connections
  *   BENCH_DURATION=5 BENCH_CONNECTIONS=32 npm run bench:api
@@ -118,7 +120,11 @@ function modelsDir(tmp: string): string {
   return join(tmp, "models");
 }
 
-async function main(): Promise<void> {
+/**
+ * One server run at a SQLite durability level: the four routes against its own /healthz floor. The tenant limits
+ * (src/tenants/limits.ts) are raised out of the way: this measures the routes, not the 429s.
+ */
+async function measure(synchronous: "FULL" | "NORMAL"): Promise<Row[]> {
   const tmp = mkdtempSync(join(tmpdir(), "bench-api-"));
   const dataDir = join(tmp, "data");
   const port = await freePort();
@@ -130,6 +136,9 @@ async function main(): Promise<void> {
     DATA_DIR: dataDir,
     MODELS_DIR: modelsDir(tmp),
     NODE_ENV: "production",
+    SQLITE_SYNCHRONOUS: synchronous,
+    TENANT_REQUESTS_PER_MINUTE: "100000000",
+    TENANT_ACTIVE_JOBS: "100000000",
   };
   let logs = "";
   // Its own process group, so that stopping it also stops the node process tsx starts.
@@ -137,6 +146,7 @@ async function main(): Promise<void> {
   server.stdout!.on("data", (d) => (logs += d));
   server.stderr!.on("data", (d) => (logs += d));
   const rows: Row[] = [];
+  const label = (what: string) => `${what} [synchronous=${synchronous}]`;
   try {
     await waitForServer(base, server, () => logs);
     const key = createApiKey(env);
@@ -161,9 +171,9 @@ async function main(): Promise<void> {
       headers: { "content-type": "application/json", "idempotency-key": randomUUID() },
     });
 
-    rows.push(await run("GET /healthz (floor)", { url: `${base}/healthz` }));
+    rows.push(await run(label("GET /healthz (floor)"), { url: `${base}/healthz` }));
     rows.push(
-      await run("POST /v1/finetune (create)", {
+      await run(label("POST /v1/finetune (create)"), {
         url: `${base}/v1/finetune`,
         method: "POST",
         headers: { ...auth, "content-type": "application/json" },
@@ -178,8 +188,8 @@ async function main(): Promise<void> {
         ],
       }),
     );
-    rows.push(await run("GET /v1/finetune/{id} (retrieve)", { url: `${base}/v1/finetune/${job.id}`, headers: auth }));
-    rows.push(await run("GET /v1/finetune?limit=20 (list)", { url: `${base}/v1/finetune?limit=20`, headers: auth }));
+    rows.push(await run(label("GET /v1/finetune/{id} (retrieve)"), { url: `${base}/v1/finetune/${job.id}`, headers: auth }));
+    rows.push(await run(label("GET /v1/finetune?limit=20 (list)"), { url: `${base}/v1/finetune?limit=20`, headers: auth }));
     const listed = await api(base, key, "/v1/finetune?limit=100");
     if (listed.data.length < 2) throw new Error("list after the create run returned fewer than 2 jobs");
   } finally {
@@ -187,8 +197,16 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 300));
     rmSync(tmp, { recursive: true, force: true });
   }
+  return rows;
+}
 
-  const floor = rows[0]!;
+async function main(): Promise<void> {
+  // The baseline first: synchronous=FULL (an fsync per commit, the setting before issue 11), then NORMAL.
+  const full = await measure("FULL");
+  const normal = await measure("NORMAL");
+  const rows = [...full, ...normal];
+  const floors = [full[0]!, normal[0]!];
+  const floorOf = (r: Row) => (full.includes(r) ? floors[0]! : floors[1]!);
   // The machine may be shared: its load average says how much the absolute numbers can be trusted.
   const load = loadavg()[0]!.toFixed(1);
   const date = new Date().toISOString().slice(0, 16).replace("T", " ") + "Z";
@@ -202,8 +220,8 @@ async function main(): Promise<void> {
     r.p50.toFixed(1),
     r.p99.toFixed(1),
     r.rps.toFixed(0),
-    (r.rps / floor.rps).toFixed(3),
-    floor.p50 > 0 ? (r.p50 / floor.p50).toFixed(2) : "n/a",
+    (r.rps / floorOf(r).rps).toFixed(3),
+    floorOf(r).p50 > 0 ? (r.p50 / floorOf(r).p50).toFixed(2) : "n/a",
     String(r.errors),
   ]);
   const md = (cells: string[]) => `| ${cells.join(" | ")} |`;
