@@ -3,7 +3,7 @@
  * temperature 0: one deterministic sample), Pass@1 (mean
  * accuracy over the n samples), majority@n (the vote of /v1/reason), pass@n (any of the n samples correct), and
  * adaptive voting (batches of `--batch`, stopping once the leader cannot be overtaken): its accuracy and the share
- * of samples it saves. Same code path as the API (src/routes/reason/sampling-run.ts), sampling settings are the
+ * of samples it saves. Same code path as the API (src/reasoning/sampling-run.ts), sampling settings are the
  * API defaults (SofT-GRPO rollout settings). Prints a table and appends it to bench/results-engine.md.
  *
  *   npx tsx bench/eval-reason.ts [--model models/tiny] [--limit 100] [--n 8] [--batch 2] [--max-tokens 96] [--seed 1]
@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { OnnxEngine } from '../src/engine/onnx-engine';
 import type { DecodeMode, GenerationRequest } from '../src/engine/types';
 import { normalizeAnswer } from '../src/engine/vote';
-import { runSamples } from '../src/routes/reason/sampling-run';
+import { runSamples } from '../src/reasoning/sampling-run';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({

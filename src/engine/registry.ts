@@ -13,7 +13,7 @@ export interface ModelFileRef {
   key: string; // blob key
 }
 
-/** What the API resolved a requested model name to (src/routes/models/resolve.ts). */
+/** What the API resolved a requested model name to (src/models/resolve.ts). */
 export interface ModelRef {
   id: string; // the name the client sent
   base: string; // the base model id

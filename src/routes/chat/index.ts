@@ -13,9 +13,9 @@ import type { GenerationEvent } from '../../engine/types';
 import { createRouter, type AppEnv } from '../../router';
 import { reserveSamples, type SampleReservation } from '../../tenants/sample-budget';
 import { bearerSecurity } from '../common';
-import { planFor, runPlan, usageOf, type ReasonPlan } from '../reason/plan';
-import { VoteSettings, type ReasonRequest } from '../reason/schemas';
-import type { SamplingRun } from '../reason/sampling-run';
+import { planFor, runPlan, usageOf, type ReasonPlan } from '../../reasoning/plan';
+import type { SamplingRun } from '../../reasoning/sampling-run';
+import { VoteSettings, type ReasonRequest } from '../../reasoning/schemas';
 import { ChatCompletion, ChatCompletionRequest } from './schemas';
 
 export const chatRouter = createRouter();

@@ -4,7 +4,7 @@
  * (mode, soft_thinking, top_k, min_p) are accepted as extensions.
  */
 import { z } from '@hono/zod-openapi';
-import { MAX_SAMPLES, MAX_SEED, SoftThinkingSettings } from '../reason/schemas';
+import { MAX_SAMPLES, MAX_SEED, SoftThinkingSettings } from '../../reasoning/schemas';
 
 /** OpenAI messages may carry more fields (name, ...): they are ignored. */
 const ChatMessage = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string().max(200_000) });

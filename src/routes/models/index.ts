@@ -3,7 +3,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { errorResponses, notFound } from '../../errors';
 import { createRouter } from '../../router';
 import { bearerSecurity, originOf, seconds } from '../common';
-import { listModels, resolveModel, type ResolvedModel } from './resolve';
+import { listModels, resolveModel, type ResolvedModel } from '../../models/resolve';
 
 export const modelsRouter = createRouter();
 const tags = ['Models'];

@@ -11,8 +11,8 @@ import { createRouter } from '../../router';
 import { reserveSamples } from '../../tenants/sample-budget';
 import { bearerSecurity } from '../common';
 import { reasonStream } from './stream';
-import { ReasonRequest, ReasonResponse } from './schemas';
-import { planFor, reasonResponse, runPlan } from './plan';
+import { ReasonRequest, ReasonResponse } from '../../reasoning/schemas';
+import { planFor, reasonResponse, runPlan } from '../../reasoning/plan';
 
 export const reasonRouter = createRouter();
 

@@ -15,7 +15,7 @@ import type { GenerationEvent } from '../../engine/types';
 import { sampleAnswer } from '../../engine/vote';
 import type { AppEnv } from '../../router';
 import type { SampleReservation } from '../../tenants/sample-budget';
-import { reasonResponse, runPlan, type ReasonPlan } from './plan';
+import { reasonResponse, runPlan, type ReasonPlan } from '../../reasoning/plan';
 
 /** `reservation` holds the request's samples; it is released once the stream ended (finished, failed or aborted). */
 export function reasonStream(c: Context<AppEnv>, plan: ReasonPlan, reservation: SampleReservation) {

@@ -3,9 +3,9 @@
  * Shared by /v1/reason and /v1/chat/completions.
  */
 import type { Context } from 'hono';
-import { ApiError } from '../../errors';
-import { EngineInputError, type GenerationHooks, type GenerationRequest, type ReasoningEngine } from '../../engine/types';
-import type { AppEnv } from '../../router';
+import { ApiError } from '../errors';
+import { EngineInputError, type GenerationHooks, type GenerationRequest, type ReasoningEngine } from '../engine/types';
+import type { AppEnv } from '../router';
 import { engineFor } from './engine-for';
 import { runSamples, type AdaptiveVote, type SamplingRun } from './sampling-run';
 import { SoftThinkingSettings, VoteSettings, type ReasonRequest, type ReasonResponse } from './schemas';

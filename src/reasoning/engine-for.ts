@@ -1,7 +1,7 @@
 /** The engine of a requested model name, with the 4xx answers that name the `model` field. */
-import { ApiError, notFound } from '../../errors';
-import type { ReasoningEngine } from '../../engine/types';
-import type { Deps } from '../../ports';
+import { ApiError, notFound } from '../errors';
+import type { ReasoningEngine } from '../engine/types';
+import type { Deps } from '../ports';
 import { resolveModel } from '../models/resolve';
 
 export async function engineFor(deps: Deps, tenantId: string, modelId: string): Promise<ReasoningEngine> {

@@ -1,10 +1,11 @@
 /**
- * Zod schemas of `POST /v1/reason`: the request (with the checks that need several fields: exactly one of
+ * Zod schemas of `POST /v1/reason` (whose sampling and voting settings /v1/chat/completions shares, so they live here,
+ * beside the plan that runs them, rather than in either route folder): the request (with the checks that need several fields: exactly one of
  * messages / prompt, no soft_thinking in discrete mode, a pattern exactly for regex extraction) and the response.
  * Defaults are the SofT-GRPO rollout settings (SOFT_GRPO.md s.1), so a model is queried the way it was trained.
  */
 import { z } from '@hono/zod-openapi';
-import { regexPattern } from '../common';
+import { regexPattern } from '../routes/common';
 
 export const MAX_SAMPLES = 64;
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;

@@ -4,9 +4,9 @@
  * The engine uses `resolveModel` to find a model folder's blobs (`deps.blobs.get(file.key)`).
  */
 import { and, desc, eq } from 'drizzle-orm';
-import { checkpoints, jobs, type CheckpointRow, type JobRow } from '../../db/schema';
-import type { Deps } from '../../ports';
-import { checkpointModelName, fineTunedModelName } from '../finetune/schemas';
+import { checkpoints, jobs, type CheckpointRow, type JobRow } from '../db/schema';
+import type { Deps } from '../ports';
+import { checkpointModelName, fineTunedModelName, parseFineTunedModelName } from './names';
 
 export interface ResolvedModel {
   id: string;
@@ -20,8 +20,6 @@ export interface ResolvedModel {
   step: number | null;
   files: { name: string; bytes: number; sha256: string; key: string }[];
 }
-
-const FT_RE = /^ft:([^:]+):([A-Za-z0-9_-]*):([a-z]+-[0-9a-z]+)(?::ckpt-(\d{1,12}))?$/;
 
 function fromCheckpoint(job: JobRow, c: CheckpointRow, id: string, kind: 'fine-tuned' | 'checkpoint'): ResolvedModel {
   return {
@@ -50,9 +48,9 @@ export async function resolveModel(deps: Deps, tenantId: string, id: string): Pr
       step: null,
       files: base.files.map((f) => ({ ...f, key: `${base.blobPrefix}${f.name}` })),
     };
-  const m = id.match(FT_RE);
-  if (!m) return null;
-  const [, baseId, suffix, jobId, step] = m;
+  const name = parseFineTunedModelName(id);
+  if (!name) return null;
+  const { base: baseId, suffix, jobId, step } = name;
   const { db } = deps.database;
   const job = await db
     .select()
@@ -63,7 +61,7 @@ export async function resolveModel(deps: Deps, tenantId: string, id: string): Pr
   const ckpt = await db
     .select()
     .from(checkpoints)
-    .where(and(eq(checkpoints.jobId, jobId), step === undefined ? undefined : eq(checkpoints.step, Number(step))))
+    .where(and(eq(checkpoints.jobId, jobId), step === undefined ? undefined : eq(checkpoints.step, step)))
     .orderBy(desc(checkpoints.step))
     .get();
   if (!ckpt) return null;

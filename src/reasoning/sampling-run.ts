@@ -4,8 +4,8 @@
  * samples still to come. Sample i draws the same Philox noise either way, so an adaptive run's samples are the first
  * samples of the full run.
  */
-import type { GeneratedSample, GenerationHooks, GenerationRequest, ReasoningEngine } from '../../engine/types';
-import { leaderIsDecided, majorityVote, sampleAnswer, type VoteSettings, type VoteTally } from '../../engine/vote';
+import type { GeneratedSample, GenerationHooks, GenerationRequest, ReasoningEngine } from '../engine/types';
+import { leaderIsDecided, majorityVote, sampleAnswer, type VoteSettings, type VoteTally } from '../engine/vote';
 
 export interface AdaptiveVote extends VoteSettings {
   adaptive: boolean;
