@@ -24,7 +24,7 @@ export const USAGE = `usage: soft-reason <command> [options]
                   [--hp key=value ...] [--metadata key=value ...]
   finetune list
   finetune get|cancel|pause|resume <job_id>
-  finetune events <job_id> [--follow] [--after ftevent-N]
+  finetune events <job_id> [--follow] [--after ftevent-N]   (oldest first: the newest 100, or those after N)
   models
 
 options: --json (print the API's JSON), --base-url URL, --idempotency-key KEY (POSTs)
@@ -168,8 +168,10 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       if (v.follow) {
         for await (const e of api.streamEvents(id, { after: v.after })) io.out(v.json ? JSON.stringify(e) : eventLine(e));
       } else {
-        const page = await api.events(id, { after: v.after, limit: 100 });
-        print(page, () => page.data.map(eventLine).join('\n'));
+        // Oldest first, as a log reads: the 100 newest (reversed), or the 100 after --after.
+        const page = await api.events(id, { after: v.after, limit: 100, order: v.after ? 'asc' : 'desc' });
+        const lines = v.after ? page.data : [...page.data].reverse();
+        print(page, () => lines.map(eventLine).join('\n'));
       }
     } else {
       throw new UsageError(`unknown command: ${p.join(' ')}`);

@@ -70,12 +70,52 @@ export function fieldName(path: readonly PropertyKey[]): string {
   return out;
 }
 
+type Issue = ZodError['issues'][number];
+
+/** zod's message without its "Invalid input: " lead, in the API's words ("expected integer, received string"). */
+function issueText(issue: Issue): string {
+  if (issue.code === 'invalid_type') {
+    // zod writes "received undefined" exactly when the field is absent (the input itself is not kept on the issue).
+    if (/received undefined$/.test(issue.message)) return 'is required';
+    return issue.message.replace(/^Invalid input: /, '').replace(/^expected int\b/, 'expected integer');
+  }
+  return issue.message.replace(/^Invalid input: /, '');
+}
+
+/**
+ * The issue to report for a union that matched no member, with its path: the member that got furthest. A member
+ * that is only a literal ("auto") is dropped in favour of the others and named as the alternative:
+ * `expected integer, received string (or "auto")`.
+ */
+function unionIssue(issue: Issue): { issue: Issue; alternatives: unknown[] } {
+  const branches = issue.code === 'invalid_union' ? ((issue as { errors?: Issue[][] }).errors ?? []) : [];
+  const literal = (b: Issue[]) => b.length === 1 && b[0].code === 'invalid_value' && b[0].path.length === 0;
+  const rest = branches.filter((b) => !literal(b) && b.length > 0);
+  if (rest.length === 0) return { issue, alternatives: [] };
+  const deepest = rest.reduce((a, b) => (b[0].path.length > a[0].path.length ? b : a));
+  const inner = { ...deepest[0], path: [...issue.path, ...deepest[0].path] } as Issue;
+  const alternatives = branches.filter(literal).flatMap((b) => (b[0] as { values: unknown[] }).values);
+  const nested = unionIssue(inner);
+  return { issue: nested.issue, alternatives: [...alternatives, ...nested.alternatives] };
+}
+
+/**
+ * A zod failure as the error's message and `param`: the first issue, named by its field path; an unknown key is
+ * named itself (`param` = `method.hyperparameters.warp_speed`). Only a problem with the whole body (not an object)
+ * has no field, so `param` is null then.
+ */
 export function describeZodError(error: ZodError): { message: string; param: string | null } {
-  const issue = error.issues[0];
-  if (!issue) return { message: 'Invalid request.', param: null };
+  const first = error.issues[0];
+  if (!first) return { message: 'Invalid request.', param: null };
+  if (first.code === 'unrecognized_keys') {
+    const param = fieldName([...first.path, first.keys[0]]);
+    const more = first.keys.length > 1 ? ` (and ${first.keys.slice(1).map((k) => `"${k}"`).join(', ')})` : '';
+    return { message: `${param}: is not a known field${more}`, param };
+  }
+  const { issue, alternatives } = unionIssue(first);
   const param = fieldName(issue.path);
-  const msg =
-    issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message.replace(/^Invalid input: /, '');
+  const or = alternatives.length && !/is required$/.test(issueText(issue)) ? ` (or ${alternatives.map((v) => JSON.stringify(v)).join(', ')})` : '';
+  const msg = issueText(issue) + or;
   return { message: param ? `${param}: ${msg}` : msg, param: param || null };
 }
 

@@ -3,7 +3,7 @@
  * from adapters and pass it to `createApp(deps)`; handlers never ask which runtime they run on.
  */
 import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core';
-import type { BatchItem } from 'drizzle-orm/batch';
+import type { BatchItem, BatchResponse } from 'drizzle-orm/batch';
 import type { Schema } from './db/schema';
 
 /**
@@ -17,8 +17,12 @@ export type Db = BaseSQLiteDatabase<'async', unknown, Schema>;
 
 export interface Database {
   db: Db;
-  /** Runs the statements atomically (all or none): a SQLite transaction on Node, `db.batch` on D1. */
-  batch(statements: [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]): Promise<void>;
+  /**
+   * Runs the statements atomically and in order (all or none): a SQLite transaction on Node, `db.batch` on D1.
+   * Answers one result per statement: the rows of a statement with `.returning()` (or of a select); anything
+   * else is the driver's run result, which callers must not read (its shape differs per driver).
+   */
+  batch<T extends [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]>(statements: T): Promise<BatchResponse<T>>;
 }
 
 export interface BlobInfo {

@@ -67,6 +67,9 @@ def test_first_ratio_is_exactly_one_and_every_parameter_changes(tmp_path):
     assert all(m["ratio_first_update_max_deviation"] == 0.0 for m in metrics)
     assert any(m["reward_std"] > 0 for m in metrics) and all(m["soft_step_fraction"] > 0 for m in metrics)
     assert metrics[0]["rollout_logprob_gap"] < 1e-3
+    # prompt + sampled tokens of every rollout: more than one token per rollout (the API sums them into trained_tokens)
+    rollouts = small_hp().batch_size * small_hp().group_size
+    assert all(isinstance(m["step_tokens"], int) and m["step_tokens"] > rollouts for m in metrics)
     before = SoftTokenLM.from_pretrained(folder).state_dict()
     after = SoftTokenLM.from_pretrained(tmp_path / "out/checkpoints/step-000002/model").state_dict()
     unchanged = [name for name in before if torch.equal(before[name], after[name])]

@@ -20,6 +20,7 @@ import {
   type FineTuningJob,
   type FineTuningJobEvent,
   type FineTuningJobEventList,
+  type EventsQuery,
   type ListQuery,
   type paths,
   type ReasonRequest,
@@ -173,8 +174,8 @@ export class SoftReason {
     return unwrap(await this.raw.GET('/v1/finetune/{job_id}/checkpoints', { params: { path: { job_id: jobId }, query }, ...init(o) }));
   }
 
-  /** One page of a job's events, oldest first. */
-  async events(jobId: string, query: ListQuery = {}, o?: CallOptions) {
+  /** One page of a job's events: newest first, or oldest first with `order: 'asc'` (`after` pages in that order). */
+  async events(jobId: string, query: EventsQuery = {}, o?: CallOptions) {
     return unwrap(
       await this.raw.GET('/v1/finetune/{job_id}/events', { params: { path: { job_id: jobId }, query: { ...query, stream: 'false' } }, ...init(o) }),
     ) as FineTuningJobEventList;

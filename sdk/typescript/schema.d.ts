@@ -15,7 +15,7 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    /** @description Cursor: the id of the last item of the previous page. */
+                    /** @description Cursor: the id of the last item of the previous page (400 `invalid_cursor` if it is not one). */
                     after?: string;
                     /** @description Page size (1-100, default 20). */
                     limit?: number;
@@ -381,7 +381,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Download the file content (JSONL) */
+        /** Download the file content (JSONL; a job's result file is CSV) */
         get: {
             parameters: {
                 query?: never;
@@ -393,13 +393,14 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description The JSONL content */
+                /** @description The content: JSONL for an uploaded dataset, CSV for a job's result file (purpose fine-tune-results) */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
                         "application/jsonl": string;
+                        "text/csv": string;
                     };
                 };
                 /** @description Invalid request (the message names the field) */
@@ -472,14 +473,21 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List fine-tuning jobs (newest first) */
+        /**
+         * List fine-tuning jobs (newest first)
+         * @description Filter by metadata with `metadata[key]=value` (every pair must match), as OpenAI's list does.
+         */
         get: {
             parameters: {
                 query?: {
-                    /** @description Cursor: the id of the last item of the previous page. */
+                    /** @description Cursor: the id of the last item of the previous page (400 `invalid_cursor` if it is not one). */
                     after?: string;
                     /** @description Page size (1-100, default 20). */
                     limit?: number;
+                    /** @description Only jobs whose metadata has every given pair: `metadata[key]=value` (repeat for more keys; an empty value matches an empty string). `metadata=null`: only jobs without metadata. */
+                    metadata?: "null" | {
+                        [key: string]: string;
+                    };
                 };
                 header?: never;
                 path?: never;
@@ -545,7 +553,7 @@ export interface paths {
         put?: never;
         /**
          * Create a fine-tuning job (SofT-GRPO or GRPO)
-         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto". Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs (default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.
+         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto". `method` is ours, `{type, hyperparameters}`, or OpenAI's nested `{type, <type>: {hyperparameters}}`. Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs (default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.
          */
         post: {
             parameters: {
@@ -1095,15 +1103,17 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * List job events (oldest first), or stream them
-         * @description Events in the order they happened, `after` an event id. With `stream=true` the answer is a text/event-stream: one `event: event` per job event (its `id:` is the cursor), `: keep-alive` comments while idle, and a final `event: done` once the job finished. Reconnect with `after` or Last-Event-ID to resume.
+         * List job events (newest first, or oldest first with order=asc), or stream them
+         * @description A page of events, newest first as OpenAI lists them (`order=asc`: oldest first), `after` an event id of this job (400 `invalid_cursor` otherwise). With `stream=true` the answer is a text/event-stream, oldest first: one `event: event` per job event (its `id:` is the cursor), `: keep-alive` comments while idle, and a final `event: done` once the job finished. Reconnect with `after` or Last-Event-ID to resume.
          */
         get: {
             parameters: {
                 query?: {
-                    /** @description Cursor: an event id (ftevent-<n>); events after it. */
+                    /** @description Cursor: an event id (ftevent-<n>) of this job; the events after it in the chosen order. */
                     after?: string;
                     limit?: number;
+                    /** @description desc (the default, as OpenAI): newest first; asc: oldest first. A stream is always oldest first. */
+                    order?: "asc" | "desc";
                     /** @description true: a text/event-stream of events (resume with `after` or Last-Event-ID). */
                     stream?: "true" | "false";
                 };
@@ -1199,7 +1209,7 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    /** @description Cursor: the id of the last item of the previous page. */
+                    /** @description Cursor: the id of the last item of the previous page (400 `invalid_cursor` if it is not one). */
                     after?: string;
                     /** @description Page size (1-100, default 20). */
                     limit?: number;
@@ -1291,14 +1301,21 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List fine-tuning jobs (newest first) */
+        /**
+         * List fine-tuning jobs (newest first)
+         * @description Filter by metadata with `metadata[key]=value` (every pair must match), as OpenAI's list does.
+         */
         get: {
             parameters: {
                 query?: {
-                    /** @description Cursor: the id of the last item of the previous page. */
+                    /** @description Cursor: the id of the last item of the previous page (400 `invalid_cursor` if it is not one). */
                     after?: string;
                     /** @description Page size (1-100, default 20). */
                     limit?: number;
+                    /** @description Only jobs whose metadata has every given pair: `metadata[key]=value` (repeat for more keys; an empty value matches an empty string). `metadata=null`: only jobs without metadata. */
+                    metadata?: "null" | {
+                        [key: string]: string;
+                    };
                 };
                 header?: never;
                 path?: never;
@@ -1364,7 +1381,7 @@ export interface paths {
         put?: never;
         /**
          * Create a fine-tuning job (SofT-GRPO or GRPO)
-         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto". Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs (default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.
+         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto". `method` is ours, `{type, hyperparameters}`, or OpenAI's nested `{type, <type>: {hyperparameters}}`. Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs (default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.
          */
         post: {
             parameters: {
@@ -1914,15 +1931,17 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * List job events (oldest first), or stream them
-         * @description Events in the order they happened, `after` an event id. With `stream=true` the answer is a text/event-stream: one `event: event` per job event (its `id:` is the cursor), `: keep-alive` comments while idle, and a final `event: done` once the job finished. Reconnect with `after` or Last-Event-ID to resume.
+         * List job events (newest first, or oldest first with order=asc), or stream them
+         * @description A page of events, newest first as OpenAI lists them (`order=asc`: oldest first), `after` an event id of this job (400 `invalid_cursor` otherwise). With `stream=true` the answer is a text/event-stream, oldest first: one `event: event` per job event (its `id:` is the cursor), `: keep-alive` comments while idle, and a final `event: done` once the job finished. Reconnect with `after` or Last-Event-ID to resume.
          */
         get: {
             parameters: {
                 query?: {
-                    /** @description Cursor: an event id (ftevent-<n>); events after it. */
+                    /** @description Cursor: an event id (ftevent-<n>) of this job; the events after it in the chosen order. */
                     after?: string;
                     limit?: number;
+                    /** @description desc (the default, as OpenAI): newest first; asc: oldest first. A stream is always oldest first. */
+                    order?: "asc" | "desc";
                     /** @description true: a text/event-stream of events (resume with `after` or Last-Event-ID). */
                     stream?: "true" | "false";
                 };
@@ -2018,7 +2037,7 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    /** @description Cursor: the id of the last item of the previous page. */
+                    /** @description Cursor: the id of the last item of the previous page (400 `invalid_cursor` if it is not one). */
                     after?: string;
                     /** @description Page size (1-100, default 20). */
                     limit?: number;
@@ -3819,7 +3838,7 @@ export interface components {
             created_at: number;
             filename: string;
             /** @enum {string} */
-            purpose: "fine-tune";
+            purpose: "fine-tune" | "fine-tune-results";
             /** @enum {string} */
             status: "processed";
             /** @description Number of examples (non-blank lines). */
@@ -3867,9 +3886,14 @@ export interface components {
             method: {
                 /** @enum {string} */
                 type: "soft_grpo" | "grpo";
+                /** @description The hyperparameters the job trains with (as stored at create). */
                 hyperparameters: {
                     [key: string]: unknown;
                 };
+            };
+            /** @description The same as method.hyperparameters, at the top level as OpenAI's job object has them. */
+            hyperparameters: {
+                [key: string]: unknown;
             };
             grader: {
                 [key: string]: unknown;
@@ -3886,9 +3910,16 @@ export interface components {
             } | null;
             trained_steps: number;
             attempts: number;
+            /** @description File ids: once the job succeeded, one CSV (purpose fine-tune-results) of its step metrics, one row per step; download it with GET /v1/files/{file_id}/content. */
             result_files: string[];
+            /** @description Once the job succeeded: the tokens it trained on, summed over its steps (each step's rollouts, prompt and sampled tokens, as its worker reported them). null before, or when the worker reported none. */
             trained_tokens: number | null;
+            /** @description While running: a rough Unix time of the end, from the steps still to do and the average time per step since the job started. null otherwise, or when n_steps is not known yet. */
             estimated_finish: number | null;
+            /** @description Always empty: no integrations (such as Weights & Biases) are supported. */
+            integrations: {
+                [key: string]: unknown;
+            }[];
             user_provided_suffix: string | null;
         };
         CreateFineTuningJob: {
@@ -3900,7 +3931,7 @@ export interface components {
             /** @description A file id with purpose fine-tune. */
             training_file: string;
             validation_file?: string | null;
-            method?: components["schemas"]["FineTuneMethod"];
+            method?: components["schemas"]["FineTuneMethodInput"];
             grader?: components["schemas"]["Grader"];
             /** @description Part of the fine-tuned model name ft:<base>:<suffix>:<job_id>. */
             suffix?: string | null;
@@ -3909,6 +3940,8 @@ export interface components {
             metadata?: {
                 [key: string]: string;
             } | null;
+            /** @description OpenAI's field, accepted when empty: no integrations are supported. */
+            integrations?: unknown[] | null;
         };
         /**
          * @default {
@@ -3951,52 +3984,22 @@ export interface components {
          *       }
          *     }
          */
-        FineTuneMethod: {
+        FineTuneMethodInput: {
             /**
              * @default soft_grpo
              * @enum {string}
              */
             type?: "soft_grpo" | "grpo";
             hyperparameters?: components["schemas"]["Hyperparameters"];
+            /** @description OpenAI's nested shape, for type soft_grpo. */
+            soft_grpo?: {
+                hyperparameters?: components["schemas"]["Hyperparameters"];
+            };
+            /** @description OpenAI's nested shape, for type grpo. */
+            grpo?: {
+                hyperparameters?: components["schemas"]["Hyperparameters"];
+            };
         };
-        /**
-         * @default {
-         *       "n_steps": "auto",
-         *       "batch_size": "auto",
-         *       "group_size": "auto",
-         *       "mini_batch_size": "auto",
-         *       "ppo_epochs": "auto",
-         *       "learning_rate": "auto",
-         *       "weight_decay": "auto",
-         *       "grad_clip": "auto",
-         *       "clip_eps": "auto",
-         *       "dual_clip": "auto",
-         *       "kl_beta": "auto",
-         *       "entropy_coef": "auto",
-         *       "loss": "auto",
-         *       "temperature": "auto",
-         *       "top_k": "auto",
-         *       "top_p": "auto",
-         *       "min_p": "auto",
-         *       "max_topk": "auto",
-         *       "gumbel_tau": "auto",
-         *       "noise_scale": "auto",
-         *       "embedding_noise": "auto",
-         *       "answer_temperature": "auto",
-         *       "answer_top_k": "auto",
-         *       "answer_top_p": "auto",
-         *       "max_response_tokens": "auto",
-         *       "max_thinking_tokens": "auto",
-         *       "cold_stop_entropy": "auto",
-         *       "cold_stop_steps": "auto",
-         *       "lora_rank": "auto",
-         *       "lora_alpha": "auto",
-         *       "lora_dropout": "auto",
-         *       "eval_interval": "auto",
-         *       "checkpoint_interval": "auto",
-         *       "eval_samples": "auto"
-         *     }
-         */
         Hyperparameters: {
             /**
              * @description RL steps. auto: ceil(train_size / batch_size). Default "auto".
@@ -4244,7 +4247,7 @@ export interface components {
             created_at: number;
             /** @enum {string} */
             level: "info" | "warn" | "error";
-            /** @description "message", "status", "metrics", "hyperparameters", ... */
+            /** @description "message", "status", "metrics", "hyperparameters", "checkpoint", "eval", ... */
             type: string;
             message: string;
             data: {

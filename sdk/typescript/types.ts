@@ -20,6 +20,8 @@ export type Model = S['Model'];
 export type ModelList = S['ModelList'];
 export type JobStatus = FineTuningJob['status'];
 export type ListQuery = { after?: string; limit?: number };
+/** Events: newest first by default (as OpenAI), `order: 'asc'` for oldest first. */
+export type EventsQuery = ListQuery & { order?: 'asc' | 'desc' };
 
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
 

@@ -11,8 +11,6 @@ export function createD1Database(binding: D1Database): Database {
   return {
     // DrizzleD1Database is a BaseSQLiteDatabase<'async', D1Result, Schema>; the port only relies on 'async'.
     db: db as unknown as Db,
-    async batch(statements) {
-      await db.batch(statements);
-    },
+    batch: (statements) => db.batch(statements) as never,
   };
 }

@@ -24,6 +24,12 @@ export interface SqliteDatabase extends Database {
   close(): void;
 }
 
+/** Whether drizzle's statement answers rows (`.returning()`, or a select) rather than a run result. */
+function returnsRows(statement: unknown): statement is { all(): unknown } {
+  const config = (statement as { config?: { returning?: unknown; fields?: unknown; set?: unknown; values?: unknown } }).config;
+  return config?.returning !== undefined || (config?.fields !== undefined && config.set === undefined && config.values === undefined);
+}
+
 export const SYNCHRONOUS_LEVELS = ['NORMAL', 'FULL'] as const;
 export type SynchronousLevel = (typeof SYNCHRONOUS_LEVELS)[number];
 
@@ -43,9 +49,7 @@ export function openSqliteDatabase(
     db: orm as unknown as Db,
     sqlite,
     async batch(statements) {
-      sqlite.transaction(() => {
-        for (const s of statements) (s as unknown as { run(): unknown }).run();
-      })();
+      return sqlite.transaction(() => statements.map((s) => (returnsRows(s) ? s.all() : (s as unknown as { run(): unknown }).run())))() as never;
     },
     close: () => sqlite.close(),
   };

@@ -22,7 +22,8 @@ export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', '
 
 export const METHOD_TYPES = ['soft_grpo', 'grpo'] as const;
 export const EVENT_LEVELS = ['info', 'warn', 'error'] as const;
-export const FILE_PURPOSES = ['fine-tune'] as const;
+/** `fine-tune`: an uploaded dataset; `fine-tune-results`: a succeeded job's step metrics (CSV), written by the API. */
+export const FILE_PURPOSES = ['fine-tune', 'fine-tune-results'] as const;
 
 export const tenants = sqliteTable('tenants', {
   id: text('id').primaryKey(),
@@ -95,6 +96,10 @@ export const jobs = sqliteTable(
     fineTunedModel: text('fine_tuned_model'),
     error: text('error', { mode: 'json' }).$type<{ code: string; message: string; param: string | null }>(),
     trainedSteps: integer('trained_steps').notNull().default(0),
+    /** Set when the job succeeds: the sum of the `step_tokens` its worker reported per step (null: none reported). */
+    trainedTokens: integer('trained_tokens'),
+    /** File ids of the job's result files (the step-metrics CSV), written when the job succeeds. */
+    resultFiles: text('result_files', { mode: 'json' }).notNull().default([]).$type<string[]>(),
     /** Number of claims so far (the current attempt while running). */
     attempts: integer('attempts').notNull().default(0),
     maxAttempts: integer('max_attempts').notNull(),

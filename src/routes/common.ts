@@ -1,14 +1,17 @@
 /** Schemas and helpers shared by resource routers: list pagination, id params, the `list` envelope, regex patterns. */
 import { z } from '@hono/zod-openapi';
+import { and, eq, type SQL } from 'drizzle-orm';
+import type { SQLiteColumn, SQLiteTable } from 'drizzle-orm/sqlite-core';
 import { MAX_PATTERN_LENGTH, MAX_PATTERN_SIZE, patternProblem } from '../engine/safe-regex';
-import { DEFAULT_LIMITS } from '../ports';
+import { ApiError } from '../errors';
+import { DEFAULT_LIMITS, type Db } from '../ports';
 
 export const ListQuery = z.object({
   after: z
     .string()
     .max(128)
     .optional()
-    .openapi({ description: 'Cursor: the id of the last item of the previous page.' }),
+    .openapi({ description: 'Cursor: the id of the last item of the previous page (400 `invalid_cursor` if it is not one).' }),
   limit: z.coerce
     .number()
     .int()
@@ -16,6 +19,24 @@ export const ListQuery = z.object({
     .max(DEFAULT_LIMITS.maxListLimit)
     .default(20)
     .openapi({ description: `Page size (1-${DEFAULT_LIMITS.maxListLimit}, default 20).` }),
+});
+
+/** Every list route answers this for an `after` that names no item of the list (rather than the first page). */
+export const unknownCursor = (after: string) =>
+  new ApiError(400, `after: '${after.slice(0, 128)}' is not the id of an item of this list`, {
+    code: 'invalid_cursor',
+    param: 'after',
+  });
+
+/** Throws `unknownCursor` unless `after` is the id of a row of `table` within `scope` (the list's own rows). */
+export async function requireCursor(db: Db, table: SQLiteTable, id: SQLiteColumn, scope: SQL | undefined, after: string | undefined) {
+  if (after === undefined) return;
+  const row = await db.select({ id }).from(table).where(and(eq(id, after), scope)).get();
+  if (!row) throw unknownCursor(after);
+}
+
+export const JobIdParam = z.object({
+  job_id: z.string().max(128).openapi({ param: { name: 'job_id', in: 'path' } }),
 });
 
 export function listOf<T extends z.ZodTypeAny>(item: T, name: string) {

@@ -91,7 +91,8 @@ describe('create', () => {
     await rejected(
       await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId, method: { hyperparameters: { warp_speed: 9 } } }),
       400,
-      'method.hyperparameters',
+      'method.hyperparameters.warp_speed',
+      /^method\.hyperparameters\.warp_speed: is not a known field$/,
     );
     await rejected(await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId, grader: { type: 'regex', pattern: '(' } }), 400, 'grader.pattern');
     // the regex dialect (src/engine/safe-regex.ts): no backreferences, at most 512 characters, size at most 1000
@@ -213,18 +214,24 @@ describe('files used by jobs', () => {
 });
 
 describe('events', () => {
-  it('pages_events_oldest_first_with_after', async () => {
+  it('pages_events_newest_first_by_default_and_oldest_first_with_order_asc', async () => {
     const id = ((await (await api.post('/v1/finetune', { model: 'tiny-arith', training_file: fileId })).json()) as any).id;
     await api.post(`/v1/finetune/${id}/pause`);
     await api.post(`/v1/finetune/${id}/resume`);
     const all = (await (await api.get(`/v1/finetune/${id}/events?limit=100`)).json()) as any;
     expect(all.data.length).toBe(5);
-    expect(all.data[0].message).toMatch(/^Created fine-tuning job/);
+    expect(all.data[0].message).toBe('Job resumed (queued).');
+    expect(all.data[4].message).toMatch(/^Created fine-tuning job/);
     const p1 = (await (await api.get(`/v1/finetune/${id}/events?limit=2`)).json()) as any;
     expect(p1.has_more).toBe(true);
     const p2 = (await (await api.get(`/v1/finetune/${id}/events?limit=10&after=${p1.last_id}`)).json()) as any;
     expect([...p1.data, ...p2.data].map((e: any) => e.id)).toEqual(all.data.map((e: any) => e.id));
-    expect((await api.get(`/v1/finetune/${id}/events?after=bogus`)).status).toBe(404);
+
+    const asc = (await (await api.get(`/v1/finetune/${id}/events?limit=100&order=asc`)).json()) as any;
+    expect(asc.data.map((e: any) => e.id)).toEqual([...all.data].reverse().map((e: any) => e.id));
+    const a1 = (await (await api.get(`/v1/finetune/${id}/events?limit=2&order=asc`)).json()) as any;
+    const a2 = (await (await api.get(`/v1/finetune/${id}/events?limit=10&order=asc&after=${a1.last_id}`)).json()) as any;
+    expect([...a1.data, ...a2.data].map((e: any) => e.id)).toEqual(asc.data.map((e: any) => e.id));
   });
 
   it('streams_events_as_sse_until_the_job_finishes_and_resumes_from_last_event_id', async () => {

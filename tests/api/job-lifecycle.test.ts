@@ -37,7 +37,7 @@ async function createJob(extra: Record<string, unknown> = {}) {
 
 const getJob = async (id: string) => (await (await api.get(`/v1/finetune/${id}`)).json()) as Record<string, any>;
 const events = async (id: string) =>
-  ((await (await api.get(`/v1/finetune/${id}/events?limit=100`)).json()) as { data: { message: string; type: string; data: any }[] }).data;
+  ((await (await api.get(`/v1/finetune/${id}/events?limit=100&order=asc`)).json()) as { data: { message: string; type: string; data: any }[] }).data;
 
 describe('job lifecycle over HTTP', () => {
   it('runs_create_claim_heartbeat_events_checkpoint_succeed', async () => {

@@ -88,7 +88,7 @@ describe('fine-tune jobs', () => {
     await api.cancelJob(job.id);
     const streamed: FineTuningJobEvent[] = [];
     for await (const e of api.streamEvents(job.id)) streamed.push(e);
-    const paged = await api.events(job.id, { limit: 100 });
+    const paged = await api.events(job.id, { limit: 100, order: 'asc' });
     expect(streamed.length).toBeGreaterThan(0);
     expect(streamed).toEqual(paged.data);
     expect(streamed.some((e) => e.message.toLowerCase().includes('cancel') || JSON.stringify(e.data ?? {}).includes('cancelled'))).toBe(true);
@@ -108,7 +108,7 @@ describe('fine-tune jobs', () => {
     await new Promise((r) => setTimeout(r, 100));
     await api.cancelJob(job.id);
     await follow;
-    const all = await api.events(job.id, { limit: 100 });
+    const all = await api.events(job.id, { limit: 100, order: 'asc' });
     expect(seen).toEqual(all.data.map((e) => e.id));
   });
 

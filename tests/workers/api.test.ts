@@ -236,7 +236,7 @@ describe('the worker protocol on D1, R2 and the cron trigger', () => {
 
     const beat = await gpu.heartbeat(job.id, claim.lease.token, 1);
     expect(((await beat.json()) as { action: string }).action).toBe('continue');
-    const events = [{ seq: claim.next_event_seq, message: 'step 1', type: 'metrics', data: { reward: 0.5 } }];
+    const events = [{ seq: claim.next_event_seq, message: 'step 1', type: 'metrics', data: { step: 1, reward: 0.5, step_tokens: 64 } }];
     expect(await (await gpu.events(job.id, claim.lease.token, events)).json()).toEqual({ accepted: 1, duplicates: 0 });
     expect(await (await gpu.events(job.id, claim.lease.token, events)).json()).toEqual({ accepted: 0, duplicates: 1 });
 
@@ -257,6 +257,36 @@ describe('the worker protocol on D1, R2 and the cron trigger', () => {
     expect(models.data.map((m) => m.id)).toEqual(expect.arrayContaining(['tiny-arith', done.fine_tuned_model]));
     const log = (await (await api.get(`/v1/finetune/${job.id}/events?limit=100`)).json()) as { data: { message: string }[] };
     expect(log.data.map((e) => e.message)).toContain('step 1');
+    // OpenAI's fields at success: the tokens the worker reported, and the step-metrics CSV as a file in R2
+    const result = (await (await api.get(`/v1/fine_tuning/jobs/${job.id}`)).json()) as { trained_tokens: number; result_files: string[] };
+    expect(result.trained_tokens).toBe(64);
+    const csv = await api.get(`/v1/files/${result.result_files[0]}/content`);
+    expect(await csv.text()).toBe('step,reward,step_tokens\n1,0.5,64\n');
+  });
+
+  it('writes_one_event_per_transition_and_nothing_for_an_illegal_one_on_d1', async () => {
+    const api = client(workerFetch, (await newTenant()).key, BASE);
+    const job = await createJob(api, await uploadGood(api));
+    const count = async () =>
+      ((await env.DB.prepare('select count(*) as n from job_events where job_id = ?').bind(job.id).first()) as { n: number }).n;
+    const created = await count();
+    for (const action of ['pause', 'resume', 'cancel']) expect((await api.post(`/v1/finetune/${job.id}/${action}`)).status).toBe(200);
+    expect(await count()).toBe(created + 3);
+    await expectEnvelope(await api.post(`/v1/finetune/${job.id}/resume`), 409, 'invalid_job_status');
+    expect(await count()).toBe(created + 3);
+    const newest = (await (await api.get(`/v1/finetune/${job.id}/events?limit=1`)).json()) as { data: { message: string }[] };
+    expect(newest.data[0].message).toBe('Job cancelled by the user.');
+  });
+
+  it('filters_jobs_by_metadata_and_refuses_an_unknown_cursor_on_d1', async () => {
+    const api = client(workerFetch, (await newTenant()).key, BASE);
+    const fileId = await uploadGood(api);
+    const tagged = await createJob(api, fileId, { metadata: { team: 'edge' } });
+    await createJob(api, fileId);
+    const list = (await (await api.get('/v1/fine_tuning/jobs?metadata[team]=edge')).json()) as { data: { id: string }[] };
+    expect(list.data.map((j) => j.id)).toEqual([tagged.id]);
+    const err = await expectEnvelope(await api.get('/v1/fine_tuning/jobs?after=ftjob-nope'), 400, 'invalid_cursor');
+    expect(err.param).toBe('after');
   });
 
   it('never_gives_one_job_to_two_concurrent_claims', async () => {
@@ -285,6 +315,8 @@ describe('the worker protocol on D1, R2 and the cron trigger', () => {
     await waitOnExecutionContext(ctx);
 
     expect(((await (await api.get(`/v1/finetune/${job.id}`)).json()) as { status: string }).status).toBe('queued');
+    const swept = (await (await api.get(`/v1/finetune/${job.id}/events?limit=1`)).json()) as { data: { message: string }[] };
+    expect(swept.data[0].message).toBe('Lease expired on attempt 1; job re-queued to resume from its last checkpoint.');
     await expectEnvelope(await gpu.heartbeat(job.id, first.lease.token), 409);
     const second = (await new TestWorker(workerFetch, env.WORKER_TOKEN, 'gpu-next', BASE).claim())!;
     expect(second.job.id).toBe(job.id);

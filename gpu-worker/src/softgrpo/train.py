@@ -393,6 +393,9 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
             "rollout_logprob_gap": float(torch.cat([(old - batch.rollout_logprob).abs() for micro in minibatches
                                                     for batch, old, _ in micro]).mean()) if gap_valid else None,
             "tokens_per_s": sum(len(r.tokens) for r in rollouts) / max(t_rollout, 1e-9),
+            # the step's training tokens (prompt + sampled, every rollout, once however many ppo_epochs): the API sums
+            # them into the job's trained_tokens
+            "step_tokens": sum(len(r.prompt_ids) + len(r.tokens) for r in rollouts),
             "rollout_seconds": t_rollout, "step_seconds": t_total, "learning_rate": hp.learning_rate,
         }
         history.append(metrics)

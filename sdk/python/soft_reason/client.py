@@ -17,7 +17,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, cast
+from typing import IO, Any, Callable, Iterator, Literal, cast
 
 import httpx
 
@@ -206,8 +206,11 @@ class SoftReason:
     def checkpoints(self, job_id: str, *, after: str | None = None, limit: int | None = None) -> FineTuningJobCheckpointList:
         return self._json("checkpoints", {"job_id": job_id}, params=_query(after=after, limit=limit))
 
-    def events(self, job_id: str, *, after: str | None = None, limit: int | None = None) -> FineTuningJobEventList:
-        return self._json("events", {"job_id": job_id}, params=_query(after=after, limit=limit))
+    def events(self, job_id: str, *, after: str | None = None, limit: int | None = None,
+               order: Literal["asc", "desc"] | None = None) -> FineTuningJobEventList:
+        """One page of a job's events: newest first (as OpenAI), or oldest first with order="asc"; `after` pages
+        on in that order."""
+        return self._json("events", {"job_id": job_id}, params=_query(after=after, limit=limit, order=order))
 
     def stream_events(self, job_id: str, *, after: str | None = None) -> Iterator[FineTuningJobEvent]:
         """Follows a job's events until it has finished and every event was delivered; reconnects from the last

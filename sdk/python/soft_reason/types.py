@@ -28,7 +28,7 @@ class File(TypedDict):
     bytes: int
     created_at: int
     filename: str
-    purpose: Literal["fine-tune"]
+    purpose: Literal["fine-tune", "fine-tune-results"]
     status: Literal["processed"]
     examples: int
     sha256: str
@@ -72,6 +72,7 @@ class FineTuningJob(TypedDict):
     training_file: str
     validation_file: str | None
     method: JobMethod
+    hyperparameters: dict[str, Any]
     grader: dict[str, Any]
     suffix: str | None
     seed: int
@@ -82,6 +83,7 @@ class FineTuningJob(TypedDict):
     result_files: list[str]
     trained_tokens: int | None
     estimated_finish: int | None
+    integrations: list[dict[str, Any]]
     user_provided_suffix: str | None
 
 
@@ -233,6 +235,7 @@ class CreateFineTuningJob(TypedDict):
     suffix: NotRequired[str | None]
     seed: NotRequired[int]
     metadata: NotRequired[dict[str, str] | None]
+    integrations: NotRequired[list[Any] | None]
 
 
 SPEC_SCHEMAS: dict[str, type] = {

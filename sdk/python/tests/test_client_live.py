@@ -59,7 +59,8 @@ def test_job_lifecycle_events_and_wait(api):
         api.resume_job(job["id"])
     assert (info.value.status, info.value.code) == (409, "invalid_job_status")
     assert api.wait_for_job(job["id"], poll=0.01, timeout=5)["status"] == "cancelled"
-    paged = api.events(job["id"], limit=100)["data"]
+    paged = api.events(job["id"], limit=100, order="asc")["data"]
+    assert api.events(job["id"], limit=100)["data"] == paged[::-1]  # newest first by default, as OpenAI
     streamed = list(api.stream_events(job["id"]))
     assert streamed == paged and len(paged) >= 2
     assert list(api.stream_events(job["id"], after=paged[0]["id"])) == paged[1:]
@@ -135,7 +136,7 @@ def test_stream_events_resumes_after_the_last_event_when_a_stream_ends_early(api
 
     with SoftReason(server.api_key, server.base_url, http=httpx.Client(transport=httpx.MockTransport(handler))) as cut:
         streamed = list(cut.stream_events(job["id"]))
-    paged = api.events(job["id"], limit=100)["data"]
+    paged = api.events(job["id"], limit=100, order="asc")["data"]
     assert streamed == paged
     assert len(streams) == 2
     assert "after" not in streams[0].url.params

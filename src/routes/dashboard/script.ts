@@ -120,7 +120,7 @@ async function allEvents(jobId) {
   const events = [];
   let after = '';
   for (let page = 0; page < 50; page++) {
-    const list = await getJson('/v1/finetune/' + encodeURIComponent(jobId) + '/events?limit=100' + (after ? '&after=' + encodeURIComponent(after) : ''));
+    const list = await getJson('/v1/finetune/' + encodeURIComponent(jobId) + '/events?order=asc&limit=100' + (after ? '&after=' + encodeURIComponent(after) : ''));
     events.push(...list.data);
     if (!list.has_more || !list.last_id) break;
     after = list.last_id;

@@ -5,7 +5,7 @@ import { files, jobs } from '../../db/schema';
 import { ApiError, errorResponses, notFound } from '../../errors';
 import { DEFAULT_LIMITS } from '../../ports';
 import { createRouter } from '../../router';
-import { IdempotencyHeaders, ListQuery, bearerSecurity, page } from '../common';
+import { IdempotencyHeaders, ListQuery, bearerSecurity, page, requireCursor } from '../common';
 import { DeletedFile, FileIdParam, FileList, FileObject, toFileObject } from './schemas';
 import { RAW_UPLOAD_TYPES, uploadFile } from './upload';
 
@@ -84,9 +84,10 @@ filesRouter.openapi(
   async (c) => {
     const { after, limit } = c.req.valid('query');
     const tenantId = c.get('tenantId');
-    const rows = await c
-      .get('deps')
-      .database.db.select()
+    const { db } = c.get('deps').database;
+    await requireCursor(db, files, files.id, eq(files.tenantId, tenantId), after);
+    const rows = await db
+      .select()
       .from(files)
       .where(and(eq(files.tenantId, tenantId), after ? lt(files.id, after) : undefined))
       .orderBy(desc(files.id))
@@ -126,11 +127,14 @@ filesRouter.openapi(
     method: 'get',
     path: '/{file_id}/content',
     tags: ['Files'],
-    summary: 'Download the file content (JSONL)',
+    summary: 'Download the file content (JSONL; a job\'s result file is CSV)',
     security: bearerSecurity,
     request: { params: FileIdParam },
     responses: {
-      200: { description: 'The JSONL content', content: { 'application/jsonl': { schema: { type: 'string' } } } },
+      200: {
+        description: 'The content: JSONL for an uploaded dataset, CSV for a job\'s result file (purpose fine-tune-results)',
+        content: { 'application/jsonl': { schema: { type: 'string' } }, 'text/csv': { schema: { type: 'string' } } },
+      },
       ...errorResponses(401, 404),
     },
   }),
@@ -149,7 +153,7 @@ filesRouter.openapi(
     return new Response(blob.body, {
       status: 200,
       headers: {
-        'content-type': 'application/jsonl',
+        'content-type': row.purpose === 'fine-tune-results' ? 'text/csv' : 'application/jsonl',
         'content-length': String(blob.size),
         'content-disposition': contentDisposition(row.filename),
       },

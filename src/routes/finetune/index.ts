@@ -1,30 +1,19 @@
 /**
  * Fine-tuning jobs, mounted at `/v1/finetune` and at OpenAI's `/v1/fine_tuning/jobs`: create, list, retrieve,
  * cancel, pause, resume, events (page or server-sent events) and checkpoints. Tenant-scoped: another tenant's
- * job id answers 404. Status changes follow src/jobs/store.ts (illegal ones answer 409).
+ * job id answers 404. Status changes go through src/jobs/lifecycle.ts (illegal ones answer 409).
  */
 import { createRoute } from '@hono/zod-openapi';
-import { and, asc, desc, eq, gt, lt, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, isNull, lt, sql } from 'drizzle-orm';
 import { checkpoints, files, jobEvents, jobs } from '../../db/schema';
-import { errorResponses, notFound } from '../../errors';
-import { addJobEvents, getTenantJob, transitionJob } from '../../jobs/store';
+import { badRequest, errorResponses, notFound } from '../../errors';
+import { cancelJob, createJob, pauseJob, resumeJob } from '../../jobs/lifecycle';
+import { CheckpointObject, JobObject, parseEventCursor, toCheckpointObject, toEventObject, toJobObject } from '../../jobs/objects';
+import { getTenantJob } from '../../jobs/store';
 import { createRouter } from '../../router';
 import { checkJobQuota, jobQuotaGuard, jobWasKept } from '../../tenants/job-quota';
-import { IdempotencyHeaders, ListQuery, bearerSecurity, page } from '../common';
-import {
-  CheckpointList,
-  CreateJobBody,
-  EventList,
-  EventStreamItem,
-  EventsQuery,
-  JobIdParam,
-  JobList,
-  JobObject,
-  parseEventCursor,
-  toCheckpointObject,
-  toEventObject,
-  toJobObject,
-} from './schemas';
+import { IdempotencyHeaders, JobIdParam, ListQuery, bearerSecurity, page, requireCursor, unknownCursor } from '../common';
+import { CheckpointList, CreateJobBody, EventList, EventStreamItem, EventsQuery, JobList, ListJobsQuery } from './schemas';
 import { streamJobEvents } from './sse';
 
 export const finetuneRouter = createRouter();
@@ -44,7 +33,8 @@ finetuneRouter.openapi(
     summary: 'Create a fine-tuning job (SofT-GRPO or GRPO)',
     description:
       'Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter ' +
-      'accepts "auto". Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs ' +
+      'accepts "auto". `method` is ours, `{type, hyperparameters}`, or OpenAI\'s nested `{type, <type>: {hyperparameters}}`. ' +
+      'Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs ' +
       '(default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.',
     security: bearerSecurity,
     request: { headers: IdempotencyHeaders, body: { required: true, content: { 'application/json': { schema: CreateJobBody } } } },
@@ -82,30 +72,13 @@ finetuneRouter.openapi(
       suffix: body.suffix ?? null,
       seed: body.seed ?? randomSeed(),
       metadata: body.metadata ?? null,
-      status: 'queued' as const,
       maxAttempts: deps.config.maxAttempts,
       createdAt: now,
       updatedAt: now,
     };
-    const event = (message: string, type = 'status', data: Record<string, unknown> | null = null) => ({
-      jobId: id,
-      level: 'info' as const,
-      type,
-      message,
-      data,
-      createdAt: now,
-    });
-    await deps.database.batch([
-      db.insert(jobs).values(row),
-      db.insert(jobEvents).values([
-        event(`Created fine-tuning job ${id} (${body.method.type}) on ${body.model}.`, 'message'),
-        event('Validated training and validation files.', 'status', { status: 'validating_files' }),
-        event('Job queued; waiting for a GPU worker.', 'status', { status: 'queued' }),
-      ]),
-      ...jobQuotaGuard(db, tenantId, id, deps.config.tenantLimits.activeJobs),
-    ]);
+    await createJob(deps, row, [...jobQuotaGuard(db, tenantId, id, deps.config.tenantLimits.activeJobs)]);
     await jobWasKept(c, deps, tenantId, id);
-    return c.json(toJobObject(await getTenantJob(db, tenantId, id)), 200);
+    return c.json(toJobObject(await getTenantJob(db, tenantId, id), deps.clock.now()), 200);
   },
 );
 
@@ -115,23 +88,39 @@ finetuneRouter.openapi(
     path: '/',
     tags,
     summary: 'List fine-tuning jobs (newest first)',
+    description: 'Filter by metadata with `metadata[key]=value` (every pair must match), as OpenAI\'s list does.',
     security: bearerSecurity,
-    request: { query: ListQuery },
+    request: { query: ListJobsQuery },
     responses: {
       200: { description: 'A page of jobs', content: { 'application/json': { schema: JobList } } },
       ...errorResponses(400, 401),
     },
   }),
   async (c) => {
-    const { after, limit } = c.req.valid('query');
-    const rows = await c
-      .get('deps')
-      .database.db.select()
+    const { after, limit, metadata } = c.req.valid('query');
+    const deps = c.get('deps');
+    const { db } = deps.database;
+    const tenant = eq(jobs.tenantId, c.get('tenantId'));
+    await requireCursor(db, jobs, jobs.id, tenant, after);
+    // `metadata[key]=value` arrives as query keys of that name (deepObject); `metadata=null` as the literal.
+    const pairs = Object.entries(c.req.queries())
+      .map(([k, v]) => [/^metadata\[(.*)\]$/s.exec(k)?.[1], v] as const)
+      .filter((p): p is readonly [string, string[]] => p[0] !== undefined);
+    if (pairs.length > 0 && metadata === 'null')
+      throw badRequest('metadata: use either metadata=null or metadata[key]=value, not both', 'metadata');
+    const matches = pairs.flatMap(([key, values]) =>
+      values.map(
+        (v) => sql`exists (select 1 from json_each(${jobs.metadata}) where json_each.key = ${key} and json_each.value = ${v})`,
+      ),
+    );
+    const rows = await db
+      .select()
       .from(jobs)
-      .where(and(eq(jobs.tenantId, c.get('tenantId')), after ? lt(jobs.id, after) : undefined))
+      .where(and(tenant, after ? lt(jobs.id, after) : undefined, metadata === 'null' ? isNull(jobs.metadata) : undefined, ...matches))
       .orderBy(desc(jobs.id))
       .limit(limit + 1);
-    return c.json(page(rows.map(toJobObject), limit), 200);
+    const now = deps.clock.now();
+    return c.json(page(rows.map((r) => toJobObject(r, now)), limit), 200);
   },
 );
 
@@ -146,12 +135,11 @@ finetuneRouter.openapi(
     responses: { 200: jobResponse, ...errorResponses(401, 404) },
   }),
   async (c) => {
-    const job = await getTenantJob(c.get('deps').database.db, c.get('tenantId'), c.req.valid('param').job_id);
-    return c.json(toJobObject(job), 200);
+    const deps = c.get('deps');
+    const job = await getTenantJob(deps.database.db, c.get('tenantId'), c.req.valid('param').job_id);
+    return c.json(toJobObject(job, deps.clock.now()), 200);
   },
 );
-
-const NOT_FINISHED = ['validating_files', 'queued', 'running', 'pausing', 'paused'] as const;
 
 finetuneRouter.openapi(
   createRoute({
@@ -166,18 +154,8 @@ finetuneRouter.openapi(
   }),
   async (c) => {
     const deps = c.get('deps');
-    const { db } = deps.database;
-    const { job_id } = c.req.valid('param');
-    const now = deps.clock.now();
-    const job = await transitionJob(db, {
-      jobId: job_id,
-      scope: eq(jobs.tenantId, c.get('tenantId')),
-      from: NOT_FINISHED,
-      set: { status: 'cancelled', finishedAt: now, updatedAt: now },
-      action: 'cancel',
-    });
-    await addJobEvents(db, job.id, now, [{ type: 'status', message: 'Job cancelled by the user.', data: { status: 'cancelled' } }]);
-    return c.json(toJobObject(job), 200);
+    const job = await cancelJob(deps, c.get('tenantId'), c.req.valid('param').job_id);
+    return c.json(toJobObject(job, deps.clock.now()), 200);
   },
 );
 
@@ -196,19 +174,8 @@ finetuneRouter.openapi(
   }),
   async (c) => {
     const deps = c.get('deps');
-    const { db } = deps.database;
-    const now = deps.clock.now();
-    const job = await transitionJob(db, {
-      jobId: c.req.valid('param').job_id,
-      scope: eq(jobs.tenantId, c.get('tenantId')),
-      from: ['queued', 'running'],
-      set: { status: sql`CASE ${jobs.status} WHEN 'queued' THEN 'paused' ELSE 'pausing' END`, updatedAt: now },
-      action: 'pause',
-    });
-    await addJobEvents(db, job.id, now, [
-      { type: 'status', message: job.status === 'paused' ? 'Job paused.' : 'Pause requested; waiting for the worker to checkpoint.', data: { status: job.status } },
-    ]);
-    return c.json(toJobObject(job), 200);
+    const job = await pauseJob(deps, c.get('tenantId'), c.req.valid('param').job_id);
+    return c.json(toJobObject(job, deps.clock.now()), 200);
   },
 );
 
@@ -225,17 +192,8 @@ finetuneRouter.openapi(
   }),
   async (c) => {
     const deps = c.get('deps');
-    const { db } = deps.database;
-    const now = deps.clock.now();
-    const job = await transitionJob(db, {
-      jobId: c.req.valid('param').job_id,
-      scope: eq(jobs.tenantId, c.get('tenantId')),
-      from: ['paused', 'pausing'],
-      set: { status: sql`CASE ${jobs.status} WHEN 'paused' THEN 'queued' ELSE 'running' END`, updatedAt: now },
-      action: 'resume',
-    });
-    await addJobEvents(db, job.id, now, [{ type: 'status', message: `Job resumed (${job.status}).`, data: { status: job.status } }]);
-    return c.json(toJobObject(job), 200);
+    const job = await resumeJob(deps, c.get('tenantId'), c.req.valid('param').job_id);
+    return c.json(toJobObject(job, deps.clock.now()), 200);
   },
 );
 
@@ -244,9 +202,10 @@ finetuneRouter.openapi(
     method: 'get',
     path: '/{job_id}/events',
     tags,
-    summary: 'List job events (oldest first), or stream them',
+    summary: 'List job events (newest first, or oldest first with order=asc), or stream them',
     description:
-      'Events in the order they happened, `after` an event id. With `stream=true` the answer is a text/event-stream: ' +
+      'A page of events, newest first as OpenAI lists them (`order=asc`: oldest first), `after` an event id of this job ' +
+      '(400 `invalid_cursor` otherwise). With `stream=true` the answer is a text/event-stream, oldest first: ' +
       'one `event: event` per job event (its `id:` is the cursor), `: keep-alive` comments while idle, and a final ' +
       '`event: done` once the job finished. Reconnect with `after` or Last-Event-ID to resume.',
     security: bearerSecurity,
@@ -266,15 +225,32 @@ finetuneRouter.openapi(
     const { db } = c.get('deps').database;
     const job = await getTenantJob(db, c.get('tenantId'), c.req.valid('param').job_id);
     const q = c.req.valid('query');
-    const cursorText = q.after ?? (q.stream === 'true' ? c.req.header('last-event-id') : undefined);
-    const cursor = cursorText === undefined ? 0 : parseEventCursor(cursorText);
-    if (cursor === null) throw notFound('event', cursorText!, 'after');
-    if (q.stream === 'true') return streamJobEvents(c, job.id, cursor);
+    const streaming = q.stream === 'true';
+    if (streaming && q.order === 'desc') throw badRequest('order: a stream is always oldest first; leave order out or send asc', 'order');
+    const cursorText = q.after ?? (streaming ? c.req.header('last-event-id') : undefined);
+    const cursor = cursorText === undefined ? null : parseEventCursor(cursorText);
+    if (cursorText !== undefined) {
+      const known =
+        cursor !== null &&
+        (await db
+          .select({ id: jobEvents.id })
+          .from(jobEvents)
+          .where(and(eq(jobEvents.id, cursor), eq(jobEvents.jobId, job.id)))
+          .get());
+      if (!known) throw unknownCursor(cursorText);
+    }
+    if (streaming) return streamJobEvents(c, job.id, cursor ?? 0);
+    const newestFirst = q.order !== 'asc';
     const rows = await db
       .select()
       .from(jobEvents)
-      .where(and(eq(jobEvents.jobId, job.id), gt(jobEvents.id, cursor)))
-      .orderBy(asc(jobEvents.id))
+      .where(
+        and(
+          eq(jobEvents.jobId, job.id),
+          cursor === null ? undefined : newestFirst ? lt(jobEvents.id, cursor) : gt(jobEvents.id, cursor),
+        ),
+      )
+      .orderBy(newestFirst ? desc(jobEvents.id) : asc(jobEvents.id))
       .limit(q.limit + 1);
     return c.json(page(rows.map(toEventObject), q.limit), 200);
   },
@@ -297,6 +273,7 @@ finetuneRouter.openapi(
     const { db } = c.get('deps').database;
     const job = await getTenantJob(db, c.get('tenantId'), c.req.valid('param').job_id);
     const { after, limit } = c.req.valid('query');
+    await requireCursor(db, checkpoints, checkpoints.id, eq(checkpoints.jobId, job.id), after);
     const rows = await db
       .select()
       .from(checkpoints)

@@ -9,7 +9,7 @@ import { streamSSE } from 'hono/streaming';
 import { and, asc, eq, gt } from 'drizzle-orm';
 import { TERMINAL_STATUSES, jobEvents, jobs } from '../../db/schema';
 import type { AppEnv } from '../../router';
-import { eventId, toEventObject } from './schemas';
+import { eventId, toEventObject } from '../../jobs/objects';
 
 const BATCH = 100;
 

@@ -4,15 +4,14 @@
  * registered checkpoint with missing files). Registering the same step twice with the same files is a no-op.
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { and, eq, sql } from 'drizzle-orm';
-import { checkpoints, jobs } from '../../db/schema';
 import { ApiError, errorResponses } from '../../errors';
-import { addJobEvents } from '../../jobs/store';
-import { createRouter } from '../../router';
-import { IdempotencyHeaders, originOf, seconds, workerSecurity } from '../common';
-import { CheckpointObject, JobIdParam, toCheckpointObject } from '../finetune/schemas';
 import { checkpointKey, checkpointPrefix } from '../../jobs/checkpoint-uploads';
-import { requireLease } from './lease';
+import { registerCheckpoint } from '../../jobs/lifecycle';
+import { CheckpointObject, toCheckpointObject } from '../../jobs/objects';
+import { requireLease } from '../../jobs/store';
+import { LEASED_STATUSES } from '../../jobs/transitions';
+import { createRouter } from '../../router';
+import { IdempotencyHeaders, JobIdParam, originOf, seconds, workerSecurity } from '../common';
 import { RegisterCheckpointBody, UploadUrlsBody, UploadUrlsResponse } from './schemas';
 
 export const internalCheckpointsRouter = createRouter();
@@ -37,7 +36,7 @@ internalCheckpointsRouter.openapi(
     const deps = c.get('deps');
     const { job_id } = c.req.valid('param');
     const body = c.req.valid('json');
-    const job = await requireLease(deps.database.db, job_id, body.lease_token, ['running', 'pausing']);
+    const job = await requireLease(deps.database.db, job_id, body.lease_token, LEASED_STATUSES);
     const tooBig = body.files.findIndex((f) => f.bytes > deps.config.limits.maxBlobBytes);
     if (tooBig !== -1)
       throw new ApiError(413, `files[${tooBig}].bytes: larger than ${deps.config.limits.maxBlobBytes}`, { param: `files[${tooBig}].bytes` });
@@ -75,7 +74,7 @@ internalCheckpointsRouter.openapi(
     const { db } = deps.database;
     const { job_id } = c.req.valid('param');
     const body = c.req.valid('json');
-    const job = await requireLease(db, job_id, body.lease_token, ['running', 'pausing']);
+    const job = await requireLease(db, job_id, body.lease_token, LEASED_STATUSES);
     for (const [i, f] of body.files.entries()) {
       const info = await deps.blobs.head(checkpointKey(job_id, body.step, job.attempts, f.name));
       const param = `files[${i}]`;
@@ -85,40 +84,16 @@ internalCheckpointsRouter.openapi(
       if (info.sha256 !== f.sha256)
         throw new ApiError(400, `${param}: "${f.name}" has sha256 ${info.sha256}, not ${f.sha256}`, { param, code: 'blob_sha256_mismatch' });
     }
-    const now = deps.clock.now();
-    const [created] = await db
-      .insert(checkpoints)
-      .values({
-        id: deps.ids.next('ftckpt'),
-        jobId: job_id,
-        tenantId: job.tenantId,
-        step: body.step,
-        metrics: body.metrics,
-        files: body.files,
-        blobPrefix: checkpointPrefix(job_id, body.step, job.attempts),
-        createdAt: now,
-      })
-      .onConflictDoNothing()
-      .returning();
-    if (!created) {
-      const existing = (await db
-        .select()
-        .from(checkpoints)
-        .where(and(eq(checkpoints.jobId, job_id), eq(checkpoints.step, body.step)))
-        .get())!;
-      const same = JSON.stringify(existing.files) === JSON.stringify(body.files);
-      if (!same)
-        throw new ApiError(409, `Step ${body.step} already has a checkpoint with other files.`, { code: 'checkpoint_exists', param: 'step' });
-      return c.json(toCheckpointObject(job, existing), 200);
-    }
-    await db
-      .update(jobs)
-      .set({ trainedSteps: sql`max(${jobs.trainedSteps}, ${body.step})`, updatedAt: now })
-      .where(eq(jobs.id, job_id));
-    await addJobEvents(db, job_id, now, [
-      { type: 'checkpoint', message: `Checkpoint saved at step ${body.step}.`, data: { step: body.step, checkpoint_id: created.id, metrics: body.metrics } },
-    ]);
-    return c.json(toCheckpointObject(job, created), 200);
+    const { created, row } = await registerCheckpoint(deps, job, body.lease_token, {
+      id: deps.ids.next('ftckpt'),
+      step: body.step,
+      metrics: body.metrics,
+      files: body.files,
+      blobPrefix: checkpointPrefix(job_id, body.step, job.attempts),
+    });
+    if (!created && JSON.stringify(row.files) !== JSON.stringify(body.files))
+      throw new ApiError(409, `Step ${body.step} already has a checkpoint with other files.`, { code: 'checkpoint_exists', param: 'step' });
+    return c.json(toCheckpointObject(job, row), 200);
   },
 );
 

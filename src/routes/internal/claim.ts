@@ -5,13 +5,13 @@
  */
 import { createRoute } from '@hono/zod-openapi';
 import { and, desc, eq, isNotNull, max } from 'drizzle-orm';
-import { checkpoints, files, jobEvents, jobs } from '../../db/schema';
+import { checkpoints, files, jobEvents } from '../../db/schema';
 import { errorResponses } from '../../errors';
 import { claimNextJob } from '../../jobs/claim';
-import { addJobEvents, transitionJob } from '../../jobs/store';
+import { failJob } from '../../jobs/lifecycle';
+import { fineTunedModelName } from '../../models/names';
 import { createRouter } from '../../router';
 import { IdempotencyHeaders, originOf, seconds, workerSecurity } from '../common';
-import { fineTunedModelName } from '../finetune/schemas';
 import { signedFiles } from './lease';
 import { ClaimBody, ClaimResponse } from './schemas';
 
@@ -46,7 +46,7 @@ internalClaimRouter.openapi(
     const now = deps.clock.now();
     const token = deps.ids.secret(24);
     const leaseMs = deps.config.leaseSeconds * 1000;
-    const job = await claimNextJob(db, { now, leaseToken: token, leaseMs, workerId: body.worker_id, models: body.models });
+    const job = await claimNextJob(deps.database, { now, leaseToken: token, leaseMs, workerId: body.worker_id, models: body.models });
     if (!job) return c.body(null, 204, { 'retry-after': String(CLAIM_POLL_SECONDS) });
 
     const [training, validation, last, seqRow] = await Promise.all([
@@ -63,30 +63,10 @@ internalClaimRouter.openapi(
     const missing = !training ? 'training_file' : job.validationFile && !validation ? 'validation_file' : !base ? 'model' : null;
     if (missing) {
       // Deleted file or retired model: the job cannot run anywhere. Fail it and tell the worker nothing to do.
-      await transitionJob(db, {
-        jobId: job.id,
-        scope: eq(jobs.leaseToken, token),
-        from: ['running'],
-        set: {
-          status: 'failed',
-          error: { code: `${missing}_missing`, message: `The job's ${missing} no longer exists.`, param: missing },
-          leaseToken: null,
-          leaseExpiresAt: null,
-          finishedAt: now,
-          updatedAt: now,
-        },
-        action: 'fail',
-      });
-      await addJobEvents(db, job.id, now, [{ level: 'error', type: 'status', message: `Failed: ${missing} no longer exists.`, data: { status: 'failed' } }]);
+      const error = { code: `${missing}_missing`, message: `The job's ${missing} no longer exists.`, param: missing };
+      await failJob(deps, job.id, token, error, false);
       return c.body(null, 204);
     }
-    await addJobEvents(db, job.id, now, [
-      {
-        type: 'status',
-        message: `Worker ${body.worker_id} started attempt ${job.attempts}${last ? ` from checkpoint step ${last.step}` : ''}.`,
-        data: { status: 'running', attempt: job.attempts, resume_step: last?.step ?? null },
-      },
-    ]);
     const origin = originOf(c.req.url);
     const expiresAt = now + deps.config.signedUrlSeconds * 1000;
     const fileEntry = async (f: NonNullable<typeof training>) =>

@@ -4,15 +4,14 @@
  * transfer in ./checkpoints.ts; this file has the calls a worker makes while it holds a lease.
  */
 import { createRoute } from '@hono/zod-openapi';
-import { and, desc, eq, inArray, sql } from 'drizzle-orm';
-import { checkpoints, jobEvents, jobs } from '../../db/schema';
-import { ApiError, errorResponses } from '../../errors';
-import { addJobEvents, transitionJob } from '../../jobs/store';
+import { jobEvents } from '../../db/schema';
+import { errorResponses } from '../../errors';
+import { ackPause, failJob, finishJob, heartbeatJob } from '../../jobs/lifecycle';
+import { JobObject, toJobObject } from '../../jobs/objects';
+import { requireLease } from '../../jobs/store';
 import { createRouter } from '../../router';
-import { IdempotencyHeaders, seconds, workerSecurity } from '../common';
-import { fineTunedModelName, JobIdParam, JobObject, toJobObject } from '../finetune/schemas';
+import { IdempotencyHeaders, JobIdParam, seconds, workerSecurity } from '../common';
 import { internalClaimRouter } from './claim';
-import { leaseLost, requireLease } from './lease';
 import {
   EventsBody,
   EventsResponse,
@@ -45,35 +44,10 @@ internalRouter.openapi(
     },
   }),
   async (c) => {
-    const deps = c.get('deps');
-    const { db } = deps.database;
     const { job_id } = c.req.valid('param');
     const body = c.req.valid('json');
-    const now = deps.clock.now();
-    const expires = now + deps.config.leaseSeconds * 1000;
-    const [job] = await db
-      .update(jobs)
-      .set({
-        leaseExpiresAt: expires,
-        updatedAt: now,
-        ...(body.trained_steps !== undefined ? { trainedSteps: sql`max(${jobs.trainedSteps}, ${body.trained_steps})` } : {}),
-      })
-      .where(and(eq(jobs.id, job_id), eq(jobs.leaseToken, body.lease_token), inArray(jobs.status, ['running', 'pausing'])))
-      .returning({ status: jobs.status });
-    if (job)
-      return c.json(
-        { action: job.status === 'pausing' ? ('pause' as const) : ('continue' as const), status: job.status, lease_expires_at: seconds(expires) },
-        200,
-      );
-    // Cancelled while this worker held the lease: tell it to stop, and release the lease.
-    const [cancelled] = await db
-      .update(jobs)
-      .set({ leaseToken: null, leaseExpiresAt: null, updatedAt: now })
-      .where(and(eq(jobs.id, job_id), eq(jobs.leaseToken, body.lease_token), eq(jobs.status, 'cancelled')))
-      .returning({ status: jobs.status });
-    if (cancelled) return c.json({ action: 'cancel' as const, status: cancelled.status, lease_expires_at: seconds(now) }, 200);
-    await requireLease(db, job_id, body.lease_token, ['running', 'pausing']);
-    throw leaseLost(job_id);
+    const answer = await heartbeatJob(c.get('deps'), job_id, body.lease_token, body.trained_steps);
+    return c.json({ action: answer.action, status: answer.status, lease_expires_at: seconds(answer.leaseExpiresAt) }, 200);
   },
 );
 
@@ -135,23 +109,8 @@ internalRouter.openapi(
   }),
   async (c) => {
     const deps = c.get('deps');
-    const { db } = deps.database;
-    const { job_id } = c.req.valid('param');
-    const { lease_token } = c.req.valid('json');
-    await requireLease(db, job_id, lease_token, ['running', 'pausing']);
-    const now = deps.clock.now();
-    const job = await transitionJob(db, {
-      jobId: job_id,
-      scope: eq(jobs.leaseToken, lease_token),
-      from: ['pausing'],
-      // A pause the user asked for ends this claim on purpose: it gives its attempt back, so pause/resume cycles
-      // never use up the attempts that guard against lost workers (the next claim counts it again).
-      set: { status: 'paused', leaseToken: null, leaseExpiresAt: null, attempts: sql`${jobs.attempts} - 1`, updatedAt: now },
-      action: 'pause',
-      notFoundError: () => leaseLost(job_id),
-    });
-    await addJobEvents(db, job_id, now, [{ type: 'status', message: 'Job paused by its worker.', data: { status: 'paused' } }]);
-    return c.json(toJobObject(job), 200);
+    const job = await ackPause(deps, c.req.valid('param').job_id, c.req.valid('json').lease_token);
+    return c.json(toJobObject(job, deps.clock.now()), 200);
   },
 );
 
@@ -167,41 +126,10 @@ internalRouter.openapi(
   }),
   async (c) => {
     const deps = c.get('deps');
-    const { db } = deps.database;
-    const { job_id } = c.req.valid('param');
-    const { lease_token } = c.req.valid('json');
-    const current = await requireLease(db, job_id, lease_token, ['running', 'pausing']);
-    const last = await db.select({ step: checkpoints.step }).from(checkpoints).where(eq(checkpoints.jobId, job_id)).orderBy(desc(checkpoints.step)).get();
-    if (!last) throw noCheckpoint(job_id);
-    const now = deps.clock.now();
-    const job = await transitionJob(db, {
-      jobId: job_id,
-      scope: eq(jobs.leaseToken, lease_token),
-      from: ['running', 'pausing'],
-      set: {
-        status: 'succeeded',
-        fineTunedModel: fineTunedModelName(current),
-        trainedSteps: sql`max(${jobs.trainedSteps}, ${last.step})`,
-        leaseToken: null,
-        leaseExpiresAt: null,
-        finishedAt: now,
-        updatedAt: now,
-      },
-      action: 'finish',
-      notFoundError: () => leaseLost(job_id),
-    });
-    await addJobEvents(db, job_id, now, [
-      { type: 'status', message: `Job succeeded: ${job.fineTunedModel} (step ${last.step}).`, data: { status: 'succeeded', fine_tuned_model: job.fineTunedModel } },
-    ]);
-    return c.json(toJobObject(job), 200);
+    const job = await finishJob(deps, c.req.valid('param').job_id, c.req.valid('json').lease_token);
+    return c.json(toJobObject(job, deps.clock.now()), 200);
   },
 );
-
-function noCheckpoint(jobId: string) {
-  return new ApiError(409, `Job '${jobId}' has no checkpoint; register the final checkpoint before finishing.`, {
-    code: 'no_checkpoint',
-  });
-}
 
 internalRouter.openapi(
   createRoute({
@@ -216,31 +144,9 @@ internalRouter.openapi(
   }),
   async (c) => {
     const deps = c.get('deps');
-    const { db } = deps.database;
-    const { job_id } = c.req.valid('param');
     const body = c.req.valid('json');
-    const current = await requireLease(db, job_id, body.lease_token, ['running', 'pausing']);
-    const now = deps.clock.now();
     const error = { code: body.error.code, message: body.error.message, param: body.error.param ?? null };
-    const retry = body.retryable && current.attempts < current.maxAttempts;
-    const job = await transitionJob(db, {
-      jobId: job_id,
-      scope: eq(jobs.leaseToken, body.lease_token),
-      from: ['running', 'pausing'],
-      set: retry
-        ? { status: sql`CASE ${jobs.status} WHEN 'pausing' THEN 'paused' ELSE 'queued' END`, leaseToken: null, leaseExpiresAt: null, updatedAt: now }
-        : { status: 'failed', error, leaseToken: null, leaseExpiresAt: null, finishedAt: now, updatedAt: now },
-      action: 'fail',
-      notFoundError: () => leaseLost(job_id),
-    });
-    await addJobEvents(db, job_id, now, [
-      {
-        level: retry ? 'warn' : 'error',
-        type: 'status',
-        message: retry ? `Attempt ${current.attempts} failed (${error.message}); job re-queued.` : `Job failed: ${error.message}`,
-        data: { status: job.status, error },
-      },
-    ]);
-    return c.json(toJobObject(job), 200);
+    const job = await failJob(deps, c.req.valid('param').job_id, body.lease_token, error, body.retryable);
+    return c.json(toJobObject(job, deps.clock.now()), 200);
   },
 );
