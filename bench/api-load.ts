@@ -16,15 +16,13 @@
  * exits non-zero, so a broken route never shows up as a fast one.
  */
 import autocannon from "autocannon";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { createApiKey, freePort, ROOT, waitForServer } from "./local-server";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const TSX = join(ROOT, "node_modules", ".bin", "tsx");
 const RESULTS = join(ROOT, "bench", "results-api.md");
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
@@ -37,42 +35,6 @@ interface Row {
   p99: number;
   rps: number;
   errors: number;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
-
-async function waitForServer(base: string, child: ChildProcess, logs: () => string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${logs()}`);
-    try {
-      const res = await fetch(`${base}/healthz`);
-      if (res.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`server did not answer /healthz within 60 s:\n${logs()}`);
-}
-
-/** Runs scripts/create-api-key.ts against DATA_DIR and returns the key it prints (its last printed token). */
-function createApiKey(env: NodeJS.ProcessEnv): string {
-  const out = spawnSync(TSX, ["scripts/create-api-key.ts"], { cwd: ROOT, env, encoding: "utf8" });
-  if (out.status !== 0) throw new Error(`create-api-key failed (${out.status}):\n${out.stdout}\n${out.stderr}`);
-  const tokens = out.stdout.trim().split(/\s+/);
-  const key = tokens[tokens.length - 1];
-  if (!key) throw new Error(`create-api-key printed no key:\n${out.stdout}`);
-  return key;
 }
 
 async function api(base: string, key: string, path: string, init: RequestInit = {}): Promise<any> {

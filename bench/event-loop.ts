@@ -16,15 +16,14 @@
  *
  * Prints a table and adds its rows to its own section of bench/results-api.md (created when missing).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { EventLoopReport } from './event-loop-probe';
+import { createApiKey, freePort, ROOT, waitForServer } from './local-server';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS = process.env.BENCH_RESULTS ?? join(ROOT, 'bench', 'results-api.md'); // another file for trial runs
 const PROBE = pathToFileURL(join(ROOT, 'bench', 'event-loop-probe.ts')).href;
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
@@ -60,35 +59,6 @@ interface Row {
   healthP99: number;
   healthChecks: number;
   errors: number;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-async function waitForServer(base: string, child: ChildProcess, logs: () => string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${logs()}`);
-    const ok = await fetch(`${base}/healthz`).then((r) => r.ok, () => false);
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`server did not answer /healthz within 60 s:\n${logs()}`);
-}
-
-function createApiKey(env: NodeJS.ProcessEnv): string {
-  const out = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/create-api-key.ts'], { cwd: ROOT, env, encoding: 'utf8' });
-  if (out.status !== 0) throw new Error(`create-api-key failed (${out.status}):\n${out.stdout}\n${out.stderr}`);
-  const tokens = out.stdout.trim().split(/\s+/);
-  return tokens[tokens.length - 1]!;
 }
 
 /** Sends `message` over the IPC channel and resolves with the child's answer. */
