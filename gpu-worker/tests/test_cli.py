@@ -41,7 +41,7 @@ def test_malformed_dataset_line_fails_before_training(setup, capsys):
     data.write_text(data.read_text() + '{"prompt": "1+1"}\n{oops\n')
     assert cli(folder, data, config, tmp / "out") == 2
     err = capsys.readouterr().err
-    assert "line 7: missing field 'answer'" in err and "line 8: invalid JSON" in err
+    assert 'line 7: missing "answer"' in err and "line 8: invalid JSON" in err
     assert not (tmp / "out").exists()
 
 

@@ -28,8 +28,8 @@ def test_manifest_recommendations_come_before_reference_defaults():
     assert (hp.learning_rate, hp.group_size, hp.max_response_tokens) == (1e-4, 6, 96)
 
 
-def test_auto_response_length_is_capped_by_the_context_and_explicit_overflow_fails():
-    assert resolve_hyperparameters({}, "soft_grpo", 10, context_length=512).max_response_tokens == 512
+def test_auto_response_length_is_half_the_context_and_explicit_overflow_fails():
+    assert resolve_hyperparameters({}, "soft_grpo", 10, context_length=512).max_response_tokens == 256
     with pytest.raises(ValueError, match="max_response_tokens"):
         resolve_hyperparameters({"max_response_tokens": 1000}, "soft_grpo", 10, context_length=512)
 
@@ -58,7 +58,7 @@ def test_rollout_config_follows_the_method():
     assert soft.mode == "soft" and soft.thinking.max_topk == 5 and soft.answer_temperature == 0.5
     assert soft.cold_stop_entropy == 0.1
     assert rollout_config(hp, "grpo").mode == "discrete"
-    assert len(FIELD_NAMES) == 34
+    assert len(FIELD_NAMES) == 35
     gaussian = resolve_hyperparameters({"loss": "soft_gaussian"}, "soft_grpo", 10)
     assert rollout_config(gaussian, "soft_grpo").mode == "gaussian"
     with pytest.raises(ValueError, match="hyperparameters.loss"):

@@ -139,20 +139,17 @@ def test_grpo_job_uses_discrete_rollouts(api, tmp_path):
     assert all(e["data"]["soft_step_fraction"] == 0.0 for e in events if e["type"] == "metrics")
 
 
-def test_rejects_dataset_lines_the_trainer_cannot_use_before_training(api, tmp_path):
+def test_dataset_lines_the_trainer_cannot_use_are_rejected_at_upload(api, tmp_path):
     base, user, data_dir = api
-    # whitespace-only prompts pass the API's upload check (non-empty string) but are not usable prompts
+    # whitespace-only prompts passed the API's upload check (non-empty string) and failed the job in the worker; the
+    # line rules are one file now (contract/dataset.json), so the upload answers 400 naming the first such line
     lines = [EXAMPLES[0], {"prompt": "   ", "answer": "1"}, EXAMPLES[1], {"prompt": "\t", "answer": "2"}]
-    job = create_job(user, upload(user, lines))
-    work_one_job(base, tmp_path)
-
-    failed = user.get(f"/v1/finetune/{job['id']}").json()
-    assert failed["status"] == "failed"
-    assert failed["error"]["param"] == "training_file"
-    assert "line 2" in failed["error"]["message"] and "line 4" in failed["error"]["message"]
-    assert worker_events(data_dir, job["id"]) == []  # not even the hyperparameters: nothing ran
-    assert user.get(f"/v1/finetune/{job['id']}/checkpoints").json()["data"] == []
-    assert not (tmp_path / "work" / "models" / "toy").exists()  # the model was never downloaded
+    content = "".join(json.dumps(line) + "\n" for line in lines)
+    response = user.post("/v1/files", data={"purpose": "fine-tune"},
+                         files={"file": ("train.jsonl", content.encode(), "application/jsonl")})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "file"
+    assert response.json()["error"]["message"].startswith("line 2: ")
 
 
 def test_empty_queue_returns_without_work(api, tmp_path):

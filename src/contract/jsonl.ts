@@ -1,106 +1,87 @@
 /**
  * Line-by-line validation of a fine-tuning dataset (JSONL) as it streams through: bytes pass on unchanged, and
- * the stream errors with a `JsonlError` naming the line number and field at the first bad line.
- * A line is `{"prompt": str}` or `{"messages": [{role, content}, ...]}` plus `"answer": str | number`;
- * other keys are kept (graders may read them). Blank lines are allowed and skipped.
+ * the stream errors with a `LineProblem` naming the line number and field at the first bad line. The line rules
+ * are contract/dataset.json's (./dataset.ts); lines are split on "\n" only, as the worker splits them. The upload
+ * (src/routes/files/upload.ts) validates with it; job creation reads stored files back with `jsonlExamples`.
  */
+import { LineProblem, checkLine, noExamples, problemText } from './dataset';
 
-export class JsonlError extends Error {
+/**
+ * Cuts a byte stream into lines on "\n" (byte 10) only and decodes each as strict UTF-8; `onLine(text, n)` sees
+ * every line, the last one without a "\n" included. Throws LineProblem for invalid UTF-8 or a line over
+ * `maxLineBytes`.
+ */
+export class LineSplitter {
+  // ignoreBOM keeps a byte-order mark in the text: the line rules drop it on line 1 only (each decode() would
+  // otherwise drop one at the start of every line).
+  private readonly decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  line = 0;
+
   constructor(
-    readonly line: number,
-    detail: string,
-  ) {
-    super(line > 0 ? `line ${line}: ${detail}` : detail);
-  }
-}
+    private readonly maxLineBytes: number,
+    private readonly onLine: (text: string, line: number) => void,
+  ) {}
 
-const ROLES = new Set(['system', 'user', 'assistant']);
-
-/** Why one parsed line is not a valid example, or null. */
-export function checkExample(value: unknown): string | null {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'expected a JSON object';
-  const o = value as Record<string, unknown>;
-  const hasPrompt = 'prompt' in o;
-  const hasMessages = 'messages' in o;
-  if (!hasPrompt && !hasMessages) return 'missing "prompt" or "messages"';
-  if (hasPrompt && hasMessages) return 'has both "prompt" and "messages"; give one';
-  if (hasPrompt && (typeof o.prompt !== 'string' || o.prompt.length === 0)) return '"prompt" must be a non-empty string';
-  if (hasMessages) {
-    if (!Array.isArray(o.messages) || o.messages.length === 0) return '"messages" must be a non-empty array';
-    for (let i = 0; i < o.messages.length; i++) {
-      const m = o.messages[i] as Record<string, unknown>;
-      if (typeof m !== 'object' || m === null || Array.isArray(m)) return `"messages[${i}]" must be an object`;
-      if (typeof m.role !== 'string' || !ROLES.has(m.role))
-        return `"messages[${i}].role" must be one of system, user, assistant`;
-      if (typeof m.content !== 'string') return `"messages[${i}].content" must be a string`;
+  push(chunk: Uint8Array) {
+    let start = 0;
+    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+      this.emit(chunk.subarray(start, nl));
+      start = nl + 1;
+    }
+    const rest = chunk.subarray(start);
+    this.checkLength(rest.length);
+    if (rest.length) {
+      this.pending.push(rest.slice());
+      this.pendingBytes += rest.length;
     }
   }
-  if (!('answer' in o)) return 'missing "answer"';
-  if (typeof o.answer === 'number' ? !Number.isFinite(o.answer) : typeof o.answer !== 'string')
-    return '"answer" must be a string or a number';
-  return null;
+
+  end() {
+    if (this.pendingBytes > 0) this.emit(new Uint8Array(0));
+  }
+
+  private checkLength(more: number) {
+    if (this.pendingBytes + more > this.maxLineBytes)
+      throw new LineProblem(this.line + 1, 'line_too_long', `longer than ${this.maxLineBytes} bytes`);
+  }
+
+  private emit(tail: Uint8Array) {
+    this.checkLength(tail.length);
+    let bytes = tail;
+    if (this.pending.length) {
+      bytes = new Uint8Array(this.pendingBytes + tail.length);
+      let o = 0;
+      for (const p of this.pending) {
+        bytes.set(p, o);
+        o += p.length;
+      }
+      bytes.set(tail, o);
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
+    this.line++;
+    let text: string;
+    try {
+      text = this.decoder.decode(bytes);
+    } catch {
+      throw new LineProblem(this.line, 'invalid_utf8', problemText('invalid_utf8'));
+    }
+    this.onLine(text, this.line);
+  }
 }
 
 /** The validating pass-through. `examples` counts valid lines; read it after the stream ended. */
 export function jsonlValidator(maxLineBytes: number) {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  let pending: Uint8Array[] = [];
-  let pendingBytes = 0;
-  let line = 0;
   const state = { examples: 0 };
-
-  const checkLine = (bytes: Uint8Array) => {
-    line++;
-    let text: string;
-    try {
-      text = decoder.decode(bytes);
-    } catch {
-      throw new JsonlError(line, 'not valid UTF-8');
-    }
-    if (text.endsWith('\r')) text = text.slice(0, -1);
-    if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    if (text.trim() === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (e) {
-      throw new JsonlError(line, `invalid JSON (${(e as Error).message})`);
-    }
-    const problem = checkExample(value);
-    if (problem) throw new JsonlError(line, problem);
-    state.examples++;
-  };
-
-  const joinPending = (tail: Uint8Array) => {
-    if (pending.length === 0) return tail;
-    const all = new Uint8Array(pendingBytes + tail.length);
-    let o = 0;
-    for (const p of pending) {
-      all.set(p, o);
-      o += p.length;
-    }
-    all.set(tail, o);
-    pending = [];
-    pendingBytes = 0;
-    return all;
-  };
-
+  const lines = new LineSplitter(maxLineBytes, (text, line) => {
+    if (!checkLine(text, line).blank) state.examples++;
+  });
   const stream = new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
       try {
-        let start = 0;
-        for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
-          const piece = chunk.subarray(start, nl);
-          if (pendingBytes + piece.length > maxLineBytes) throw new JsonlError(line + 1, `longer than ${maxLineBytes} bytes`);
-          checkLine(joinPending(piece));
-          start = nl + 1;
-        }
-        const rest = chunk.subarray(start);
-        if (pendingBytes + rest.length > maxLineBytes) throw new JsonlError(line + 1, `longer than ${maxLineBytes} bytes`);
-        if (rest.length) {
-          pending.push(rest.slice());
-          pendingBytes += rest.length;
-        }
+        lines.push(chunk);
         controller.enqueue(chunk);
       } catch (e) {
         controller.error(e);
@@ -108,12 +89,32 @@ export function jsonlValidator(maxLineBytes: number) {
     },
     flush(controller) {
       try {
-        if (pendingBytes > 0) checkLine(joinPending(new Uint8Array(0)));
-        if (state.examples === 0) throw new JsonlError(0, 'the file has no examples (no non-blank JSONL lines)');
+        lines.end();
+        if (state.examples === 0) throw noExamples();
       } catch (e) {
         controller.error(e);
       }
     },
   });
   return { stream, state };
+}
+
+/** The examples of a stored (already validated) JSONL file with their line numbers, in order. */
+export async function* jsonlExamples(
+  body: ReadableStream<Uint8Array>,
+  maxLineBytes: number,
+): AsyncGenerator<{ line: number; example: Record<string, unknown> }> {
+  const ready: { line: number; example: Record<string, unknown> }[] = [];
+  const lines = new LineSplitter(maxLineBytes, (text, line) => {
+    const verdict = checkLine(text, line);
+    if (!verdict.blank) ready.push({ line, example: verdict.example });
+  });
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) lines.end();
+    else lines.push(value);
+    yield* ready.splice(0);
+    if (done) return;
+  }
 }

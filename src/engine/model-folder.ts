@@ -1,9 +1,10 @@
 /**
  * Reads the parts of a model folder (docs/CONTRACTS.md "Model folder") that the ONNX engine needs:
- * the cache geometry from config.json and the context length from manifest.json.
+ * the cache geometry from config.json, the context length from manifest.json, and the chat tokenizer.
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { ChatTokenizer } from "./tokenizer";
 
 export interface ModelGeometry {
   numLayers: number;
@@ -39,4 +40,9 @@ export async function readModelGeometry(folder: string): Promise<ModelGeometry> 
     vocabSize: positiveInt(config.vocab_size, "vocab_size"),
     contextLength: positiveInt(manifest?.context_length ?? config.max_position_embeddings, "context_length"),
   };
+}
+
+export async function loadChatTokenizer(folder: string): Promise<ChatTokenizer> {
+  const [json, config] = await Promise.all(["tokenizer.json", "tokenizer_config.json"].map((name) => readJson(folder, name, true)));
+  return ChatTokenizer.fromJson(json!, config!);
 }

@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { cacheFromOutputs, emptyCache, gatherRows, type KvCache } from "./kv-cache";
-import { readModelGeometry, type ModelGeometry } from "./model-folder";
+import { loadChatTokenizer, readModelGeometry, type ModelGeometry } from "./model-folder";
 import { SampleDecoder, type ModelInput } from "./sample-decoder";
 import { TextDeltas } from "./text-deltas";
 import { ChatTokenizer } from "./tokenizer";
@@ -42,7 +42,7 @@ export class OnnxEngine implements ReasoningEngine {
   ) {}
 
   static async load(folder: string, options: OnnxEngineOptions): Promise<OnnxEngine> {
-    const [geometry, tokenizer] = await Promise.all([readModelGeometry(folder), ChatTokenizer.load(folder)]);
+    const [geometry, tokenizer] = await Promise.all([readModelGeometry(folder), loadChatTokenizer(folder)]);
     const session = await ort.InferenceSession.create(join(folder, "model.onnx"), {
       intraOpNumThreads: options.intraOpThreads ?? 1,
       interOpNumThreads: 1,

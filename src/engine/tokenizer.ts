@@ -3,9 +3,9 @@
  * `chat_template` through @huggingface/jinja (which renders with trim_blocks / lstrip_blocks like transformers).
  * Mirrors gpu-worker/src/softgrpo/tokenizer.py: the generation prompt ends with `<think>\n` (appended when a
  * template does not open the thinking block itself), nothing is added around encoded text.
+ * Runtime-free (the Workers build tokenizes training prompts at job creation): the Node engines read the files
+ * with `loadChatTokenizer` (./model-folder.ts), job creation from the blob store.
  */
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import type { ChatMessage } from "./types";
@@ -54,11 +54,9 @@ export class ChatTokenizer {
     this.specialIds = new Set(tokenizer.get_added_tokens_decoder().keys());
   }
 
-  static async load(folder: string): Promise<ChatTokenizer> {
-    const [json, config] = await Promise.all(
-      ["tokenizer.json", "tokenizer_config.json"].map(async (name) => JSON.parse(await readFile(join(folder, name), "utf8"))),
-    );
-    return new ChatTokenizer(new Tokenizer(json, config), config);
+  /** From the parsed tokenizer.json and tokenizer_config.json of a model folder. */
+  static fromJson(tokenizerJson: Record<string, unknown>, config: Record<string, unknown>): ChatTokenizer {
+    return new ChatTokenizer(new Tokenizer(tokenizerJson, config), config);
   }
 
   /** Id of a single token; throws when the vocabulary lacks it. */

@@ -68,11 +68,11 @@ describe('upload', () => {
     await expectRejected(
       await api.upload(jsonl({ messages: [{ role: 'robot', content: 'hi' }], answer: 1 })),
       400,
-      'line 1: "messages[0].role" must be one of system, user, assistant',
+      'line 1: "messages[0]" must be an object with "role" (one of system, user, assistant) and string "content"',
     );
-    await expectRejected(await api.upload(jsonl({ prompt: 'x', answer: [1] })), 400, 'line 1: "answer" must be a string or a number');
-    await expectRejected(await api.upload(jsonl({ answer: 1 })), 400, 'line 1: missing "prompt" or "messages"');
-    await expectRejected(await api.upload(jsonl('[1,2]')), 400, 'line 1: expected a JSON object');
+    await expectRejected(await api.upload(jsonl({ prompt: 'x', answer: [1] })), 400, 'line 1: "answer" must be a string or a finite number');
+    await expectRejected(await api.upload(jsonl({ answer: 1 })), 400, 'line 1: needs exactly one of "prompt" or "messages"');
+    await expectRejected(await api.upload(jsonl('[1,2]')), 400, 'line 1: must be a JSON object');
   });
 
   it('counts_lines_across_chunk_boundaries_and_skips_blank_lines', async () => {

@@ -40,8 +40,9 @@ describe('create', () => {
       attempts: 0,
     });
     expect(job.method.type).toBe('soft_grpo');
-    expect(Object.values(job.method.hyperparameters).every((v) => v === 'auto')).toBe(true);
-    expect(Object.keys(job.method.hyperparameters)).toHaveLength(34);
+    // "auto" is resolved at create (tests/api/create-checks.test.ts): the base model recommends group_size 4
+    expect(job.method.hyperparameters).toMatchObject({ batch_size: 2, mini_batch_size: 1, n_steps: 1, group_size: 4, loss: 'soft_grpo' });
+    expect(Object.keys(job.method.hyperparameters)).toHaveLength(35);
     expect(Number.isSafeInteger(job.seed)).toBe(true);
     expect(t.rows().jobs).toBe(1);
   });
@@ -59,7 +60,7 @@ describe('create', () => {
     });
     expect(res.status).toBe(200);
     const job = (await res.json()) as Record<string, any>;
-    expect(job.method).toMatchObject({ type: 'grpo', hyperparameters: { n_steps: 10, top_p: 0.9, cold_stop_entropy: null, group_size: 'auto' } });
+    expect(job.method).toMatchObject({ type: 'grpo', hyperparameters: { n_steps: 10, top_p: 0.9, cold_stop_entropy: null, group_size: 4 } });
     expect(job).toMatchObject({ grader: { type: 'regex', pattern: '^4\\d$' }, suffix: 'run-1', seed: 2 ** 40, metadata: { team: 'a' } });
     // The same resource under both paths.
     expect((await api.get(`/v1/finetune/${job.id}`)).status).toBe(200);

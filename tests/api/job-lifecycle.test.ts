@@ -50,7 +50,7 @@ describe('job lifecycle over HTTP', () => {
     expect(claim.next_event_seq).toBe(0);
     expect(claim.resume_from).toBeNull();
     expect(claim.job.fine_tuned_model).toBe(`ft:tiny-arith:arith:${job.id}`);
-    expect(claim.job.method.hyperparameters.group_size).toBe('auto');
+    expect(claim.job.method.hyperparameters.group_size).toBe(4); // resolved at create: the manifest's recommendation
     // Signed downloads give the exact bytes the user uploaded, and the base model's files.
     const data = await worker.download(claim.training_file.url);
     expect(new TextDecoder().decode(data)).toBe(TRAINING);

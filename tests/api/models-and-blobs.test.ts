@@ -29,7 +29,7 @@ describe('models', () => {
     const list = (await (await api.get('/v1/models')).json()) as { data: any[] };
     expect(list.data).toEqual([expect.objectContaining({ id: 'tiny-arith', object: 'model', kind: 'base', owned_by: 'system', root: 'tiny-arith' })]);
     const files = (await (await api.get('/v1/models/tiny-arith/files')).json()) as { data: { name: string; url: string; sha256: string }[] };
-    expect(files.data.map((f) => f.name)).toEqual(['config.json', 'manifest.json', 'tokenizer.json']);
+    expect(files.data.map((f) => f.name)).toEqual(['config.json', 'manifest.json', 'tokenizer_config.json', 'tokenizer.json']);
     for (const f of files.data) expect(sha256(new Uint8Array(await (await t.fetch(f.url)).arrayBuffer()))).toBe(f.sha256);
   });
 

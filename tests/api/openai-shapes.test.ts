@@ -32,7 +32,7 @@ describe('the job object', () => {
   it('accepts_openais_nested_method_and_returns_hyperparameters_at_the_top_level', async () => {
     const job = await create({ method: { type: 'grpo', grpo: { hyperparameters: { batch_size: 2, n_steps: 3 } } } });
     expect(job.method.type).toBe('grpo');
-    expect(job.method.hyperparameters).toMatchObject({ batch_size: 2, n_steps: 3, group_size: 'auto' });
+    expect(job.method.hyperparameters).toMatchObject({ batch_size: 2, n_steps: 3, group_size: 4 });
     expect(job.hyperparameters).toEqual(job.method.hyperparameters);
     expect(job).toMatchObject({ integrations: [], result_files: [], trained_tokens: null, estimated_finish: null });
     // ours still works, and both at once is ambiguous

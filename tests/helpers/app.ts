@@ -2,9 +2,10 @@
  * Builds the real app for a test: the Node adapters on a temp SQLite file and a temp blob folder, with one small
  * base model folder ("tiny-arith"), a controllable clock, and helpers to create tenants/keys and count rows.
  */
-import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync, type Dirent } from 'node:fs';
+import { copyFileSync, mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync, type Dirent } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createApp, type App } from '../../src/app';
 import { buildNodeDeps, type NodeDeps } from '../../src/entry/node-deps';
 import { apiKeys, tenants } from '../../src/db/schema';
@@ -12,6 +13,7 @@ import { newApiKey } from '../../src/middleware/auth';
 import type { Clock, Config } from '../../src/ports';
 
 export const WORKER_TOKEN = 'wt-test-worker-token';
+const TINY_MODEL = fileURLToPath(new URL('../../models/tiny', import.meta.url));
 
 export class ManualClock implements Clock {
   constructor(public ms = Date.now()) {}
@@ -40,7 +42,8 @@ function writeBaseModel(dir: string) {
   const folder = join(dir, 'tiny');
   mkdirSync(folder, { recursive: true });
   writeFileSync(join(folder, 'config.json'), JSON.stringify({ architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2' }));
-  writeFileSync(join(folder, 'tokenizer.json'), JSON.stringify({ version: '1.0', model: { type: 'BPE' } }));
+  // The bundled tiny model's real tokenizer: job creation renders and tokenizes every training prompt with it.
+  for (const name of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(TINY_MODEL, name), join(folder, name));
   writeFileSync(
     join(folder, 'manifest.json'),
     JSON.stringify({ format: 'softgrpo-model/1', base: 'tiny-arith', step: 0, context_length: 512, recommended_hyperparameters: { group_size: 4 } }),

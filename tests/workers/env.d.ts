@@ -7,6 +7,8 @@ declare global {
   namespace Cloudflare {
     interface Env extends WorkerEnv {
       TEST_MIGRATIONS: D1Migration[];
+      TEST_TOKENIZER_JSON: string;
+      TEST_TOKENIZER_CONFIG_JSON: string;
     }
   }
 }

@@ -13,7 +13,9 @@ if (!(await env.BLOBS.head(`${prefix}manifest.json`))) {
   const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(config));
   const configSha = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
   await env.BLOBS.put(`${prefix}config.json`, config);
-  await env.BLOBS.put(`${prefix}tokenizer.json`, JSON.stringify({ version: '1.0', model: { type: 'BPE' } }));
+  // The real tiny tokenizer (read by vitest.workers.config.ts): job creation tokenizes training prompts with it.
+  await env.BLOBS.put(`${prefix}tokenizer.json`, env.TEST_TOKENIZER_JSON);
+  await env.BLOBS.put(`${prefix}tokenizer_config.json`, env.TEST_TOKENIZER_CONFIG_JSON);
   await env.BLOBS.put(
     `${prefix}manifest.json`,
     JSON.stringify({

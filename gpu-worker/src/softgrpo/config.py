@@ -1,24 +1,28 @@
-"""Fine-tune hyperparameters: validation and "auto" resolution (docs/CONTRACTS.md "Fine-tune hyperparameters").
+"""Fine-tune hyperparameters: validation and "auto" resolution, as contract/hyperparameters.json states them.
 
-Every field accepts "auto" (or may be left out). "auto" resolves, in order, to the base model's manifest.json
-`recommended_hyperparameters[field]`, else the SofT-GRPO reference default (some defaults depend on other fields,
-e.g. n_steps = one pass over the training prompts). Errors are ValueError messages that name the field.
+The rules (types, ranges, "auto" expressions, cross-field rules) are data in the shared contract, which the API reads
+too (src/contract/hyperparameters.ts); tests/vectors/hyperparameter-cases.json holds both to one verdict per case.
+The API resolves every "auto" at create and stores the resolved set, so the worker normally receives explicit values
+only; it checks them again with the same rules (defence in depth) and still resolves "auto" for the CLI and recipes.
+Errors are HyperparameterError (a ValueError) naming the field, with the contract's code.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable
+from typing import Any
 
+from softgrpo.contract import HYPERPARAMETERS, evaluate, variables
 from softgrpo.loss import LOSSES
 from softgrpo.rollout import RolloutConfig
 from softgrpo.sampler import SoftStepConfig
 
-METHODS = ("soft_grpo", "grpo")
+METHODS = tuple(HYPERPARAMETERS["methods"])
 BACKENDS = ("torch", "triton")  # kernels: torch references or the Triton kernels (softgrpo.kernels)
 ROLLOUT_ENGINES = ("plain", "static")  # softgrpo.rollout (reference) or softgrpo.gpu_engine (static KV cache)
-EMBEDDING_NOISE_DEFAULT = 0.3  # soft_gaussian sigma / RMS of the embedding rows (docs/results.md)
 TRITON_MAX_TOPK = 64  # kernels.soft_token_step.MAX_TOPK: the Triton sampler filters within the top_k set
+FIELDS: dict[str, dict] = HYPERPARAMETERS["fields"]
+RULES: list[dict] = HYPERPARAMETERS["rules"]
 
 
 @dataclass(frozen=True)
@@ -57,159 +61,170 @@ class Hyperparameters:
     eval_interval: int
     checkpoint_interval: int
     eval_samples: int
+    prompt_truncation: str
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 FIELD_NAMES = tuple(f.name for f in fields(Hyperparameters))
+if set(FIELD_NAMES) != set(FIELDS):
+    raise RuntimeError(f"softgrpo.config.Hyperparameters and contract/hyperparameters.json disagree: "
+                       f"{sorted(set(FIELD_NAMES) ^ set(FIELDS))}")
+if {name: loss.rollout for name, loss in LOSSES.items()} != {n: v["rollout"] for n, v in HYPERPARAMETERS["losses"].items()}:
+    raise RuntimeError("softgrpo.loss.LOSSES and contract/hyperparameters.json \"losses\" disagree")
 
 
-# ---- per-field rules: (kind, predicate, description) ---------------------------------------------------------------
-def _int(check: Callable[[int], bool], text: str):
-    return ("int", check, f"an integer {text}")
+class HyperparameterError(ValueError):
+    """A hyperparameter the contract rejects. param: the field; code: the contract's code (invalid_type,
+    out_of_range, unknown_hyperparameter, invalid_combination); source: "request" or "manifest"."""
+
+    def __init__(self, param: str, code: str, detail: str, source: str = "request"):
+        self.param, self.code, self.source = param, code, source
+        prefix = "manifest.recommended_hyperparameters" if source == "manifest" else "hyperparameters"
+        super().__init__(f"{prefix}.{param} {detail}")
 
 
-def _float(check: Callable[[float], bool], text: str):
-    return ("float", check, f"a number {text}")
+def choices(spec: dict) -> list[str] | None:
+    return list(HYPERPARAMETERS["losses"]) if spec.get("enum_from") == "losses" else spec.get("enum")
 
 
-RULES: dict[str, tuple] = {
-    "n_steps": _int(lambda v: v >= 1, ">= 1"),
-    "batch_size": _int(lambda v: v >= 1, ">= 1"),
-    "group_size": _int(lambda v: 2 <= v <= 64, "in 2..64"),
-    "mini_batch_size": _int(lambda v: v >= 1, ">= 1"),
-    "ppo_epochs": _int(lambda v: 1 <= v <= 8, "in 1..8"),
-    "learning_rate": _float(lambda v: v > 0, "> 0"),
-    "weight_decay": _float(lambda v: v >= 0, ">= 0"),
-    "grad_clip": _float(lambda v: v > 0, "> 0"),
-    "clip_eps": _float(lambda v: 0 < v < 1, "in (0, 1)"),
-    "dual_clip": _float(lambda v: v > 1, "> 1"),
-    "kl_beta": _float(lambda v: v >= 0, ">= 0"),
-    "entropy_coef": _float(lambda v: v >= 0, ">= 0"),
-    "loss": ("choice", lambda v: v in LOSSES, f"one of {', '.join(LOSSES)}"),
-    "temperature": _float(lambda v: v > 0, "> 0"),
-    "top_k": _int(lambda v: v >= 0, ">= 0 (0 = off)"),
-    "top_p": _float(lambda v: 0 < v <= 1, "in (0, 1]"),
-    "min_p": _float(lambda v: 0 <= v < 1, "in [0, 1)"),
-    "max_topk": _int(lambda v: 1 <= v <= 64, "in 1..64"),
-    "gumbel_tau": _float(lambda v: v > 0, "> 0"),
-    "noise_scale": _float(lambda v: v >= 0, ">= 0"),
-    "embedding_noise": _float(lambda v: v >= 0, ">= 0"),
-    "answer_temperature": _float(lambda v: v > 0, "> 0"),
-    "answer_top_k": _int(lambda v: v >= 0, ">= 0 (0 = off)"),
-    "answer_top_p": _float(lambda v: 0 < v <= 1, "in (0, 1]"),
-    "max_response_tokens": _int(lambda v: v >= 1, ">= 1"),
-    "max_thinking_tokens": _int(lambda v: v >= 1, ">= 1"),
-    "cold_stop_entropy": ("float_or_null", lambda v: v is None or v >= 0, "a number >= 0 or null (off)"),
-    "cold_stop_steps": _int(lambda v: v >= 1, ">= 1"),
-    "lora_rank": _int(lambda v: v >= 0, ">= 0 (0 = full fine-tuning)"),
-    "lora_alpha": _float(lambda v: v >= 0, ">= 0"),
-    "lora_dropout": _float(lambda v: 0 <= v < 1, "in [0, 1)"),
-    "eval_interval": _int(lambda v: v >= 1, ">= 1"),
-    "checkpoint_interval": _int(lambda v: v >= 1, ">= 1"),
-    "eval_samples": _int(lambda v: v >= 1, ">= 1"),
-}
-
-
-def _check(name: str, value: Any, source: str) -> Any:
-    kind, predicate, text = RULES[name]
-    if kind == "float_or_null" and value is None:
-        return None
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "int":
-        ok = is_number and float(value).is_integer()
-        value = int(value) if ok else value
-    elif kind in ("float", "float_or_null"):
-        ok = is_number and math.isfinite(value)
-        value = float(value) if ok else value
+def describe_field(spec: dict) -> str:
+    """`an integer in [2, 64]`, `a number in (0, 1)`, `one of "none", "left"`, `... or null`."""
+    options = choices(spec)
+    if options:
+        text = "one of " + ", ".join(f'"{o}"' for o in options)
     else:
-        ok = isinstance(value, str)
-    if not ok or not predicate(value):
-        raise ValueError(f"{source}.{name} must be {text}, got {value!r}")
-    return value
+        lo = spec.get("exclusiveMinimum", spec.get("minimum"))
+        hi = spec.get("exclusiveMaximum", spec.get("maximum"))
+        text = (f"{'an integer' if spec['type'] == 'integer' else 'a number'} in "
+                f"{'(' if 'exclusiveMinimum' in spec else '['}{'-inf' if lo is None else lo}, "
+                f"{'inf' if hi is None else hi}{')' if 'exclusiveMaximum' in spec else ']'}")
+    return f"{text}, or null" if spec.get("nullable") else text
 
 
-def _reference_default(name: str, hp: dict, method: str, train_size: int) -> Any:
-    """SOFT_GRPO.md reference defaults; some follow from fields resolved before them (FIELD_NAMES order)."""
-    derived = {
-        "n_steps": lambda: math.ceil(train_size / hp["batch_size"]),
-        "mini_batch_size": lambda: math.ceil(hp["batch_size"] / 2),
-        "loss": lambda: "soft_grpo" if method == "soft_grpo" else "grpo",
-        "answer_temperature": lambda: hp["temperature"],
-        "answer_top_k": lambda: hp["top_k"],
-        "answer_top_p": lambda: hp["top_p"],
-        "max_thinking_tokens": lambda: hp["max_response_tokens"],
-        "lora_alpha": lambda: float(2 * hp["lora_rank"]),
-        "eval_interval": lambda: max(1, hp["n_steps"] // 10),
-        "checkpoint_interval": lambda: max(1, hp["n_steps"] // 5),
-        "batch_size": lambda: min(64, train_size),
-    }
-    constants = {"group_size": 8, "ppo_epochs": 1, "learning_rate": 1e-6, "weight_decay": 0.01, "grad_clip": 1.0,
-                 "clip_eps": 0.2, "dual_clip": 3.0, "kl_beta": 0.001, "entropy_coef": 0.0, "temperature": 1.0,
-                 "top_k": 5, "top_p": 0.95, "min_p": 0.0, "max_topk": 5, "gumbel_tau": 0.1, "noise_scale": 1.0,
-                 "embedding_noise": EMBEDDING_NOISE_DEFAULT,
-                 "max_response_tokens": 8192, "cold_stop_entropy": None, "cold_stop_steps": 256, "lora_rank": 0,
-                 "lora_dropout": 0.0, "eval_samples": 4}
-    return derived[name]() if name in derived else constants[name]
+def field_problem(name: str, value: Any) -> tuple[str, str] | None:
+    """(code, detail) when `value` (not "auto") is not a valid `name`, else None."""
+    spec = FIELDS.get(name)
+    if spec is None:
+        return "unknown_hyperparameter", f"is not a known hyperparameter (known: {', '.join(FIELDS)})"
+    must = f"must be {describe_field(spec)} or \"auto\""
+    if value is None:
+        return None if spec.get("nullable") else ("invalid_type", f"{must}, got null")
+    if spec["type"] == "string":
+        if not isinstance(value, str):
+            return "invalid_type", f"{must}, got {value!r}"
+        return None if value in choices(spec) else ("out_of_range", f"{must}, got {value!r}")
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not is_number or (spec["type"] == "integer" and not float(value).is_integer()):
+        return "invalid_type", f"{must}, got {value!r}"
+    in_range = (("minimum" not in spec or value >= spec["minimum"])
+                and ("exclusiveMinimum" not in spec or value > spec["exclusiveMinimum"])
+                and ("maximum" not in spec or value <= spec["maximum"])
+                and ("exclusiveMaximum" not in spec or value < spec["exclusiveMaximum"]))
+    return None if in_range else ("out_of_range", f"{must}, got {value!r}")
 
 
-# resolution order: every field after the fields its default reads
-RESOLUTION_ORDER = ("batch_size", "n_steps", "mini_batch_size", "group_size", "ppo_epochs", "learning_rate",
-                    "weight_decay", "grad_clip", "clip_eps", "dual_clip", "kl_beta", "entropy_coef", "loss",
-                    "temperature", "top_k", "top_p", "min_p", "max_topk", "gumbel_tau", "noise_scale",
-                    "embedding_noise", "answer_temperature", "answer_top_k", "answer_top_p", "max_response_tokens",
-                    "max_thinking_tokens", "cold_stop_entropy", "cold_stop_steps", "lora_rank", "lora_alpha",
-                    "lora_dropout", "eval_interval", "checkpoint_interval", "eval_samples")
-assert sorted(RESOLUTION_ORDER) == sorted(FIELD_NAMES)
+def _normalized(name: str, value: Any) -> Any:
+    kind = FIELDS[name]["type"]
+    if value is None or kind == "string":
+        return value
+    return int(value) if kind == "integer" else float(value)
 
 
-def _fits_method(name: str, value: Any, method: str) -> bool:
-    """A manifest's recommended loss is for soft-thinking jobs: a grpo job keeps the grpo loss."""
-    return name != "loss" or method != "grpo" or value == "grpo"
+def _resolution_order() -> tuple[str, ...]:
+    """Each field after every field its "auto" expression reads (ties: contract order), as the API orders them."""
+    order: list[str] = []
+    pending = list(FIELDS)
+    while pending:
+        ready = [f for f in pending if all(v not in FIELDS or v in order for v in variables(FIELDS[f]["auto"]))]
+        if not ready:
+            raise RuntimeError(f"contract/hyperparameters.json: \"auto\" rules read each other in a cycle: {pending}")
+        order.append(ready[0])
+        pending.remove(ready[0])
+    return tuple(order)
+
+
+RESOLUTION_ORDER = _resolution_order()
+
+
+def _rule_broken(rule: dict, value: Any, scope: dict) -> tuple[bool, Any]:
+    """(broken, bound) of one rule for `value`; rules whose `when` is falsy or whose bound is None hold."""
+    if "when" in rule and not evaluate(rule["when"], scope):
+        return False, None
+    for kind in ("at_most", "greater_than", "one_of"):
+        if kind in rule:
+            bound = evaluate(rule[kind], scope)
+            if bound is None:
+                return False, None
+            broken = {"at_most": lambda: value > bound, "greater_than": lambda: not value > bound,
+                      "one_of": lambda: value not in bound}[kind]()
+            return broken, bound
+    return False, None
+
+
+def _rule_detail(rule: dict, value: Any, scope: dict) -> str:
+    message = rule["message"]
+    for key, val in scope.items():
+        message = message.replace("{" + key + "}", str(val))
+    return f"{message}, got {value!r}"
 
 
 def resolve_hyperparameters(raw: dict | None, method: str, train_size: int, manifest: dict | None = None,
                             context_length: int | None = None) -> Hyperparameters:
-    """Validate user hyperparameters and resolve every "auto" (or missing) field.
+    """Check user hyperparameters and resolve every "auto" (or missing) field (contract "resolution").
 
-    raw: {field: value | "auto"}; method: "soft_grpo" | "grpo"; train_size: number of training prompts;
-    manifest: the base model's manifest.json dict (its `recommended_hyperparameters` are used for "auto");
-    context_length: caps max_response_tokens.
+    raw: {field: value | "auto"}; method: "soft_grpo" | "grpo"; train_size: number of training examples;
+    manifest: the base model's manifest.json dict (its `recommended_hyperparameters` come before the "auto"
+    expressions); context_length: the model's context (None: the rules that read it are skipped).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if train_size < 1:
         raise ValueError("the training file has no examples")
     if raw is not None and not isinstance(raw, dict):
-        raise ValueError(f"hyperparameters must be an object of {{field: value | \"auto\"}}, got {raw!r}")
+        raise HyperparameterError("hyperparameters", "invalid_type",
+                                  f"must be an object of {{field: value | \"auto\"}}, got {raw!r}")
     raw = dict(raw or {})
-    unknown = sorted(set(raw) - set(FIELD_NAMES))
+    unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
-        raise ValueError(f"hyperparameters.{unknown[0]} is not a known hyperparameter "
-                         f"(known: {', '.join(FIELD_NAMES)})")
+        raise HyperparameterError(unknown[0], *field_problem(unknown[0], 0))
     recommended = dict((manifest or {}).get("recommended_hyperparameters") or {})
-    hp: dict[str, Any] = {}
+    scope: dict[str, Any] = {"train_size": train_size, "context_length": context_length, "method": method}
+    explicit = set()
     for name in RESOLUTION_ORDER:
         value = raw.get(name, "auto")
         if value != "auto":
-            hp[name] = _check(name, value, "hyperparameters")
-        elif name in recommended and recommended[name] != "auto" and _fits_method(name, recommended[name], method):
-            hp[name] = _check(name, recommended[name], "manifest.recommended_hyperparameters")
-        else:
-            hp[name] = _reference_default(name, hp, method, train_size)
-            if name == "max_response_tokens" and context_length:
-                hp[name] = min(hp[name], int(context_length))
-    if context_length and hp["max_response_tokens"] > context_length:
-        raise ValueError(f"hyperparameters.max_response_tokens ({hp['max_response_tokens']}) exceeds the model "
-                         f"context length {context_length}")
-    loss = LOSSES[hp["loss"]]
-    if method == "grpo" and loss.rollout != "discrete":
-        raise ValueError(f"hyperparameters.loss {hp['loss']!r} scores soft rollouts; method \"grpo\" uses the \"grpo\" loss")
-    if hp["mini_batch_size"] > hp["batch_size"]:
-        raise ValueError(f"hyperparameters.mini_batch_size ({hp['mini_batch_size']}) must be <= batch_size "
-                         f"({hp['batch_size']})")
-    return Hyperparameters(**hp)
+            problem = field_problem(name, value)
+            if problem:
+                raise HyperparameterError(name, *problem)
+            scope[name] = _normalized(name, value)
+            explicit.add(name)
+            continue
+        if name in recommended and recommended[name] != "auto":
+            rec = recommended[name]
+            problem = field_problem(name, rec)
+            if problem:
+                raise HyperparameterError(name, *problem, source="manifest")
+            if not any(r["param"] == name and r.get("on_auto") == "skip_manifest" and _rule_broken(r, rec, scope)[0]
+                       for r in RULES):
+                scope[name] = _normalized(name, rec)
+                continue
+        derived = evaluate(FIELDS[name]["auto"], scope)
+        problem = field_problem(name, derived)
+        if problem:
+            raise HyperparameterError(name, problem[0], f"{problem[1]} (auto: {FIELDS[name]['auto']})")
+        scope[name] = _normalized(name, derived)
+    for rule in RULES:
+        name = rule["param"]
+        broken, bound = _rule_broken(rule, scope[name], scope)
+        if not broken:
+            continue
+        clamp = name not in explicit and rule.get("on_auto") == "clamp" and "at_most" in rule
+        if not clamp or field_problem(name, bound):
+            raise HyperparameterError(name, "invalid_combination", _rule_detail(rule, scope[name], scope))
+        scope[name] = _normalized(name, bound)
+    return Hyperparameters(**{name: scope[name] for name in FIELD_NAMES})
 
 
 def rollout_mode(hp: Hyperparameters, method: str) -> str:

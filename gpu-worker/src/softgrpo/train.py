@@ -43,7 +43,7 @@ import torch
 from softgrpo.checkpoint import (checkpoint_dir, latest_checkpoint, load_training_state, merged_model,
                                  save_model_folder, save_training_state)
 from softgrpo.config import Hyperparameters, check_engine_options, rollout_config
-from softgrpo.data import example_messages
+from softgrpo.data import example_messages, fit_prompts
 from softgrpo.kernels import gathered_logits_fn
 from softgrpo.loss import LOSSES, Loss, StepData, grpo_objective, group_advantages, masked_token_mean
 from softgrpo.metrics import mean, pass_at_k, rollout_summary
@@ -265,9 +265,13 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
     optimizer = torch.optim.AdamW(trainable.values(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
     rollout_cfg = rollout_config(hp, method)
     G, B = hp.group_size, hp.batch_size
-    prompt_tokens = [tokenizer.encode_chat(example_messages(ex)) for ex in train_examples]
+    # each prompt plus max_response_tokens fits the manifest's context, or is cut from the left (prompt_truncation)
+    def fit(examples: list[dict], source: str) -> list[list[int]]:
+        return fit_prompts([tokenizer.encode_chat(example_messages(ex)) for ex in examples], hp.max_response_tokens,
+                           base_manifest.get("context_length"), hp.prompt_truncation, source)
+    prompt_tokens = fit(train_examples, "training examples")
     context_length = int(base_manifest.get("context_length") or model.cfg.max_position_embeddings)
-    validation_prompts = [tokenizer.encode_chat(example_messages(ex)) for ex in validation_examples or []]
+    validation_prompts = fit(validation_examples or [], "validation examples")
     rollout = make_rollout_engine(rollout_engine, backend, model, tokenizer,
                                   max(len(p) for p in prompt_tokens + validation_prompts))
 

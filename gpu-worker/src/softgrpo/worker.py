@@ -34,8 +34,8 @@ from pathlib import Path
 import httpx
 
 from softgrpo.api_client import ApiError, Claim, DownloadError, LeaseLost, WorkerApi
-from softgrpo.config import check_engine_options, resolve_hyperparameters, rollout_config
-from softgrpo.data import DatasetError, parse_jsonl
+from softgrpo.config import HyperparameterError, check_engine_options, resolve_hyperparameters, rollout_config
+from softgrpo.data import DatasetError, example_messages, fit_prompts, parse_jsonl_lines
 from softgrpo.model_folder import sha256_file
 from softgrpo.rewards import make_grader
 
@@ -131,21 +131,35 @@ class Heartbeat(threading.Thread):
 
 
 # ---- downloads -------------------------------------------------------------------------------------------------------
-def download_dataset(api: WorkerApi, file: dict, dest: Path, param: str) -> list[dict]:
-    """Download a JSONL file and validate every line; JobFailure names the failing lines."""
+def download_dataset(api: WorkerApi, file: dict, dest: Path, param: str) -> list[tuple[int, dict]]:
+    """Download a JSONL file and validate every line (the contract's line rules, as the API applied them at upload);
+    returns (line number, example) pairs; JobFailure names the failing lines."""
     try:
         api.download(file, dest)
     except DownloadError as err:
         raise JobFailure("file_download_failed", f"Could not download {param} {file['name']}: {err}", param,
                          retryable=True) from err
     try:
-        text = dest.read_text(encoding="utf-8-sig")  # the API accepts a byte-order mark on line 1
-    except UnicodeDecodeError:
-        raise JobFailure("invalid_file", f"{param} {file['name']} is not UTF-8 text", param) from None
-    try:
-        return parse_jsonl(text, f"{param} {file['name']}")
+        return parse_jsonl_lines(dest.read_bytes(), f"{param} {file['name']}")
     except DatasetError as err:
         raise JobFailure("invalid_file", f"{err}. Fix these lines and upload the file again.", param) from None
+
+
+def check_prompts_fit(base_dir: Path, manifest: dict, hp, datasets: dict[str, list[tuple[int, dict]] | None]) -> None:
+    """Every prompt plus max_response_tokens fits the model's context unless prompt_truncation is "left": the rule
+    the API checked at create (src/routes/finetune/resolve-job.ts), checked again before any model loads."""
+    from softgrpo.tokenizer import ChatTokenizer  # imports torch: after the cheap checks of a claim
+
+    tokenizer = ChatTokenizer.from_pretrained(base_dir)
+    for param, lines in datasets.items():
+        if not lines:
+            continue
+        prompts = [tokenizer.encode_chat(example_messages(example)) for _, example in lines]
+        try:
+            fit_prompts(prompts, hp.max_response_tokens, manifest.get("context_length"), hp.prompt_truncation, param,
+                        [number for number, _ in lines])
+        except DatasetError as err:
+            raise JobFailure("invalid_file", f"{err}.", param) from None
 
 
 def download_model_files(api: WorkerApi, files: list[dict], folder: Path) -> Path:
@@ -279,10 +293,13 @@ def _run_job(api: WorkerApi, claim: Claim, out_dir: Path, work_root: Path, devic
     manifest = claim["base_model"]["manifest"]
 
     # ---- inputs: every line validated before any model is loaded ---------------------------------------------------
-    train_examples = download_dataset(api, claim["training_file"], out_dir / "train.jsonl", "training_file")
-    validation = None
+    train_lines = download_dataset(api, claim["training_file"], out_dir / "train.jsonl", "training_file")
+    train_examples = [example for _, example in train_lines]
+    validation_lines, validation = None, None
     if claim["validation_file"]:
-        validation = download_dataset(api, claim["validation_file"], out_dir / "validation.jsonl", "validation_file")
+        validation_lines = download_dataset(api, claim["validation_file"], out_dir / "validation.jsonl",
+                                            "validation_file")
+        validation = [example for _, example in validation_lines]
     try:
         grader = make_grader(job["grader"])
     except ValueError as err:
@@ -290,10 +307,11 @@ def _run_job(api: WorkerApi, claim: Claim, out_dir: Path, work_root: Path, devic
     try:
         hp = resolve_hyperparameters(job["method"]["hyperparameters"], method, len(train_examples), manifest,
                                      context_length=manifest.get("context_length"))
+    except HyperparameterError as err:
+        param = "hyperparameters" if err.param == "hyperparameters" else f"hyperparameters.{err.param}"
+        raise JobFailure("invalid_hyperparameters", str(err), param) from None
     except ValueError as err:
-        field = str(err).split(" ")[0]
-        raise JobFailure("invalid_hyperparameters", str(err),
-                         field if field.startswith("hyperparameters.") else "hyperparameters") from None
+        raise JobFailure("invalid_hyperparameters", str(err), "hyperparameters") from None
     rollout_engine, engine_note = engine_for_job(backend, rollout_engine, device, hp, method)
     if engine_note:
         log(f"job {job_id}: {engine_note}")
@@ -301,6 +319,7 @@ def _run_job(api: WorkerApi, claim: Claim, out_dir: Path, work_root: Path, devic
     heartbeat.check()
 
     base_dir = download_model_files(api, claim["base_model"]["files"], work_root / "models" / claim["base_model"]["id"])
+    check_prompts_fit(base_dir, manifest, hp, {"training_file": train_lines, "validation_file": validation_lines})
     resume = claim["resume_from"]
     if resume:
         state = restore_checkpoint(api, resume, out_dir)

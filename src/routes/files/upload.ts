@@ -5,11 +5,12 @@
  */
 import type { Context } from 'hono';
 import { files, type FileRow } from '../../db/schema';
+import { LineProblem } from '../../contract/dataset';
+import { jsonlValidator } from '../../contract/jsonl';
 import { ApiError } from '../../errors';
 import { hashingStream, sha256Hex } from '../../lib/hash';
 import { BlobTooLargeError, limitStream } from '../../lib/streams';
 import type { AppEnv } from '../../router';
-import { JsonlError, jsonlValidator } from './jsonl';
 import { MultipartError, boundaryOf, readMultipart, readSmallText } from './multipart';
 
 export const RAW_UPLOAD_TYPES = ['application/jsonl', 'application/x-ndjson', 'application/json-lines', 'text/plain', 'application/octet-stream'];
@@ -102,7 +103,7 @@ export async function uploadFile(c: Context<AppEnv>): Promise<FileRow | null> {
     return row;
   } catch (err) {
     if (!probe) await deps.blobs.delete(blobKey).catch(() => undefined);
-    if (err instanceof JsonlError) throw new ApiError(400, err.message, { param: 'file', code: 'invalid_jsonl' });
+    if (err instanceof LineProblem) throw new ApiError(400, err.message, { param: 'file', code: 'invalid_jsonl' });
     if (err instanceof BlobTooLargeError)
       throw new ApiError(413, `File larger than ${limits.maxFileBytes} bytes.`, { param: 'file', code: 'file_too_large' });
     if (err instanceof MultipartError) throw new ApiError(400, err.message, { param: 'file', code: 'invalid_multipart' });

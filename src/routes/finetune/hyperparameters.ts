@@ -1,74 +1,48 @@
 /**
- * Fine-tune hyperparameters: every field of docs/CONTRACTS.md "Fine-tune hyperparameters", each accepting "auto"
- * (the default). The API stores them as given; the worker resolves "auto" (base model manifest's
- * `recommended_hyperparameters`, else the SOFT_GRPO.md defaults) and logs the resolved values as the first event.
+ * Fine-tune hyperparameters, the method and the grader of a create request. The hyperparameter schema is built from
+ * contract/hyperparameters.json (types, ranges, choices, "auto" rules in the descriptions), the file the worker's
+ * softgrpo.config reads too; every field accepts "auto" (the default). Rules across fields, the model's context and
+ * "auto" resolution run at create (./resolve-job.ts), which stores and returns the resolved values.
  */
 import { z } from '@hono/zod-openapi';
+import { FIELDS, RULES, choices, describeAuto, describeField, type FieldSpec } from '../../contract/hyperparameters';
 import { regexPattern } from '../common';
 
-const auto = <T extends z.ZodTypeAny>(schema: T, description: string) =>
-  z.union([z.literal('auto'), schema]).default('auto').openapi({ description: `${description} Default "auto".` });
+function valueSchema(spec: FieldSpec): z.ZodTypeAny {
+  const options = choices(spec);
+  let schema: z.ZodTypeAny;
+  if (options) schema = z.enum(options as [string, ...string[]]);
+  else {
+    let n = z.number();
+    if (spec.type === 'integer') n = n.int();
+    if (spec.minimum !== undefined) n = n.min(spec.minimum);
+    if (spec.exclusiveMinimum !== undefined) n = n.gt(spec.exclusiveMinimum);
+    if (spec.maximum !== undefined) n = n.max(spec.maximum);
+    if (spec.exclusiveMaximum !== undefined) n = n.lt(spec.exclusiveMaximum);
+    schema = n;
+  }
+  return spec.nullable ? schema.nullable() : schema;
+}
 
-const int = (min: number, max: number) => z.number().int().min(min).max(max);
-const positive = (max = 1e6) => z.number().gt(0).max(max);
-const nonNegative = (max = 1e6) => z.number().min(0).max(max);
+function field(spec: FieldSpec) {
+  const range = describeField(spec);
+  const description = `${spec.description} ${range[0].toUpperCase()}${range.slice(1)}. auto: ${describeAuto(spec)}.`;
+  return z.union([z.literal('auto'), valueSchema(spec)]).default('auto').openapi({ description });
+}
 
 export const Hyperparameters = z
-  .object({
-    n_steps: auto(int(1, 1_000_000), 'RL steps. auto: ceil(train_size / batch_size).'),
-    batch_size: auto(int(1, 4096), 'Prompts per RL step. auto: min(64, train_size).'),
-    group_size: auto(int(2, 64), 'Rollouts per prompt (G). auto: 8.'),
-    mini_batch_size: auto(int(1, 4096), 'Prompts per optimizer step. auto: ceil(batch_size / 2).'),
-    ppo_epochs: auto(int(1, 8), 'auto: 1.'),
-    learning_rate: auto(positive(1), 'auto: 1e-6.'),
-    weight_decay: auto(nonNegative(10), 'auto: 0.01.'),
-    grad_clip: auto(positive(1e6), 'auto: 1.0.'),
-    clip_eps: auto(z.number().min(0).max(1), 'PPO clip epsilon in [0, 1]. auto: 0.2.'),
-    dual_clip: auto(z.number().gt(1).max(1e6), 'Dual-clip constant > 1. auto: 3.0.'),
-    kl_beta: auto(nonNegative(1e3), 'auto: 0.001.'),
-    entropy_coef: auto(nonNegative(1e3), 'auto: 0.0.'),
-    loss: auto(
-      z.enum(['soft_grpo', 'soft_grpo_sum', 'soft_grpo_censored', 'soft_grpo_rb', 'soft_gaussian', 'grpo']),
-      'Per-step log-probability (docs/CONTRACTS.md "Losses"). auto: the model manifest\'s recommendation, else ' +
-        '"soft_grpo" for method soft_grpo, "grpo" for grpo.',
-    ),
-    temperature: auto(positive(100), 'Thinking-phase temperature. auto: 1.0.'),
-    top_k: auto(int(0, 1_000_000), '0 = off. auto: 5.'),
-    top_p: auto(z.number().gt(0).max(1), 'In (0, 1]. auto: 0.95.'),
-    min_p: auto(z.number().min(0).lt(1), 'In [0, 1). auto: 0.0.'),
-    max_topk: auto(int(1, 64), 'Mixed tokens k per soft token. auto: 5.'),
-    gumbel_tau: auto(positive(100), 'auto: 0.1.'),
-    noise_scale: auto(nonNegative(100), 'Gumbel noise scale lambda. auto: 1.0.'),
-    embedding_noise: auto(
-      nonNegative(100),
-      'soft_gaussian: sigma of the input-embedding noise, as a multiple of the RMS of the embedding rows. auto: 0.3.',
-    ),
-    answer_temperature: auto(positive(100), 'Answer-phase temperature (> 0: RL needs a sampled answer). auto: the thinking temperature.'),
-    answer_top_k: auto(int(0, 1_000_000), 'auto: the thinking top_k.'),
-    answer_top_p: auto(z.number().gt(0).max(1), 'auto: the thinking top_p.'),
-    max_response_tokens: auto(int(1, 1_048_576), 'auto: 8192 (capped by the model context).'),
-    max_thinking_tokens: auto(int(1, 1_048_576), 'auto: max_response_tokens.'),
-    cold_stop_entropy: auto(nonNegative(100).nullable(), 'null = off. auto: null.'),
-    cold_stop_steps: auto(int(1, 1_048_576), 'auto: 256.'),
-    lora_rank: auto(int(0, 4096), '0 = full fine-tuning. auto: 0.'),
-    lora_alpha: auto(positive(1e6), 'auto: 2 * lora_rank.'),
-    lora_dropout: auto(z.number().min(0).lt(1), 'auto: 0.0.'),
-    eval_interval: auto(int(1, 1_000_000), 'auto: max(1, n_steps // 10).'),
-    checkpoint_interval: auto(int(1, 1_000_000), 'auto: max(1, n_steps // 5); the final step is always checkpointed.'),
-    eval_samples: auto(int(1, 1024), 'Samples per validation prompt. auto: 4.'),
-  })
+  .object(Object.fromEntries(Object.entries(FIELDS).map(([name, spec]) => [name, field(spec)])))
   .strict()
-  .superRefine((h, ctx) => {
-    if (typeof h.mini_batch_size === 'number' && typeof h.batch_size === 'number' && h.mini_batch_size > h.batch_size)
-      ctx.addIssue({ code: 'custom', path: ['mini_batch_size'], message: 'must not exceed batch_size' });
-    if (
-      typeof h.max_thinking_tokens === 'number' &&
-      typeof h.max_response_tokens === 'number' &&
-      h.max_thinking_tokens > h.max_response_tokens
-    )
-      ctx.addIssue({ code: 'custom', path: ['max_thinking_tokens'], message: 'must not exceed max_response_tokens' });
-  })
-  .openapi('Hyperparameters');
+  .openapi('Hyperparameters', {
+    description:
+      'The rules of contract/hyperparameters.json, which the API and the worker share. "auto" takes the base model\'s ' +
+      'recommended_hyperparameters[field], else the field\'s auto rule; it is resolved at create, and the job returns ' +
+      'the resolved values. Checked at create (400 naming the field): ' +
+      RULES.map((r) => `${r.param}: ${r.message.replace('{context_length}', 'its context_length')}`).join('; ') +
+      '. An "auto" value over such a bound is lowered to it (batch_size 2 with mini_batch_size "auto" trains with ' +
+      'mini_batch_size 2). Every prompt plus max_response_tokens must fit the model\'s context unless ' +
+      'prompt_truncation is "left" (else 400 `prompt_too_long` naming the lines).',
+  });
 
 export type HyperparametersInput = z.infer<typeof Hyperparameters>;
 
@@ -78,11 +52,6 @@ export const Method = z
     hyperparameters: Hyperparameters.default(Hyperparameters.parse({})),
   })
   .strict()
-  .superRefine((m, ctx) => {
-    const loss = m.hyperparameters.loss;
-    if (m.type === 'grpo' && typeof loss === 'string' && loss !== 'auto' && loss !== 'grpo')
-      ctx.addIssue({ code: 'custom', path: ['hyperparameters', 'loss'], message: 'method "grpo" uses the "grpo" loss' });
-  })
   .openapi('FineTuneMethod');
 
 const scope = z

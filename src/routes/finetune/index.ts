@@ -14,6 +14,7 @@ import { createRouter } from '../../router';
 import { checkJobQuota, jobQuotaGuard, jobWasKept } from '../../tenants/job-quota';
 import { IdempotencyHeaders, JobIdParam, ListQuery, bearerSecurity, page, requireCursor, unknownCursor } from '../common';
 import { CheckpointList, CreateJobBody, EventList, EventStreamItem, EventsQuery, JobList, ListJobsQuery } from './schemas';
+import { resolveJobHyperparameters, type JobFiles } from './resolve-job';
 import { streamJobEvents } from './sse';
 
 export const finetuneRouter = createRouter();
@@ -33,7 +34,10 @@ finetuneRouter.openapi(
     summary: 'Create a fine-tuning job (SofT-GRPO or GRPO)',
     description:
       'Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter ' +
-      'accepts "auto". `method` is ours, `{type, hyperparameters}`, or OpenAI\'s nested `{type, <type>: {hyperparameters}}`. ' +
+      'accepts "auto", resolved here: the job stores and returns the values it trains with. A value that breaks a ' +
+      'rule of the trainer answers 400 naming the field; prompts that do not fit the model\'s context with ' +
+      'max_response_tokens answer 400 `prompt_too_long` naming the lines (see Hyperparameters). ' +
+      '`method` is ours, `{type, hyperparameters}`, or OpenAI\'s nested `{type, <type>: {hyperparameters}}`. ' +
       'Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs ' +
       '(default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.',
     security: bearerSecurity,
@@ -47,16 +51,22 @@ finetuneRouter.openapi(
     const tenantId = c.get('tenantId');
     const base = deps.config.baseModels.find((m) => m.id === body.model);
     if (!base) throw notFound('model', body.model, 'model');
+    const found: Partial<JobFiles> = {};
     for (const param of ['training_file', 'validation_file'] as const) {
       const id = body[param];
       if (!id) continue;
       const file = await db
-        .select({ id: files.id })
+        .select()
         .from(files)
         .where(and(eq(files.id, id), eq(files.tenantId, tenantId)))
         .get();
       if (!file) throw notFound('file', id, param);
+      found[param] = file;
     }
+    const hyperparameters = await resolveJobHyperparameters(deps, base, body.method.type, body.method.hyperparameters, {
+      training_file: found.training_file!,
+      validation_file: found.validation_file ?? null,
+    });
     await checkJobQuota(c, deps, tenantId);
     const now = deps.clock.now();
     const id = deps.ids.next('ftjob');
@@ -67,7 +77,7 @@ finetuneRouter.openapi(
       trainingFile: body.training_file,
       validationFile: body.validation_file ?? null,
       methodType: body.method.type,
-      hyperparameters: body.method.hyperparameters as Record<string, unknown>,
+      hyperparameters,
       grader: body.grader as Record<string, unknown>,
       suffix: body.suffix ?? null,
       seed: body.seed ?? randomSeed(),
