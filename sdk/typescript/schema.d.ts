@@ -553,7 +553,7 @@ export interface paths {
         put?: never;
         /**
          * Create a fine-tuning job (SofT-GRPO or GRPO)
-         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto". `method` is ours, `{type, hyperparameters}`, or OpenAI's nested `{type, <type>: {hyperparameters}}`. Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs (default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.
+         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto", resolved here: the job stores and returns the values it trains with. A value that breaks a rule of the trainer answers 400 naming the field; prompts that do not fit the model's context with max_response_tokens answer 400 `prompt_too_long` naming the lines (see Hyperparameters). `method` is ours, `{type, hyperparameters}`, or OpenAI's nested `{type, <type>: {hyperparameters}}`. Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs (default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.
          */
         post: {
             parameters: {
@@ -1381,7 +1381,7 @@ export interface paths {
         put?: never;
         /**
          * Create a fine-tuning job (SofT-GRPO or GRPO)
-         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto". `method` is ours, `{type, hyperparameters}`, or OpenAI's nested `{type, <type>: {hyperparameters}}`. Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs (default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.
+         * @description Checks the base model and the files, then queues the job; a GPU worker claims it. Every hyperparameter accepts "auto", resolved here: the job stores and returns the values it trains with. A value that breaks a rule of the trainer answers 400 naming the field; prompts that do not fit the model's context with max_response_tokens answer 400 `prompt_too_long` naming the lines (see Hyperparameters). `method` is ours, `{type, hyperparameters}`, or OpenAI's nested `{type, <type>: {hyperparameters}}`. Idempotency-Key is honoured. An organization holds a limited number of unfinished jobs (default 16); over it the answer is 429 with `x-ratelimit-limit-jobs` and `x-ratelimit-remaining-jobs`.
          */
         post: {
             parameters: {
@@ -3980,7 +3980,8 @@ export interface components {
          *         "lora_dropout": "auto",
          *         "eval_interval": "auto",
          *         "checkpoint_interval": "auto",
-         *         "eval_samples": "auto"
+         *         "eval_samples": "auto",
+         *         "prompt_truncation": "auto"
          *       }
          *     }
          */
@@ -4000,177 +4001,183 @@ export interface components {
                 hyperparameters?: components["schemas"]["Hyperparameters"];
             };
         };
+        /** @description The rules of contract/hyperparameters.json, which the API and the worker share. "auto" takes the base model's recommended_hyperparameters[field], else the field's auto rule; it is resolved at create, and the job returns the resolved values. Checked at create (400 naming the field): loss: method "grpo" uses the "grpo" loss; max_response_tokens: must leave room for the prompt in the model's context (its context_length tokens); max_thinking_tokens: must be <= max_response_tokens; mini_batch_size: must be <= batch_size; lora_alpha: must be > 0 when lora_rank > 0 (alpha 0 switches the adapter off). An "auto" value over such a bound is lowered to it (batch_size 2 with mini_batch_size "auto" trains with mini_batch_size 2). Every prompt plus max_response_tokens must fit the model's context unless prompt_truncation is "left" (else 400 `prompt_too_long` naming the lines). */
         Hyperparameters: {
             /**
-             * @description RL steps. auto: ceil(train_size / batch_size). Default "auto".
+             * @description RL steps (one pass over the training prompts by default). An integer in [1, 1000000]. auto: ceil(train_size / batch_size).
              * @default auto
              */
             n_steps?: "auto" | number;
             /**
-             * @description Prompts per RL step. auto: min(64, train_size). Default "auto".
+             * @description Prompts per RL step. An integer in [1, 4096]. auto: min(64, train_size).
              * @default auto
              */
             batch_size?: "auto" | number;
             /**
-             * @description Rollouts per prompt (G). auto: 8. Default "auto".
+             * @description Rollouts per prompt (G). An integer in [2, 64]. auto: 8.
              * @default auto
              */
             group_size?: "auto" | number;
             /**
-             * @description Prompts per optimizer step. auto: ceil(batch_size / 2). Default "auto".
+             * @description Prompts per optimizer step. An integer in [1, 4096]. auto: ceil(batch_size / 2).
              * @default auto
              */
             mini_batch_size?: "auto" | number;
             /**
-             * @description auto: 1. Default "auto".
+             * @description Passes over each RL step's rollouts. An integer in [1, 8]. auto: 1.
              * @default auto
              */
             ppo_epochs?: "auto" | number;
             /**
-             * @description auto: 1e-6. Default "auto".
+             * @description AdamW learning rate. A number in (0, 1]. auto: 0.000001.
              * @default auto
              */
             learning_rate?: "auto" | number;
             /**
-             * @description auto: 0.01. Default "auto".
+             * @description AdamW weight decay. A number in [0, 10]. auto: 0.01.
              * @default auto
              */
             weight_decay?: "auto" | number;
             /**
-             * @description auto: 1.0. Default "auto".
+             * @description Gradient-norm clip. A number in (0, 1000000]. auto: 1.
              * @default auto
              */
             grad_clip?: "auto" | number;
             /**
-             * @description PPO clip epsilon in [0, 1]. auto: 0.2. Default "auto".
+             * @description PPO clip epsilon: the ratio is clipped to [1 - clip_eps, 1 + clip_eps]. A number in (0, 1). auto: 0.2.
              * @default auto
              */
             clip_eps?: "auto" | number;
             /**
-             * @description Dual-clip constant > 1. auto: 3.0. Default "auto".
+             * @description Dual-clip constant for negative advantages. A number in (1, 1000000]. auto: 3.
              * @default auto
              */
             dual_clip?: "auto" | number;
             /**
-             * @description auto: 0.001. Default "auto".
+             * @description Weight of the KL penalty to the base model (0 = none). A number in [0, 1000]. auto: 0.001.
              * @default auto
              */
             kl_beta?: "auto" | number;
             /**
-             * @description auto: 0.0. Default "auto".
+             * @description Weight of the entropy bonus. A number in [0, 1000]. auto: 0.
              * @default auto
              */
             entropy_coef?: "auto" | number;
             /**
-             * @description Per-step log-probability (docs/CONTRACTS.md "Losses"). auto: the model manifest's recommendation, else "soft_grpo" for method soft_grpo, "grpo" for grpo. Default "auto".
+             * @description Per-step log-probability ("losses"). One of "soft_grpo", "soft_grpo_sum", "soft_grpo_censored", "soft_grpo_rb", "soft_gaussian", "grpo". auto: "soft_grpo" for method soft_grpo, "grpo" for method grpo.
              * @default auto
              */
             loss?: "auto" | ("soft_grpo" | "soft_grpo_sum" | "soft_grpo_censored" | "soft_grpo_rb" | "soft_gaussian" | "grpo");
             /**
-             * @description Thinking-phase temperature. auto: 1.0. Default "auto".
+             * @description Thinking-phase temperature. A number in (0, 100]. auto: 1.
              * @default auto
              */
             temperature?: "auto" | number;
             /**
-             * @description 0 = off. auto: 5. Default "auto".
+             * @description Thinking-phase top-k (0 = off). An integer in [0, 1000000]. auto: 5.
              * @default auto
              */
             top_k?: "auto" | number;
             /**
-             * @description In (0, 1]. auto: 0.95. Default "auto".
+             * @description Thinking-phase top-p. A number in (0, 1]. auto: 0.95.
              * @default auto
              */
             top_p?: "auto" | number;
             /**
-             * @description In [0, 1). auto: 0.0. Default "auto".
+             * @description min-p filter of both phases. A number in [0, 1). auto: 0.
              * @default auto
              */
             min_p?: "auto" | number;
             /**
-             * @description Mixed tokens k per soft token. auto: 5. Default "auto".
+             * @description Mixed tokens k per soft token. An integer in [1, 64]. auto: 5.
              * @default auto
              */
             max_topk?: "auto" | number;
             /**
-             * @description auto: 0.1. Default "auto".
+             * @description Gumbel-softmax temperature of the soft-token weights. A number in (0, 100]. auto: 0.1.
              * @default auto
              */
             gumbel_tau?: "auto" | number;
             /**
-             * @description Gumbel noise scale lambda. auto: 1.0. Default "auto".
+             * @description Gumbel noise scale lambda (0 = plain Soft Thinking). A number in [0, 100]. auto: 1.
              * @default auto
              */
             noise_scale?: "auto" | number;
             /**
-             * @description soft_gaussian: sigma of the input-embedding noise, as a multiple of the RMS of the embedding rows. auto: 0.3. Default "auto".
+             * @description soft_gaussian: sigma of the input-embedding noise, as a multiple of the RMS of the embedding rows. A number in [0, 100]. auto: 0.3.
              * @default auto
              */
             embedding_noise?: "auto" | number;
             /**
-             * @description Answer-phase temperature (> 0: RL needs a sampled answer). auto: the thinking temperature. Default "auto".
+             * @description Answer-phase temperature (> 0: RL needs a sampled answer). A number in (0, 100]. auto: temperature.
              * @default auto
              */
             answer_temperature?: "auto" | number;
             /**
-             * @description auto: the thinking top_k. Default "auto".
+             * @description Answer-phase top-k (0 = off). An integer in [0, 1000000]. auto: top_k.
              * @default auto
              */
             answer_top_k?: "auto" | number;
             /**
-             * @description auto: the thinking top_p. Default "auto".
+             * @description Answer-phase top-p. A number in (0, 1]. auto: top_p.
              * @default auto
              */
             answer_top_p?: "auto" | number;
             /**
-             * @description auto: 8192 (capped by the model context). Default "auto".
+             * @description Generated tokens per rollout (thinking + answer); a prompt plus this must fit the model's context. An integer in [1, 1048576]. auto: min(8192, context_length // 2).
              * @default auto
              */
             max_response_tokens?: "auto" | number;
             /**
-             * @description auto: max_response_tokens. Default "auto".
+             * @description Thinking steps before </think> is forced. An integer in [1, 1048576]. auto: max_response_tokens.
              * @default auto
              */
             max_thinking_tokens?: "auto" | number;
             /**
-             * @description null = off. auto: null. Default "auto".
+             * @description Cold stop: end thinking once the entropy stays below this (null = off). A number in [0, 100], or null. auto: null.
              * @default auto
              */
             cold_stop_entropy?: "auto" | number | null;
             /**
-             * @description auto: 256. Default "auto".
+             * @description Cold stop: low-entropy steps in a row that end thinking. An integer in [1, 1048576]. auto: 256.
              * @default auto
              */
             cold_stop_steps?: "auto" | number;
             /**
-             * @description 0 = full fine-tuning. auto: 0. Default "auto".
+             * @description LoRA rank (0 = full fine-tuning). An integer in [0, 4096]. auto: 0.
              * @default auto
              */
             lora_rank?: "auto" | number;
             /**
-             * @description auto: 2 * lora_rank. Default "auto".
+             * @description LoRA scaling alpha (unused with full fine-tuning). A number in [0, 1000000]. auto: 2 * lora_rank.
              * @default auto
              */
             lora_alpha?: "auto" | number;
             /**
-             * @description auto: 0.0. Default "auto".
+             * @description LoRA dropout. A number in [0, 1). auto: 0.
              * @default auto
              */
             lora_dropout?: "auto" | number;
             /**
-             * @description auto: max(1, n_steps // 10). Default "auto".
+             * @description Steps between validation evaluations. An integer in [1, 1000000]. auto: max(1, n_steps // 10).
              * @default auto
              */
             eval_interval?: "auto" | number;
             /**
-             * @description auto: max(1, n_steps // 5); the final step is always checkpointed. Default "auto".
+             * @description Steps between checkpoints; the final step is always checkpointed. An integer in [1, 1000000]. auto: max(1, n_steps // 5).
              * @default auto
              */
             checkpoint_interval?: "auto" | number;
             /**
-             * @description Samples per validation prompt. auto: 4. Default "auto".
+             * @description Samples per validation prompt. An integer in [1, 1024]. auto: 4.
              * @default auto
              */
             eval_samples?: "auto" | number;
+            /**
+             * @description What happens to a prompt that does not fit the context with max_response_tokens: "none" = the job is rejected at create naming the lines; "left" = its first tokens are dropped (the end of the prompt is kept). One of "none", "left". auto: "none".
+             * @default auto
+             */
+            prompt_truncation?: "auto" | ("none" | "left");
         };
         /**
          * @description How a rollout's final answer is scored against the line's "answer".
