@@ -208,8 +208,11 @@ def test_static_engine_serves_the_plain_engines_tokens(server, model_folder):
             assert [s["token_ids"] for s in ours["samples"]] == [s["token_ids"] for s in ref["samples"]]
             assert ours["samples"] == ref["samples"]
         greedy = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
-        status, body = post(static, {"model": "tiny", "request": request_body(answer=greedy)})
-        assert (status, body["error"]["param"]) == (400, "answer.temperature")  # explicit, not a 500
+        soft = {**request_body()["soft_thinking"], "noise_scale": 0.0}
+        for over in ({"answer": greedy, "soft_thinking": soft}, {"answer": greedy, "mode": "discrete"}):
+            status, ours = post(static, {"model": "tiny", "request": request_body(**over)})
+            assert status == 200, ours
+            assert ours["samples"] == post(plain, {"model": "tiny", "request": request_body(**over)})[1]["samples"]
     finally:
         static.shutdown()
 
@@ -239,3 +242,81 @@ def test_triton_backend_that_cannot_run_fails_at_load(model_folder, monkeypatch)
         load_served_model(model_folder, "cpu", "static", "triton")
     with pytest.raises(ValueError, match="rollout_engine must be one of"):
         load_served_model(model_folder, "cpu", "graph", "torch")
+
+
+GREEDY = {"temperature": 0.0, "top_k": 5, "top_p": 0.95, "min_p": 0.0}
+
+
+def test_temperature_0_is_greedy_end_to_end_whatever_the_seed(server):
+    """answer.temperature 0 with noise off decodes the same tokens for every seed and sample index; with Gumbel noise
+    on it would not be greedy, so it answers 400 naming soft_thinking.noise_scale (as the Node API does)."""
+    srv, _ = server
+    soft = {**request_body()["soft_thinking"], "noise_scale": 0.0}
+    results = [post(srv, {"model": "tiny", "request": request_body(answer=GREEDY, soft_thinking=soft, seed=seed)})
+               for seed in (1, 2, 99)]
+    assert all(status == 200 for status, _ in results)
+    assert len({tuple(s["token_ids"]) for _, body in results for s in body["samples"]}) == 1
+    status, err = post(srv, {"model": "tiny", "request": request_body(answer=GREEDY)})  # noise_scale 1.0
+    assert (status, err["error"]["param"]) == (400, "soft_thinking.noise_scale")
+    status, _ = post(srv, {"model": "tiny", "request": request_body(answer=GREEDY, mode="discrete")})
+    assert status == 200  # discrete mode has no thinking noise
+
+
+def _long_answers(**over):
+    soft = {**request_body()["soft_thinking"], "max_thinking_tokens": 2}
+    return request_body(soft_thinking=soft, max_tokens=40, **over)
+
+
+def test_stop_cuts_the_answer_at_the_token_that_completes_the_stop_string(server):
+    srv, served = server
+    _, full = post(srv, {"model": "tiny", "request": _long_answers()})
+    # a 2-character piece of some answer past its start, without replacement characters (half a UTF-8 character)
+    sample, stop = next((s, s["answer"][i:i + 2]) for s in full["samples"] for i in range(2, len(s["answer"]) - 2)
+                        if "\ufffd" not in s["answer"][i:i + 2])
+    status, cut = post(srv, {"model": "tiny", "request": _long_answers(stop=["\u2603", stop])})
+    assert status == 200, cut
+    ours = cut["samples"][full["samples"].index(sample)]
+    at = sample["answer"].index(stop)
+    assert ours["answer"] == sample["answer"][:at] and ours["finish_reason"] == "stop"
+    kept = ours["answer_tokens"]
+    assert ours["token_ids"] == sample["token_ids"][: ours["reasoning_tokens"] + kept]
+    answer_ids = ours["token_ids"][ours["reasoning_tokens"]:]
+    decode = lambda ids: served.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    assert stop in decode(answer_ids) and stop not in decode(answer_ids[:-1])  # the first token that completes it
+    assert cut["samples"][0]["reasoning"] == full["samples"][0]["reasoning"]  # thinking is never cut
+
+
+def test_logprobs_are_the_models_log_softmax_at_each_answer_token(server):
+    """With an unfiltered temperature-1 answer the rollout's own policy log-prob of a discrete step is log_softmax of
+    the raw logits: the recomputed logprobs must equal it; the alternatives are sorted and their bytes decode."""
+    srv, served = server
+    plain = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+    request = _long_answers(answer=plain, logprobs=3)
+    status, body = post(srv, {"model": "tiny", "request": request})
+    assert status == 200, body
+    cfg = RolloutConfig(mode="soft", thinking=SoftStepConfig(top_k=5, top_p=0.95, max_topk=4, gumbel_tau=0.1,
+                                                             noise_scale=1.0),
+                        answer_temperature=1.0, answer_top_k=0, answer_top_p=1.0, max_response_tokens=40,
+                        max_thinking_tokens=2)
+    prompt = served.tokenizer.encode_chat(request["messages"])
+    direct = generate(served.model, served.tokenizer, [prompt] * 3, cfg, 42, [0, 1, 2])
+    for s, r in zip(body["samples"], direct):
+        answer = [t for t in r.tokens[r.n_thinking:].tolist() if t != served.tokenizer.eos_id]
+        assert len(s["logprobs"]) == len(answer)
+        expected = r.logprob[r.n_thinking:r.n_thinking + len(answer)].tolist()
+        assert [e["logprob"] for e in s["logprobs"]] == pytest.approx(expected, abs=1e-4)
+        for e, token in zip(s["logprobs"], answer):
+            assert bytes(e["bytes"]) == served.tokenizer.token_bytes(token)
+            tops = [t["logprob"] for t in e["top_logprobs"]]
+            assert len(tops) == 3 and tops == sorted(tops, reverse=True) and e["logprob"] <= tops[0] + 1e-9
+        special = served.tokenizer.tokenizer.get_added_tokens_decoder()  # shown in logprobs, left out of the text
+        text = [bytes(e["bytes"]) for e, token in zip(s["logprobs"], answer) if token not in special]
+        assert b"".join(text).decode(errors="replace") == s["answer"]
+
+
+@pytest.mark.parametrize("over, param", [({"stop": "x"}, "stop"), ({"stop": ["a"] * 5}, "stop"), ({"stop": [""]}, "stop"),
+                                         ({"logprobs": 21}, "logprobs"), ({"logprobs": True}, "logprobs")])
+def test_bad_stop_and_logprobs_answer_400(server, over, param):
+    srv, _ = server
+    status, body = post(srv, {"model": "tiny", "request": request_body(**over)})
+    assert (status, body["error"]["param"]) == (400, param)

@@ -87,7 +87,7 @@ export class OnnxEngine implements ReasoningEngine {
     const lastRow = prefillLogits.subarray((promptIds.length - 1) * vocab, promptIds.length * vocab);
 
     const special = { thinkEndId: this.tokenizer.thinkEndId, eosId: this.tokenizer.eosId };
-    const decoders = request.samples.map((sample) => new SampleDecoder(sample, request, special, maxTokens));
+    const decoders = request.samples.map((sample) => new SampleDecoder(sample, request, special, maxTokens, this.tokenizer));
     const stream = hooks.onEvent ? new StreamEmitter(decoders, this.tokenizer, hooks.onEvent) : null;
     const decode = (ids: number[]) => this.tokenizer.decode(ids);
 
@@ -148,10 +148,14 @@ function packInputs(inputs: ModelInput[]): { ids: BigInt64Array; weights: Float3
   return { ids, weights, k };
 }
 
-/** Turns decoder progress into delta and sample_done events. */
+/**
+ * Turns decoder progress into delta and sample_done events. The answer is released as the decoder shows it (held
+ * back while a stop string may be completing); each answer delta carries the logprobs that arrived since the last.
+ */
 class StreamEmitter {
   private readonly reasoning = new Map<number, TextDeltas>();
   private readonly answer = new Map<number, TextDeltas>();
+  private readonly logprobsSent = new Map<number, number>();
 
   constructor(
     decoders: SampleDecoder[],
@@ -161,7 +165,8 @@ class StreamEmitter {
     const decode = (ids: number[]) => tokenizer.decode(ids);
     for (const d of decoders) {
       this.reasoning.set(d.sample, new TextDeltas(decode));
-      this.answer.set(d.sample, new TextDeltas(decode));
+      this.answer.set(d.sample, new TextDeltas());
+      this.logprobsSent.set(d.sample, 0);
     }
   }
 
@@ -169,8 +174,14 @@ class StreamEmitter {
     for (const d of decoders) {
       const reasoning = this.reasoning.get(d.sample)!.next(d.reasoningIds, d.phase !== "thinking");
       if (reasoning) this.emit({ type: "delta", sample: d.sample, phase: "reasoning", text: reasoning });
-      const answer = this.answer.get(d.sample)!.next(d.answerIds, d.done);
-      if (answer) this.emit({ type: "delta", sample: d.sample, phase: "answer", text: answer });
+      const answer = this.answer.get(d.sample)!.nextText(d.visibleAnswer(), d.done);
+      const sent = this.logprobsSent.get(d.sample)!;
+      const withLogprobs = d.answerLogprobs.length > sent && (answer !== "" || d.done);
+      if (answer || withLogprobs) {
+        const logprobs = withLogprobs ? { logprobs: d.logprobsFrom(sent) } : {};
+        this.logprobsSent.set(d.sample, d.answerLogprobs.length);
+        this.emit({ type: "delta", sample: d.sample, phase: "answer", text: answer, ...logprobs });
+      }
       if (d.done) this.emit({ type: "sample_done", sample: d.toResult((ids) => this.tokenizer.decode(ids)) });
     }
   }

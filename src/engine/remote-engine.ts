@@ -2,7 +2,8 @@
  * The remote engine: sends a GenerationRequest to a gpu-worker `serve` process (gpu-worker/src/softgrpo/serve.py)
  * over HTTP and returns its GenerationResult; the JSON on the wire is exactly the types of ./types.
  * Runtime-neutral (fetch only), so the Workers entry can use it. The serve process answers a whole request at once,
- * so streaming clients receive each sample's text as one delta when the response arrives.
+ * so streaming clients receive each sample's text as one delta when the response arrives (the answer delta with all
+ * its logprobs). Stop strings and logprobs are computed by the serve process (the same rules as ./sample-decoder).
  *
  *   POST {url}/v1/generate   {model, request: GenerationRequest}  -> 200 GenerationResult
  *                                                                  -> 400 {error: {message, param}}
@@ -66,7 +67,10 @@ export class RemoteEngine implements ReasoningEngine {
     if (hooks.onEvent) {
       for (const sample of result.samples) {
         if (sample.reasoning) hooks.onEvent({ type: "delta", sample: sample.sample, phase: "reasoning", text: sample.reasoning });
-        if (sample.answer) hooks.onEvent({ type: "delta", sample: sample.sample, phase: "answer", text: sample.answer });
+        const logprobs = sample.logprobs?.length ? { logprobs: sample.logprobs } : {};
+        if (sample.answer || sample.logprobs?.length) {
+          hooks.onEvent({ type: "delta", sample: sample.sample, phase: "answer", text: sample.answer, ...logprobs });
+        }
         hooks.onEvent({ type: "sample_done", sample });
       }
     }

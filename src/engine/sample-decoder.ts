@@ -7,10 +7,14 @@
  *   thinking-step cap forces </think>, or when cold stop fires (entropy below a threshold for L consecutive steps);
  *   the </think> that ends thinking is fed as a discrete token.
  * - Answer phase, and every step of discrete mode: discrete sampling with the answer settings.
- * - Done at the eos token or after max_tokens generated tokens.
+ * - Done at the eos token, after max_tokens generated tokens, or ("stop") at the first answer token whose text
+ *   completes a stop string (request.stop; the answer text is cut before it). Stop strings never end thinking.
+ * With request.logprobs, every answer token (eos excluded) records its log p and the top alternatives.
  */
 import { discreteStep, softTokenStep } from "./sampling";
-import type { FinishReason, GeneratedSample, GenerationRequest, ThinkingEnd } from "./types";
+import { StopStrings } from "./stop-strings";
+import { stepLogprob, tokenLogprob, type StepLogprob, type TokenText } from "./token-logprobs";
+import type { FinishReason, GeneratedSample, GenerationRequest, ThinkingEnd, TokenLogprob } from "./types";
 
 export interface SpecialTokens {
   thinkEndId: number;
@@ -31,16 +35,25 @@ export class SampleDecoder {
   readonly reasoningIds: number[] = []; // emitted thinking tokens, the closing </think> excluded
   readonly answerIds: number[] = []; // answer tokens, eos excluded
   readonly tokenIds: number[] = []; // everything emitted
+  readonly answerLogprobs: StepLogprob[] = []; // with request.logprobs: one per answer token
   private step = 0;
   private thinkingSteps = 0;
   private lowEntropyRun = 0;
+  private readonly stops: StopStrings | null;
+  private cutAnswer: string | null = null; // the answer text before the stop string that ended the sample
 
+  /** `text` is needed for stop strings and logprobs (the engine's tokenizer). */
   constructor(
     readonly sample: number,
     private readonly request: GenerationRequest,
     private readonly special: SpecialTokens,
     private readonly maxTokens: number,
-  ) {}
+    private readonly text?: TokenText,
+  ) {
+    const stop = request.stop ?? [];
+    if ((stop.length > 0 || request.logprobs != null) && !text) throw new Error("stop strings and logprobs need the tokenizer");
+    this.stops = stop.length > 0 ? new StopStrings(stop) : null;
+  }
 
   get done(): boolean {
     return this.phase === "done";
@@ -85,9 +98,34 @@ export class SampleDecoder {
       this.reasoningIds.push(token);
     } else {
       this.answerIds.push(token);
+      if (this.request.logprobs != null) this.answerLogprobs.push(stepLogprob(logits, token, this.request.logprobs));
     }
     this.tokenIds.push(token);
+    if (this.phase === "answer" && this.stops) this.cutAtStop(this.stops);
     return { ids: [token], weights: [1] };
+  }
+
+  private cutAtStop(stops: StopStrings): void {
+    const text = this.text!.decode(this.answerIds);
+    const at = stops.cutIndex(text);
+    if (at < 0) return;
+    this.cutAnswer = text.slice(0, at);
+    this.finish("stop");
+  }
+
+  /**
+   * The answer text a stream may show now: all of it once done (cut at the stop string), else all but a tail that
+   * could still become a stop string.
+   */
+  visibleAnswer(): string {
+    if (this.cutAnswer !== null) return this.cutAnswer;
+    const text = this.text ? this.text.decode(this.answerIds) : "";
+    return this.done || !this.stops ? text : text.slice(0, this.stops.releasable(text));
+  }
+
+  /** The recorded answer logprobs from index `from` on, as tokens with text and bytes. */
+  logprobsFrom(from: number): TokenLogprob[] {
+    return this.answerLogprobs.slice(from).map((step) => tokenLogprob(this.text!, step));
   }
 
   private endThinking(how: Exclude<ThinkingEnd, null>): ModelInput {
@@ -121,12 +159,13 @@ export class SampleDecoder {
     return {
       sample: this.sample,
       reasoning: decode(this.reasoningIds),
-      answer: decode(this.answerIds),
+      answer: this.cutAnswer ?? decode(this.answerIds),
       token_ids: [...this.tokenIds],
       reasoning_tokens: this.reasoningTokens,
       answer_tokens: this.answerTokens,
       finish_reason: this.finishReason ?? "cancelled",
       thinking_end: this.thinkingEnd,
+      ...(this.request.logprobs != null ? { logprobs: this.logprobsFrom(0) } : {}),
     };
   }
 }

@@ -6,11 +6,15 @@
 export class TextDeltas {
   private sent = "";
 
-  constructor(private readonly decode: (ids: number[]) => string) {}
+  constructor(private readonly decode: (ids: number[]) => string = () => "") {}
 
   /** The new text since the last call, or "" when nothing can be released yet. */
   next(ids: number[], final = false): string {
-    const text = this.decode(ids);
+    return this.nextText(this.decode(ids), final);
+  }
+
+  /** The same for text decoded by the caller (an answer held back before a possible stop string). */
+  nextText(text: string, final = false): string {
     if (!text.startsWith(this.sent) || (!final && text.endsWith("\uFFFD"))) return "";
     const delta = text.slice(this.sent.length);
     this.sent = text;

@@ -8,6 +8,7 @@
  */
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
+import { byteLevelBytes } from "./byte-level";
 import type { ChatMessage } from "./types";
 
 export const THINK_START = "<think>";
@@ -38,6 +39,7 @@ export class ChatTokenizer {
   private readonly bosToken: string;
   private readonly template: Template;
   private readonly specialIds: Set<number>;
+  private readonly byteLevel: boolean;
 
   constructor(
     private readonly tokenizer: Tokenizer,
@@ -52,6 +54,8 @@ export class ChatTokenizer {
     this.thinkStartId = this.tokenId(THINK_START);
     this.thinkEndId = this.tokenId(THINK_END);
     this.specialIds = new Set(tokenizer.get_added_tokens_decoder().keys());
+    const decoder = tokenizer.decoder?.config as { type?: string; decoders?: Array<{ type?: string }> } | undefined;
+    this.byteLevel = decoder?.type === "ByteLevel" || (decoder?.decoders ?? []).some((d) => d.type === "ByteLevel");
   }
 
   /** From the parsed tokenizer.json and tokenizer_config.json of a model folder. */
@@ -85,6 +89,16 @@ export class ChatTokenizer {
 
   encodeChat(messages: ChatMessage[]): number[] {
     return this.encode(this.renderChat(messages));
+  }
+
+  /**
+   * The bytes one generated token stands for (logprobs): a byte-level piece mapped back exactly, an added token as
+   * its UTF-8 text, any other token as the UTF-8 of its decoded text.
+   */
+  tokenBytes(id: number): number[] {
+    const piece = this.tokenizer.id_to_token(id) ?? "";
+    const exact = this.specialIds.has(id) ? null : this.byteLevel ? byteLevelBytes(piece) : null;
+    return exact ?? [...new TextEncoder().encode(this.specialIds.has(id) ? piece : this.tokenizer.decode([id]))];
   }
 
   /** Text of generated ids without special tokens (think tags, eos). */

@@ -40,6 +40,24 @@ export interface GenerationRequest {
   max_tokens: number | null; // generated tokens per sample, thinking and answer together; null: the rest of the context
   seed: number; // integer in [0, 2^53)
   samples: number[]; // Philox sample indices to generate (0..n-1, or a wave of them)
+  // Answer phase only: a sample ends ("stop") at the first answer token whose text completes one of these; the answer
+  // text is cut before it. Absent or []: off. Thinking is never cut (its soft steps are not the final text).
+  stop?: string[];
+  // Answer tokens only: the log-probability of each answer token under the model (log_softmax of its raw logits,
+  // before temperature and filters) and of the `logprobs` most likely alternatives. Absent or null: off.
+  logprobs?: number | null;
+}
+
+/** One candidate token of an answer step: its text (UTF-8, lossy for a partial character), its bytes, log p. */
+export interface TokenCandidate {
+  token: string;
+  bytes: number[];
+  logprob: number;
+}
+
+/** An answer token with its log-probability and the most likely alternatives (OpenAI's chat logprobs entry). */
+export interface TokenLogprob extends TokenCandidate {
+  top_logprobs: TokenCandidate[];
 }
 
 export type FinishReason = "stop" | "length" | "cancelled";
@@ -54,6 +72,7 @@ export interface GeneratedSample {
   answer_tokens: number; // answer steps, eos included
   finish_reason: FinishReason;
   thinking_end: ThinkingEnd;
+  logprobs?: TokenLogprob[]; // when requested: one entry per answer token, eos excluded
 }
 
 export interface GenerationResult {
@@ -61,9 +80,13 @@ export interface GenerationResult {
   samples: GeneratedSample[]; // in the order of request.samples
 }
 
-/** Incremental output for streaming: text deltas of one sample and the sample's completion. */
+/**
+ * Incremental output for streaming: text deltas of one sample and the sample's completion. An answer delta carries
+ * the logprobs of the answer tokens that arrived since the previous one (when requested); a delta may then have
+ * empty text (a token whose character is not complete yet).
+ */
 export type GenerationEvent =
-  | { type: "delta"; sample: number; phase: "reasoning" | "answer"; text: string }
+  | { type: "delta"; sample: number; phase: "reasoning" | "answer"; text: string; logprobs?: TokenLogprob[] }
   | { type: "sample_done"; sample: GeneratedSample };
 
 export interface GenerationHooks {

@@ -54,8 +54,7 @@ const FORWARDS = (vocab: number) => [
 const MESSAGES = [{ role: "user" as const, content: "Mia has 7 apples. She buys 3 more. How many apples does Mia have now?" }];
 const SOFT = { temperature: 1, top_k: 5, top_p: 0.95, min_p: 0, max_topk: 5, gumbel_tau: 0.1, max_thinking_tokens: 48, cold_stop: null };
 const GENERATIONS: GenerationRequest[] = [
-  // softgrpo.rollout rejects answer temperature 0 (its answer-entropy bookkeeping), so "noise off" pairs plain Soft
-  // Thinking with Philox-sampled answers: still a deterministic function of the seed on both sides.
+  // "noise off" pairs plain Soft Thinking with Philox-sampled answers: still a deterministic function of the seed
   { messages: MESSAGES, mode: "soft", soft_thinking: { ...SOFT, noise_scale: 0 }, answer: { temperature: 1, top_k: 5, top_p: 0.95, min_p: 0 }, max_tokens: 64, seed: 11, samples: [0, 1] },
   { messages: MESSAGES, mode: "discrete", soft_thinking: { ...SOFT, noise_scale: 0 }, answer: { temperature: 0.7, top_k: 0, top_p: 1, min_p: 0 }, max_tokens: 64, seed: 11, samples: [0, 3] },
   { messages: MESSAGES, mode: "soft", soft_thinking: { ...SOFT, noise_scale: 1 }, answer: { temperature: 1, top_k: 5, top_p: 0.95, min_p: 0 }, max_tokens: 64, seed: 5, samples: [0, 1, 2, 3] },
@@ -149,6 +148,29 @@ describe("Node engine decodes the same tokens as softgrpo.rollout behind the rem
     );
     expect(ours.prompt_tokens).toBe(theirs.prompt_tokens);
     expect(ours.samples.every((s) => s.token_ids.length > 0)).toBe(true);
+  });
+
+  it("agree on greedy answers cut at a stop string, with the same logprobs (temperature 0, noise off)", async () => {
+    const greedy: GenerationRequest = {
+      ...GENERATIONS[0],
+      answer: { temperature: 0, top_k: 5, top_p: 0.95, min_p: 0 },
+      stop: ["{1", "never"],
+      logprobs: 3,
+    };
+    const ours = await engine.generate(greedy);
+    const theirs = await remote.generate(greedy);
+    const shape = (s: (typeof ours.samples)[number]) => [s.token_ids, s.answer, s.answer_tokens, s.finish_reason];
+    expect(ours.samples.map(shape)).toEqual(theirs.samples.map(shape));
+    expect(ours.samples[0].finish_reason).toBe("stop"); // the tiny model answers "\n\\boxed{10}": cut before "{1"
+    for (const [s, t] of ours.samples.map((s, i) => [s, theirs.samples[i]] as const)) {
+      const tokens = (x: typeof s) => x.logprobs!.map((e) => [e.token, e.bytes, e.top_logprobs.map((c) => c.bytes)]);
+      expect(tokens(s)).toEqual(tokens(t));
+      expect(s.logprobs).toHaveLength(s.answer_tokens);
+      s.logprobs!.forEach((e, i) => {
+        expect(e.logprob).toBeCloseTo(t.logprobs![i].logprob, 4);
+        e.top_logprobs.forEach((c, j) => expect(c.logprob).toBeCloseTo(t.logprobs![i].top_logprobs[j].logprob, 4));
+      });
+    }
   });
 
   it("answers a prompt over the context length with an input error naming the field, on both engines", async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SampleDecoder } from '../../src/engine/sample-decoder';
+import type { TokenText } from '../../src/engine/token-logprobs';
 import type { GenerationRequest } from '../../src/engine/types';
 
 const V = 8;
@@ -88,5 +89,40 @@ describe('SampleDecoder', () => {
     run(d, [favour(1), favour(EOS), favour(1)]);
     expect(d.tokenIds).toEqual([1, EOS]);
     expect([d.reasoningTokens, d.answerTokens, d.finishReason, d.thinkingEnd]).toEqual([2, 0, 'stop', null]);
+  });
+
+  // token i reads as LETTERS[i]; special tokens (think end, eos) read as nothing
+  const LETTERS = ['a', 'b', 'c', '}', 'x', 'y', '', ''];
+  const text: TokenText = {
+    decode: (ids) => ids.map((id) => LETTERS[id]).join(''),
+    tokenBytes: (id) => [...Buffer.from(LETTERS[id])],
+  };
+
+  it('ends at the answer token that completes a stop string, the answer cut before it; thinking is never cut', () => {
+    const d = new SampleDecoder(0, request({ stop: ['}b', 'cc'] }), special, 50, text);
+    const visible: string[] = [];
+    const script = [favour(2), favour(2), favour(THINK_END), favour(0), favour(3), favour(1), favour(4)];
+    for (const logits of script) {
+      if (d.done) break;
+      d.advance(logits);
+      visible.push(d.visibleAnswer());
+    }
+    expect(d.reasoningIds).toEqual([2, 2]); // "cc" while thinking does not stop
+    expect(visible).toEqual(['', '', '', 'a', 'a', 'a']); // "}" is held back until "}b" is complete
+    expect(d.finishReason).toBe('stop');
+    expect(d.answerTokens).toBe(3); // a } b: the token that completed the stop string counts, eos never came
+    expect(d.toResult(text.decode).answer).toBe('a');
+  });
+
+  it('records the log-probability of each answer token and its top alternatives, eos excluded', () => {
+    const d = new SampleDecoder(0, request({ logprobs: 2 }), special, 50, text);
+    run(d, [favour(1), favour(THINK_END), favour(4, 2), favour(EOS)]);
+    const logprobs = d.toResult(text.decode).logprobs!;
+    expect(logprobs).toHaveLength(1);
+    const p4 = Math.exp(2) / (Math.exp(2) + V - 1);
+    expect(logprobs[0]).toMatchObject({ token: 'x', bytes: [120] });
+    expect(logprobs[0].logprob).toBeCloseTo(Math.log(p4), 12);
+    expect(logprobs[0].top_logprobs.map((c) => c.token)).toEqual(['x', 'a']); // ties to the lower id
+    expect(logprobs[0].top_logprobs[1].logprob).toBeCloseTo(Math.log((1 - p4) / (V - 1)), 12);
   });
 });

@@ -8,8 +8,14 @@ Workers deployment, or a model too large for onnxruntime on the API's CPU, gets 
     GET  /health                                                      -> 200 {"models": [...]}
 
 GenerationRequest / GenerationResult are the types of src/engine/types.ts (messages, mode, soft_thinking, answer,
-max_tokens, seed, samples -> prompt_tokens, samples[{sample, reasoning, answer, token_ids, reasoning_tokens,
-answer_tokens, finish_reason, thinking_end}]).
+max_tokens, seed, samples, stop, logprobs -> prompt_tokens, samples[{sample, reasoning, answer, token_ids,
+reasoning_tokens, answer_tokens, finish_reason, thinking_end, logprobs}]). As in the Node engine (sample-decoder.ts):
+- `answer.temperature` 0 is greedy end to end: the answer takes the argmax and soft thinking must run without Gumbel
+  noise (`soft_thinking.noise_scale` 0, else 400 naming it), so the result does not depend on the seed;
+- `stop` (up to 4 strings) ends a sample at the first answer token whose text completes one, the answer cut before
+  it (finish_reason "stop"); decoding is causal, so the rollout is cut afterwards (`cut_at_stop`);
+- `logprobs` (null, or the number of alternatives) reports every answer token (eos excluded) under log_softmax of the
+  raw logits, recomputed by one forward over the rollout's own inputs (`answer_logprobs`).
 
     gpu-worker/.venv/bin/python -m softgrpo.serve --model tiny-arith=models/tiny --port 8100 [--token SECRET] \
         [--engine plain|static] [--backend torch|triton]
@@ -78,10 +84,6 @@ class ServedModel:
                     raise RequestError(param, f"{param} must be in 1..{TRITON_MAX_TOPK} on this server (--engine "
                                               f"static --backend triton: kernel 1 filters within the top_k set), "
                                               f"got {value}")
-        elif cfg.answer_temperature == 0:
-            # gpu_engine's torch sampler computes the answer entropy of a filtered p, which greedy steps do not have
-            raise RequestError("answer.temperature", "answer.temperature 0 (greedy) is not supported by --engine "
-                                                     "static --backend torch; use --backend triton or --engine plain")
 
     def generate(self, prompts: list[list[int]], cfg: RolloutConfig, seed: int, samples: list[int]) -> list[Rollout]:
         """Decode with the chosen engine (softgrpo.rollout_engine). Call under `lock`."""
@@ -156,6 +158,9 @@ def rollout_config(request: dict, max_tokens: int, vocab_size: int | None = None
         raise RequestError(st + "cold_stop", f"{st}cold_stop must be an object or null")
     cs = st + "cold_stop."
     answer_temperature, answer_top_k, answer_top_p, answer_min_p = _sampling(answer, "answer.", greedy_ok=True)
+    if answer_temperature == 0 and mode == "soft" and noise_scale != 0:
+        raise RequestError(st + "noise_scale", f"{st}noise_scale must be 0 with answer.temperature 0 (greedy end to "
+                                               f"end), got {noise_scale!r}")
     return RolloutConfig(
         mode=mode,
         thinking=SoftStepConfig(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_topk=max_topk,
@@ -181,6 +186,68 @@ def _messages(request: dict) -> list[dict]:
     return messages
 
 
+MAX_STOP_STRINGS, MAX_TOP_LOGPROBS = 4, 20
+
+
+def _stop_and_logprobs(request: dict) -> tuple[list[str], int | None]:
+    """The optional `stop` (list of up to 4 non-empty strings) and `logprobs` (null or 0..20) of a request."""
+    stop = request.get("stop")
+    if stop is None:
+        stop = []
+    if (not isinstance(stop, list) or len(stop) > MAX_STOP_STRINGS
+            or not all(isinstance(x, str) and x for x in stop)):
+        raise RequestError("stop", f"stop must be a list of at most {MAX_STOP_STRINGS} non-empty strings")
+    top = request.get("logprobs")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS):
+        raise RequestError("logprobs", f"logprobs must be null or an integer in 0..{MAX_TOP_LOGPROBS}, got {top!r}")
+    return stop, top
+
+
+def cut_at_stop(decode: Callable[[list[int]], str], answer_ids: list[int], stop: list[str]) -> tuple[int, str] | None:
+    """(answer tokens kept, answer text) at the first answer token whose decoded text contains a stop string, the
+    text cut before the earliest one; None when no stop string appears. Mirrors src/engine/stop-strings.ts."""
+    if not stop or not any(s in decode(answer_ids) for s in stop):
+        return None
+    for kept in range(1, len(answer_ids) + 1):
+        text = decode(answer_ids[:kept])
+        found = [at for at in (text.find(s) for s in stop) if at >= 0]
+        if found:
+            return kept, text[:min(found)]
+    return None
+
+
+@torch.no_grad()
+def answer_logprobs(served: ServedModel, rollout: Rollout, count: int, top: int) -> list[dict]:
+    """Logprob entries of the first `count` answer tokens of a rollout: one forward over the prompt and the inputs
+    the rollout fed (soft mixtures while thinking), log_softmax of the raw logits at each answer step."""
+    model, tok = served.model, served.tokenizer
+    device = next(model.parameters()).device
+    k = rollout.ids.shape[1]
+    prompt = torch.tensor(rollout.prompt_ids, dtype=torch.long)
+    prompt_ids = torch.zeros(len(prompt), k, dtype=torch.long)
+    prompt_ids[:, 0] = prompt
+    prompt_weights = torch.zeros(len(prompt), k)
+    prompt_weights[:, 0] = 1.0
+    ids = torch.cat([prompt_ids, rollout.ids[:-1]])[None].to(device)
+    weights = torch.cat([prompt_weights, rollout.weights[:-1].float()])[None].to(device)
+    logits = model(ids, weights).logits[0].double()  # [P + T - 1, V]: row P - 1 + t predicts step t
+    logp = torch.log_softmax(logits, dim=-1)
+    start = len(prompt) - 1 + rollout.n_thinking
+    tokens = rollout.tokens[rollout.n_thinking:rollout.n_thinking + count].tolist()
+
+    def candidate(token_id: int, value: float) -> dict:
+        raw = tok.token_bytes(token_id)
+        return {"token": raw.decode("utf-8", errors="replace"), "bytes": list(raw), "logprob": value}
+
+    entries = []
+    for i, token in enumerate(tokens):
+        row = logp[start + i]
+        order = torch.sort(row, descending=True, stable=True).indices[:top].tolist()  # ties: lower id first
+        entries.append({**candidate(token, float(row[token])),
+                        "top_logprobs": [candidate(t, float(row[t])) for t in order]})
+    return entries
+
+
 def generation_result(served: ServedModel, request: dict) -> dict:
     """Run one GenerationRequest; returns the GenerationResult JSON."""
     messages = _messages(request)
@@ -201,24 +268,35 @@ def generation_result(served: ServedModel, request: dict) -> dict:
     elif len(prompt) + max_tokens > served.context_length:
         raise RequestError("max_tokens", f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceeds the context length {served.context_length}")
     cfg = rollout_config(request, max_tokens, served.model.cfg.vocab_size)
+    stop, top = _stop_and_logprobs(request)
     served.check_request(cfg)
+    decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # noqa: E731
+    out = []
     with served.lock:
         rollouts = served.generate([prompt] * len(samples), cfg, seed, samples)
-    out = []
-    for sample, r in zip(samples, rollouts):
-        tokens = r.tokens.tolist()
-        thinking = [t for t in tokens[: r.n_thinking] if t not in (tok.think_end_id, tok.eos_id)]
-        answer = [t for t in tokens[r.n_thinking:] if t != tok.eos_id]
-        out.append({
-            "sample": sample,
-            "reasoning": tok.decode(thinking, skip_special_tokens=True),
-            "answer": tok.decode(answer, skip_special_tokens=True),
-            "token_ids": tokens,
-            "reasoning_tokens": r.n_thinking,
-            "answer_tokens": r.n_answer,
-            "finish_reason": r.finish_reason,
-            "thinking_end": r.thinking_end,
-        })
+        for sample, r in zip(samples, rollouts):
+            tokens = r.tokens.tolist()
+            thinking = [t for t in tokens[: r.n_thinking] if t not in (tok.think_end_id, tok.eos_id)]
+            answer = [t for t in tokens[r.n_thinking:] if t != tok.eos_id]
+            result = {
+                "sample": sample,
+                "reasoning": decode(thinking),
+                "answer": decode(answer),
+                "token_ids": tokens,
+                "reasoning_tokens": r.n_thinking,
+                "answer_tokens": r.n_answer,
+                "finish_reason": r.finish_reason,
+                "thinking_end": r.thinking_end,
+            }
+            cut = cut_at_stop(decode, answer, stop)
+            if cut is not None:
+                kept, text = cut
+                result.update(answer=text, token_ids=tokens[: r.n_thinking + kept], answer_tokens=kept,
+                              finish_reason="stop")
+                answer = answer[:kept]
+            if top is not None:
+                result["logprobs"] = answer_logprobs(served, r, len(answer), top) if answer else []
+            out.append(result)
     return {"prompt_tokens": len(prompt), "samples": out}
 
 

@@ -99,3 +99,42 @@ class ChatTokenizer:
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes one generated token stands for (logprobs): a byte-level piece mapped back exactly, an added
+        token as its UTF-8 text, any other token as the UTF-8 of its decoded text. Mirrors ChatTokenizer.tokenBytes
+        of src/engine/tokenizer.ts."""
+        added = self.tokenizer.get_added_tokens_decoder()
+        piece = self.tokenizer.id_to_token(token_id) or ""
+        if token_id in added:
+            return piece.encode()
+        if self._byte_level:
+            exact = [_BYTE_OF_CHAR.get(ch) for ch in piece]
+            if None not in exact:
+                return bytes(exact)
+        return self.tokenizer.decode([token_id], skip_special_tokens=False).encode()
+
+    @property
+    def _byte_level(self) -> bool:
+        if not hasattr(self, "_byte_level_cached"):
+            decoder = json.loads(self.tokenizer.to_str()).get("decoder") or {}
+            kinds = [decoder.get("type")] + [d.get("type") for d in decoder.get("decoders") or []]
+            self._byte_level_cached = "ByteLevel" in kinds
+        return self._byte_level_cached
+
+
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet (char -> byte): printable bytes stand for themselves, the rest for 256, 257, ...
+    in byte order. Mirrors src/engine/byte-level.ts."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars, shifted = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + shifted)] = b
+            shifted += 1
+    return chars
+
+
+_BYTE_OF_CHAR = _byte_alphabet()
