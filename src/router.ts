@@ -15,6 +15,8 @@ export type AppEnv = {
     uploadFingerprint?: string;
     /** Streaming uploads: validate and fingerprint only, store nothing (a retry of a used Idempotency-Key). */
     idempotencyProbe?: boolean;
+    /** A finished event stream as stored for Idempotency-Key replays (src/reasoning/event-stream.ts). */
+    streamReplay?: string;
   };
 };
 

@@ -2,7 +2,9 @@
  * `Idempotency-Key` on every POST. Keys live per scope (tenant, or the worker) for 24 hours:
  * - first request with a key: runs, and a 2xx response (status, content type, body) is stored;
  *   a non-2xx response is not stored, so the client may fix the request and retry with the same key;
- *   neither is an event stream (`text/event-stream`), which cannot be replayed;
+ *   an event stream (`text/event-stream`) keeps the key reserved until it ends, and then stores the replay its
+ *   handler left (`streamReplay`: the finished result as a stream, see reasoning/event-stream.ts); a stream that
+ *   failed, was aborted or left no replay releases the key;
  * - same key, same method + path + body: the stored response again, with `idempotent-replayed: true`;
  * - same key, another request: 409 `idempotency_key_reused`;
  * - same key while the first request still runs: 409 `idempotency_request_in_progress` with retry-after.
@@ -90,13 +92,72 @@ export function idempotency(streaming: (c: Context) => boolean): MiddlewareHandl
         .run()
         .catch(() => undefined); // a missed touch only shortens the reservation's life
     }, RESERVATION_TOUCH_MS);
+    let settledByStream = false;
     try {
       await next();
+      if (fingerprint !== null && c.res?.status === 200 && isEventStream(c.res) && c.res.body) {
+        // the handler returned as the stream began: hold the key until the stream ends
+        c.res = whenStreamEnds(c.res, async (completed) => {
+          clearInterval(touch);
+          await settleStream(deps, scope, key, fingerprint, completed ? c.get('streamReplay') : undefined);
+        });
+        settledByStream = true;
+      }
     } finally {
-      clearInterval(touch);
-      await settle(deps, c, scope, key, fingerprint ?? c.get('uploadFingerprint') ?? null);
+      if (!settledByStream) {
+        clearInterval(touch);
+        await settle(deps, c, scope, key, fingerprint ?? c.get('uploadFingerprint') ?? null);
+      }
     }
   };
+}
+
+const isEventStream = (res: Response) => res.headers.get('content-type')?.startsWith('text/event-stream') ?? false;
+
+/**
+ * The same response, whose body calls `onEnd(true)` after its last chunk (before the client sees the end) and
+ * `onEnd(false)` when the client goes away or the stream fails.
+ */
+function whenStreamEnds(res: Response, onEnd: (completed: boolean) => Promise<void>): Response {
+  const reader = res.body!.getReader();
+  let ended = false;
+  const end = async (completed: boolean) => {
+    if (ended) return;
+    ended = true;
+    await onEnd(completed).catch((error) => console.error('idempotency: settling a stream failed', error));
+  };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (!done) return controller.enqueue(value);
+        await end(true);
+        controller.close();
+      } catch (error) {
+        await end(false);
+        controller.error(error);
+      }
+    },
+    async cancel(reason) {
+      await end(false);
+      await reader.cancel(reason);
+    },
+  });
+  return new Response(body, { status: res.status, headers: res.headers });
+}
+
+/** Stores a finished stream's replay under its key, or releases the key when there is none. */
+async function settleStream(deps: Deps, scope: string, key: string, fingerprint: string, replay: string | undefined) {
+  const { db } = deps.database;
+  const where = and(eq(idempotencyKeys.scope, scope), eq(idempotencyKeys.key, key));
+  if (replay === undefined) {
+    await db.delete(idempotencyKeys).where(where);
+    return;
+  }
+  await db
+    .update(idempotencyKeys)
+    .set({ fingerprint, statusCode: 200, contentType: 'text/event-stream', body: replay })
+    .where(where);
 }
 
 async function settle(
@@ -109,8 +170,8 @@ async function settle(
   const { db } = deps.database;
   const where = and(eq(idempotencyKeys.scope, scope), eq(idempotencyKeys.key, key));
   const res = c.res;
-  // Event streams are not stored: reading one here would hold the response until the stream ends.
-  const streamed = res?.headers.get('content-type')?.startsWith('text/event-stream') ?? false;
+  // an event stream that reaches here is not a finished 200 stream of a JSON request (see whenStreamEnds): not stored
+  const streamed = res ? isEventStream(res) : false;
   if (!res || res.status < 200 || res.status >= 300 || fingerprint === null || streamed) {
     await db.delete(idempotencyKeys).where(where);
     return;
