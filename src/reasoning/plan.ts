@@ -8,7 +8,8 @@ import { EngineInputError, type GenerationHooks, type GenerationRequest, type Re
 import type { AppEnv } from '../router';
 import { engineFor } from './engine-for';
 import { runSamples, type AdaptiveVote, type SamplingRun } from './sampling-run';
-import { SoftThinkingSettings, VoteSettings, type ReasonRequest, type ReasonResponse } from './schemas';
+import { toEngineMessages } from './messages';
+import { SoftThinkingSettings, VoteSettings, stopList, type ReasonRequest, type ReasonResponse } from './schemas';
 
 export interface ReasonPlan {
   id: string;
@@ -26,9 +27,12 @@ function randomSeed(): number {
   return (hi & 0x1fffff) * 2 ** 32 + lo;
 }
 
+/** Engine settings that only some routes expose (chat and completions: logprobs). */
+export type PlanExtras = Pick<GenerationRequest, 'logprobs'>;
+
 /** Resolves the engine and the full engine request; bad input found by the engine's preflight is a 400. */
-export async function planFor(c: Context<AppEnv>, body: ReasonRequest, idPrefix = 'reason'): Promise<ReasonPlan> {
-  const plan = await buildPlan(c, body, idPrefix);
+export async function planFor(c: Context<AppEnv>, body: ReasonRequest, idPrefix = 'reason', extras: PlanExtras = {}): Promise<ReasonPlan> {
+  const plan = await buildPlan(c, body, idPrefix, extras);
   try {
     await plan.engine.preflight?.({ ...plan.request, samples: [0] });
   } catch (error) {
@@ -38,7 +42,7 @@ export async function planFor(c: Context<AppEnv>, body: ReasonRequest, idPrefix 
   return plan;
 }
 
-async function buildPlan(c: Context<AppEnv>, body: ReasonRequest, idPrefix: string): Promise<ReasonPlan> {
+async function buildPlan(c: Context<AppEnv>, body: ReasonRequest, idPrefix: string, extras: PlanExtras): Promise<ReasonPlan> {
   const deps = c.get('deps');
   const engine = await engineFor(deps, c.get('tenantId'), body.model);
   const soft = body.soft_thinking ?? SoftThinkingSettings.parse({});
@@ -53,7 +57,7 @@ async function buildPlan(c: Context<AppEnv>, body: ReasonRequest, idPrefix: stri
     vote: body.vote ?? VoteSettings.parse({}),
     promptField: body.prompt !== undefined ? 'prompt' : 'messages',
     request: {
-      messages: body.messages ?? [{ role: 'user', content: body.prompt! }],
+      messages: body.messages ? toEngineMessages(body.messages) : [{ role: 'user', content: body.prompt! }],
       mode: body.mode,
       soft_thinking: {
         temperature: soft.temperature,
@@ -62,13 +66,16 @@ async function buildPlan(c: Context<AppEnv>, body: ReasonRequest, idPrefix: stri
         min_p: soft.min_p,
         max_topk: soft.max_topk,
         gumbel_tau: soft.gumbel_tau,
-        noise_scale: soft.noise_scale,
+        // temperature 0 is greedy end to end: no Gumbel noise while thinking (the schema rejects any other value)
+        noise_scale: soft.noise_scale ?? (body.temperature === 0 ? 0 : 1),
         max_thinking_tokens: soft.max_thinking_tokens ?? maxTokens ?? contextLength,
         cold_stop: soft.cold_stop,
       },
       answer: { temperature: body.temperature, top_k: body.top_k, top_p: body.top_p, min_p: body.min_p },
       max_tokens: maxTokens,
       seed: body.seed ?? randomSeed(),
+      stop: stopList(body.stop),
+      ...extras,
     },
   };
 }

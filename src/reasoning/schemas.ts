@@ -6,17 +6,10 @@
  */
 import { z } from '@hono/zod-openapi';
 import { regexPattern } from '../routes/common';
+import { ChatMessage } from './messages';
 
 export const MAX_SAMPLES = 64;
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;
-
-export const ChatMessage = z
-  .object({
-    role: z.enum(['system', 'user', 'assistant']),
-    content: z.string().max(200_000),
-  })
-  .strict()
-  .openapi('ReasonMessage');
 
 const temperature = (min: 'zero' | 'positive') =>
   (min === 'zero' ? z.number().min(0) : z.number().gt(0)).max(100);
@@ -36,8 +29,12 @@ export const SoftThinkingSettings = z
       .number()
       .min(0)
       .max(100)
-      .default(1)
-      .openapi({ description: 'Gumbel noise scale lambda; 0 = plain Soft Thinking (deterministic thinking).' }),
+      .optional()
+      .openapi({
+        description:
+          'Gumbel noise scale lambda; 0 = plain Soft Thinking (deterministic thinking). Default 1, and 0 with ' +
+          '`temperature: 0` (greedy end to end), which allows no other value.',
+      }),
     max_thinking_tokens: z
       .number()
       .int()
@@ -71,6 +68,39 @@ export const VoteSettings = z
   .strict()
   .openapi('VoteSettings');
 
+/** OpenAI's `stop`: one string or up to 4; null = none. */
+export const StopSequences = z
+  .union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(4)])
+  .nullable()
+  .optional()
+  .openapi({
+    description:
+      'Up to 4 strings: the answer ends where one first appears (the text is cut before it, finish_reason "stop"). ' +
+      'Only the answer phase is cut: thinking steps are soft mixtures, not final text.',
+  });
+
+/** The stop strings as a list (none: []). */
+export const stopList = (stop: string | string[] | null | undefined): string[] =>
+  stop == null ? [] : typeof stop === 'string' ? [stop] : stop;
+
+/**
+ * `temperature: 0` is greedy end to end: the answer takes the argmax and thinking draws no Gumbel noise (plain Soft
+ * Thinking), so a noise_scale other than 0 contradicts it. Shared by the request schemas of reason, chat, completions.
+ */
+export function checkGreedy(
+  body: { temperature: number; soft_thinking?: { noise_scale?: number } },
+  ctx: z.RefinementCtx,
+): void {
+  const noise = body.soft_thinking?.noise_scale;
+  if (body.temperature === 0 && noise !== undefined && noise !== 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['soft_thinking', 'noise_scale'],
+      message: 'must be 0 (or left out) with temperature 0, which is greedy end to end',
+    });
+  }
+}
+
 const samplingFields = {
   n: z.number().int().min(1).max(MAX_SAMPLES).default(1).openapi({ description: `Samples (1-${MAX_SAMPLES}).` }),
   max_tokens: z
@@ -79,10 +109,13 @@ const samplingFields = {
     .min(1)
     .optional()
     .openapi({ description: 'Generated tokens per sample (thinking + answer). Default: the rest of the context.' }),
-  temperature: temperature('zero').default(1).openapi({ description: 'Answer-phase temperature (0 = greedy).' }),
+  temperature: temperature('zero')
+    .default(1)
+    .openapi({ description: 'Answer-phase temperature; 0 = greedy end to end (argmax answer, thinking without noise).' }),
   top_k: topK.default(5),
   top_p: topP.default(0.95),
   min_p: minP.default(0),
+  stop: StopSequences,
   seed: z
     .number()
     .int()
@@ -115,6 +148,7 @@ export const ReasonRequest = z
     if (vote && (vote.extract === 'regex') !== (vote.pattern !== undefined)) {
       ctx.addIssue({ code: 'custom', path: ['vote', 'pattern'], message: 'a pattern is required with extract "regex", and only then' });
     }
+    checkGreedy(body, ctx);
     const cap = body.soft_thinking?.max_thinking_tokens;
     if (cap !== undefined && body.max_tokens !== undefined && cap > body.max_tokens) {
       ctx.addIssue({ code: 'custom', path: ['soft_thinking', 'max_thinking_tokens'], message: 'must not exceed max_tokens' });
