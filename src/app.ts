@@ -26,6 +26,7 @@ import { internalRouter } from './routes/internal';
 import { modelsRouter } from './routes/models';
 import { apiKeysRouter } from './routes/api-keys';
 import { chatRouter } from './routes/chat';
+import { completionsRouter } from './routes/completions';
 import { dashboardRouter } from './routes/dashboard';
 import { reasonRouter } from './routes/reason';
 import { DEFAULT_LIMITS, DEFAULT_TENANT_LIMITS } from './ports';
@@ -90,6 +91,7 @@ export function createApp(deps: Deps) {
   v1.route('/models', modelsRouter);
   v1.route('/reason', reasonRouter);
   v1.route('/chat/completions', chatRouter);
+  v1.route('/completions', completionsRouter);
   v1.route('/api_keys', apiKeysRouter);
   documentTenantLimits(v1);
   app.route('/v1', v1);

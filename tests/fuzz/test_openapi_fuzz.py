@@ -64,7 +64,7 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-INFERENCE_PATHS = {"/v1/reason", "/v1/chat/completions"}
+INFERENCE_PATHS = {"/v1/reason", "/v1/chat/completions", "/v1/completions"}
 MAX_FUZZ_SAMPLES = 2
 MAX_FUZZ_TOKENS = 16
 
