@@ -2502,7 +2502,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** OpenAI-compatible chat completions over the soft-thinking engine */
+        /**
+         * OpenAI-compatible chat completions over the soft-thinking engine
+         * @description OpenAI's request and response shapes. `stop` cuts the answer only (thinking is never cut); `logprobs` and `top_logprobs` report the answer tokens under the model's raw distribution (thinking steps are soft mixtures and have none); `temperature: 0` is greedy end to end (argmax answers, thinking without Gumbel noise). tools, response_format other than text, penalties and logit_bias answer 400 naming the field.
+         */
         post: {
             parameters: {
                 query?: never;
@@ -2546,6 +2549,130 @@ export interface paths {
                 };
                 /** @description Not found (or owned by another tenant) */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflict with the current state (illegal status transition, reused idempotency key) */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Temporarily unavailable (see retry-after) */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/completions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * OpenAI legacy completions (vLLM-style) over the soft-thinking engine
+         * @description Each prompt is one user turn of the chat template (the model thinks first); `text` is the answer, `reasoning_content` the thinking. `stop` cuts the answer only; `logprobs` (a count) reports answer tokens; `temperature: 0` is greedy end to end. `echo`, `suffix`, `best_of` other than n, penalties and logit_bias answer 400 naming the field.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["CompletionRequest"];
+                };
+            };
+            responses: {
+                /** @description The completion (or, with stream: true, text_completion server-sent events) */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Completion"];
+                        "text/event-stream": string;
+                    };
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or owned by another tenant) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflict with the current state (illegal status transition, reused idempotency key) */
+                409: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -4401,7 +4528,7 @@ export interface components {
             /** @description Generated tokens per sample (thinking + answer). Default: the rest of the context. */
             max_tokens?: number;
             /**
-             * @description Answer-phase temperature (0 = greedy).
+             * @description Answer-phase temperature; 0 = greedy end to end (argmax answer, thinking without noise).
              * @default 1
              */
             temperature?: number;
@@ -4420,15 +4547,29 @@ export interface components {
              * @default 0
              */
             min_p?: number;
+            /** @description Up to 4 strings: the answer ends where one first appears (the text is cut before it, finish_reason "stop"). Only the answer phase is cut: thinking steps are soft mixtures, not final text. */
+            stop?: string | string[] | null;
             /** @description Philox seed: the same seed, model and settings give the same samples. Default: random. */
             seed?: number;
             /** @default false */
             stream?: boolean;
         };
         ReasonMessage: {
-            /** @enum {string} */
-            role: "system" | "user" | "assistant";
-            content: string;
+            /**
+             * @description developer is treated as system.
+             * @enum {string}
+             */
+            role: "system" | "developer" | "user" | "assistant";
+            content: string | components["schemas"]["TextContentPart"][];
+            /** @description Accepted for compatibility; not shown to the model. */
+            name?: string;
+        };
+        TextContentPart: {
+            /** @description Only "text" is supported. */
+            type: string;
+            text?: string;
+        } & {
+            [key: string]: unknown;
         };
         SoftThinkingSettings: {
             /**
@@ -4461,10 +4602,7 @@ export interface components {
              * @default 0.1
              */
             gumbel_tau?: number;
-            /**
-             * @description Gumbel noise scale lambda; 0 = plain Soft Thinking (deterministic thinking).
-             * @default 1
-             */
+            /** @description Gumbel noise scale lambda; 0 = plain Soft Thinking (deterministic thinking). Default 1, and 0 with `temperature: 0` (greedy end to end), which allows no other value. */
             noise_scale?: number;
             /** @description Thinking steps before </think> is forced. Default: max_tokens. */
             max_thinking_tokens?: number;
@@ -4512,6 +4650,8 @@ export interface components {
             created: number;
             model: string;
             system_fingerprint: string | null;
+            /** @description The Philox seed used (the given one or a random one). */
+            seed: number;
             choices: {
                 index: number;
                 message: {
@@ -4523,9 +4663,23 @@ export interface components {
                 };
                 /** @enum {string} */
                 finish_reason: "stop" | "length";
-                logprobs: null;
+                logprobs: components["schemas"]["ChatChoiceLogprobs"];
             }[];
             usage: components["schemas"]["CompletionUsage"];
+        };
+        /** @description One entry per answer token (the end-of-sequence token excluded; the token that completed a stop string included): log p under the model (log_softmax of the raw logits, before temperature and filters). */
+        ChatChoiceLogprobs: {
+            content: components["schemas"]["ChatCompletionTokenLogprob"][];
+            refusal: null;
+        } | null;
+        ChatCompletionTokenLogprob: components["schemas"]["TopLogprob"] & {
+            top_logprobs: components["schemas"]["TopLogprob"][];
+        };
+        TopLogprob: {
+            token: string;
+            /** @description The token's UTF-8 bytes (a token may hold part of a character). */
+            bytes: number[];
+            logprob: number;
         };
         CompletionUsage: {
             prompt_tokens: number;
@@ -4537,11 +4691,7 @@ export interface components {
         };
         ChatCompletionRequest: {
             model: string;
-            messages: {
-                /** @enum {string} */
-                role: "system" | "user" | "assistant";
-                content: string;
-            }[];
+            messages: components["schemas"]["ReasonMessage"][];
             /** @default 1 */
             n?: number;
             /** @default false */
@@ -4552,7 +4702,10 @@ export interface components {
             } | null;
             max_tokens?: number | null;
             max_completion_tokens?: number | null;
-            /** @default 1 */
+            /**
+             * @description Answer temperature; 0 is greedy end to end (argmax answer, thinking without Gumbel noise).
+             * @default 1
+             */
             temperature?: number;
             /** @default 0.95 */
             top_p?: number;
@@ -4561,12 +4714,148 @@ export interface components {
             /** @default 0 */
             min_p?: number;
             seed?: number | null;
+            /** @description Up to 4 strings: the answer ends where one first appears (the text is cut before it, finish_reason "stop"). Only the answer phase is cut: thinking steps are soft mixtures, not final text. */
+            stop?: string | string[] | null;
+            /** @description Log-probabilities of the answer tokens (raw model distribution); thinking steps have none. */
+            logprobs?: boolean | null;
+            /** @description Alternatives per answer token (0-20); needs logprobs: true. */
+            top_logprobs?: number | null;
             /**
              * @default soft
              * @enum {string}
              */
             mode?: "soft" | "discrete";
             soft_thinking?: components["schemas"]["SoftThinkingSettings"];
+            /** @enum {number|null} */
+            presence_penalty?: 0 | null;
+            /** @enum {number|null} */
+            frequency_penalty?: 0 | null;
+            logit_bias?: {
+                [key: string]: number;
+            } | null;
+            tools?: unknown[] | null;
+            /** @enum {string|null} */
+            tool_choice?: "none" | null;
+            functions?: unknown[] | null;
+            /** @enum {string|null} */
+            function_call?: "none" | null;
+            response_format?: {
+                /** @enum {string} */
+                type: "text";
+            } | null;
+            audio?: null;
+            modalities?: "text"[] | null;
+            prediction?: null;
+            reasoning_effort?: null;
+            web_search_options?: null;
+            /** @description Accepted for compatibility; not used. */
+            user?: string | null;
+            /** @description Accepted; not stored. */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            /**
+             * @description Completions are not stored; only false.
+             * @enum {boolean|null}
+             */
+            store?: false | null;
+            /** @description Accepted; there is one tier. */
+            service_tier?: string | null;
+            /** @description Accepted; there are no tools. */
+            parallel_tool_calls?: boolean | null;
+        };
+        Completion: {
+            id: string;
+            /** @enum {string} */
+            object: "text_completion";
+            created: number;
+            model: string;
+            system_fingerprint: string | null;
+            /** @description The Philox seed used (the given one or a random one). */
+            seed: number;
+            choices: {
+                /** @description prompt index x n + sample index. */
+                index: number;
+                /** @description The answer (after thinking). */
+                text: string;
+                /** @description The thinking text. */
+                reasoning_content: string;
+                logprobs: components["schemas"]["CompletionLogprobs"];
+                /** @enum {string} */
+                finish_reason: "stop" | "length";
+            }[];
+            usage: components["schemas"]["CompletionUsage"];
+        };
+        /** @description The answer tokens (eos excluded, the token that completed a stop string included), their log p under the model's raw distribution, the most likely alternatives with the chosen token, and character offsets in text. */
+        CompletionLogprobs: {
+            tokens: string[];
+            token_logprobs: number[];
+            top_logprobs: {
+                [key: string]: number;
+            }[];
+            text_offset: number[];
+        } | null;
+        CompletionRequest: {
+            model: string;
+            /** @description A user message, or up to 16 of them (n choices each, prompt after prompt). Each is given to the model as one user turn of its chat template, since the model thinks before it answers; token-id prompts are not supported. */
+            prompt: string | string[];
+            /** @default 1 */
+            n?: number;
+            /** @default false */
+            stream?: boolean;
+            stream_options?: {
+                /** @default false */
+                include_usage?: boolean;
+            } | null;
+            /** @description Generated tokens per choice, thinking included. Default: the rest of the context (not 16). */
+            max_tokens?: number | null;
+            /**
+             * @description 0 is greedy end to end, as in chat.
+             * @default 1
+             */
+            temperature?: number;
+            /** @default 0.95 */
+            top_p?: number;
+            /** @default 5 */
+            top_k?: number;
+            /** @default 0 */
+            min_p?: number;
+            seed?: number | null;
+            /** @description Up to 4 strings: the answer ends where one first appears (the text is cut before it, finish_reason "stop"). Only the answer phase is cut: thinking steps are soft mixtures, not final text. */
+            stop?: string | string[] | null;
+            /** @description Log-probabilities of the answer tokens and of the 20 or fewer most likely alternatives. */
+            logprobs?: number | null;
+            /** @description Only equal to n (no ranking of samples). */
+            best_of?: number | null;
+            /**
+             * @default soft
+             * @enum {string}
+             */
+            mode?: "soft" | "discrete";
+            soft_thinking?: components["schemas"]["SoftThinkingSettings"];
+            /** @enum {number|null} */
+            presence_penalty?: 0 | null;
+            /** @enum {number|null} */
+            frequency_penalty?: 0 | null;
+            logit_bias?: {
+                [key: string]: number;
+            } | null;
+            /** @enum {boolean|null} */
+            echo?: false | null;
+            suffix?: null;
+            /** @description Accepted for compatibility; not used. */
+            user?: string | null;
+            /** @description Accepted; not stored. */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            /**
+             * @description Completions are not stored; only false.
+             * @enum {boolean|null}
+             */
+            store?: false | null;
+            /** @description Accepted; there is one tier. */
+            service_tier?: string | null;
         };
         ApiKeyList: {
             /** @enum {string} */

@@ -28,13 +28,14 @@ export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', '
 /**
  * One `data:` payload of `POST /v1/reason` with `stream: true` (src/routes/reason/stream.ts): per-sample deltas
  * (`reasoning` while thinking, `content` for the answer), a per-sample final chunk with `finish_reason`, then one
- * `reason.vote` chunk with the majority vote.
+ * `reason.vote` chunk with the majority vote. Every chunk carries the request's seed.
  */
 export interface ReasonChunk {
   object: 'reason.chunk';
   id: string;
   created: number;
   model: string;
+  seed: number;
   choices: {
     index: number;
     delta: { reasoning?: string; reasoning_content?: string; content?: string };
@@ -49,6 +50,7 @@ export interface ReasonVoteChunk {
   id: string;
   created: number;
   model: string;
+  seed: number;
   choices: [];
   aggregate: ReasonAggregate;
   usage: ReasonUsage;

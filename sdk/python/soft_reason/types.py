@@ -205,8 +205,9 @@ class ReasonResponse(TypedDict):
 
 
 class ReasonMessage(TypedDict):
-    role: Literal["system", "user", "assistant"]
-    content: str
+    role: Literal["system", "developer", "user", "assistant"]  # developer is treated as system
+    content: str | list[dict[str, Any]]  # or text parts [{"type": "text", "text": ...}]
+    name: NotRequired[str]
 
 
 class ReasonRequest(TypedDict):
@@ -223,6 +224,7 @@ class ReasonRequest(TypedDict):
     top_p: NotRequired[float]
     min_p: NotRequired[float]
     seed: NotRequired[int]
+    stop: NotRequired[str | list[str] | None]  # cuts the answer only, never thinking
     stream: NotRequired[bool]
 
 

@@ -112,6 +112,7 @@ def test_every_public_user_operation_is_covered_or_listed_as_not_wrapped() -> No
         ("GET", "/v1/files/{file_id}/content"),  # downloads: use the HTTP client directly
         ("GET", "/v1/models/{model}/files"),  # signed URLs of model files
         ("POST", "/v1/chat/completions"),  # the OpenAI-compatible view; use the openai package
+        ("POST", "/v1/completions"),  # OpenAI's legacy completions; use the openai package
         ("GET", "/v1/api_keys"),  # key management: `npm run api-keys` or the HTTP client
         ("POST", "/v1/api_keys"),
         ("POST", "/v1/api_keys/{key_id}/revoke"),
