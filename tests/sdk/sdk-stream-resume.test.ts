@@ -42,7 +42,7 @@ it('reconnects after the server ends a long stream, losing and repeating nothing
   await sleep(500);
   await api.cancelJob(job.id);
   await follow;
-  const all = (await api.events(job.id, { limit: 100 })).data.map((e) => e.id);
+  const all = (await api.events(job.id, { limit: 100, order: 'asc' })).data.map((e) => e.id);
   expect(seen).toEqual(all);
   expect(new Set(seen).size).toBe(seen.length);
   expect(streams).toBeGreaterThanOrEqual(3);
