@@ -51,8 +51,9 @@ export interface SoftStep {
 }
 
 /** Indices of the `limit` largest values, descending, ties to the lower index (a stable descending sort prefix). */
-function topIndices(values: Float64Array, limit: number): number[] {
+export function topIndices(values: ArrayLike<number>, limit: number): number[] {
   const n = values.length;
+  if (limit <= 0) return [];
   if (limit >= n / 4) {
     const order = Array.from({ length: n }, (_, i) => i);
     order.sort((a, b) => values[b] - values[a] || a - b);

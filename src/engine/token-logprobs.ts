@@ -5,6 +5,7 @@
  * (`tokenBytes`: a byte-level BPE piece maps back to exact bytes, so a token holding half a character has bytes
  * and a lossy text, as OpenAI reports it).
  */
+import { topIndices } from "./sampling";
 import type { TokenCandidate, TokenLogprob } from "./types";
 
 /** A recorded answer step, before ids become text. */
@@ -19,20 +20,6 @@ export interface TokenText {
   tokenBytes(id: number): number[];
 }
 
-/** Indices of the `limit` largest values, descending, ties to the lower index. */
-function largest(values: ArrayLike<number>, limit: number): number[] {
-  const best: number[] = [];
-  for (let i = 0; i < values.length && limit > 0; i++) {
-    const v = values[i];
-    if (best.length === limit && v <= values[best[limit - 1]]) continue;
-    let at = best.length;
-    while (at > 0 && values[best[at - 1]] < v) at--;
-    best.splice(at, 0, i);
-    if (best.length > limit) best.pop();
-  }
-  return best;
-}
-
 /** The chosen token's log p and the `top` most likely tokens' under softmax(logits), in float64. */
 export function stepLogprob(logits: ArrayLike<number>, token: number, top: number): StepLogprob {
   let max = -Infinity;
@@ -43,7 +30,7 @@ export function stepLogprob(logits: ArrayLike<number>, token: number, top: numbe
   return {
     id: token,
     logprob: logits[token] - lse,
-    top: largest(logits, top).map((id) => ({ id, logprob: logits[id] - lse })),
+    top: topIndices(logits, top).map((id) => ({ id, logprob: logits[id] - lse })),
   };
 }
 

@@ -2,26 +2,18 @@
  * POST /v1/reason and POST /v1/chat/completions end to end through the real app (tests/helpers: real SQLite, real
  * blob folder, API keys) with the onnxruntime-node engine on the bundled tiny model (models/tiny, or TINY_MODEL_DIR).
  */
-import { resolve } from 'node:path';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNodeEngineRegistry } from '../../src/engine/node-engines';
-import { makeTestApp, type TestApp } from '../helpers/app';
+import type { TestApp } from '../helpers/app';
 import { client } from '../helpers/http';
+import { MODEL, QUESTION, makeReasoningApp, sseData } from '../helpers/reasoning';
 
-const FOLDER = resolve(__dirname, '../..', process.env.TINY_MODEL_DIR ?? 'models/tiny');
-const MODEL = 'tiny-arith';
-const QUESTION = 'Mia has 7 apples. She buys 3 more. How many apples does Mia have now?';
 const SHORT = { max_tokens: 48, soft_thinking: { max_thinking_tokens: 32 } };
 
 let t: TestApp;
-let api: ReturnType<typeof client>;
+let api: Awaited<ReturnType<typeof makeReasoningApp>>['api'];
 
 beforeAll(async () => {
-  t = await makeTestApp();
-  t.deps.engines = createNodeEngineRegistry({ models: { [MODEL]: { engine: 'onnx', folder: FOLDER } } });
-  const { key } = await t.newTenant();
-  api = client(t.fetch, key);
+  ({ t, api } = await makeReasoningApp());
 }, 60_000);
 
 afterAll(() => t?.close());
@@ -29,19 +21,6 @@ afterAll(() => t?.close());
 async function reason(body: Record<string, unknown>) {
   const res = await api.post('/v1/reason', { model: MODEL, prompt: QUESTION, ...SHORT, ...body });
   return { status: res.status, body: (await res.json()) as any };
-}
-
-/** The `data:` payloads of an SSE response, parsed with eventsource-parser. */
-async function sseData(res: Response): Promise<string[]> {
-  const messages: string[] = [];
-  const parser = createParser({ onEvent: (event: EventSourceMessage) => messages.push(event.data) });
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    parser.feed(value);
-  }
-  return messages;
 }
 
 describe('POST /v1/reason', () => {

@@ -9,22 +9,19 @@
  * the event loop, a request of at most MAX_TOKENS steps finishes before HEALTH_CHECKS > MAX_TOKENS round trips can;
  * with the engine in a thread, the round trips do not wait for decoding at all.
  */
-import { resolve } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createNodeEngineRegistry } from '../../src/engine/node-engines';
-import { makeTestApp, type TestApp } from '../helpers/app';
+import type { TestApp } from '../helpers/app';
 import { client } from '../helpers/http';
+import { MODEL, QUESTION, makeReasoningApp } from '../helpers/reasoning';
 import { listen } from '../helpers/server';
 
-const FOLDER = resolve(__dirname, '../..', process.env.TINY_MODEL_DIR ?? 'models/tiny');
-const MODEL = 'tiny-arith';
 const MAX_TOKENS = 200;
 const HEALTH_CHECKS = MAX_TOKENS + 50;
 // Hot sampling keeps the tiny model from ending early, so that some samples decode all MAX_TOKENS steps.
 const HOT = { temperature: 3, top_k: 0, top_p: 1 };
 const HEAVY = {
   model: MODEL,
-  prompt: 'Mia has 7 apples. She buys 3 more. How many apples does Mia have now?',
+  prompt: QUESTION,
   n: 32,
   seed: 3,
   max_tokens: MAX_TOKENS,
@@ -37,8 +34,7 @@ let server: Awaited<ReturnType<typeof listen>>;
 let api: ReturnType<typeof client>;
 
 beforeAll(async () => {
-  t = await makeTestApp();
-  t.deps.engines = createNodeEngineRegistry({ models: { [MODEL]: { engine: 'onnx', folder: FOLDER } } });
+  ({ t } = await makeReasoningApp());
   const { key } = await t.newTenant();
   server = await listen(t.app);
   api = client(fetch, key, server.base);
