@@ -211,6 +211,33 @@ export const sampleReservations = sqliteTable(
   (t) => [index('sample_reservations_tenant_idx').on(t.tenantId, t.expiresAt)],
 );
 
+/**
+ * Serving replicas (src/replicas/): gpu-worker `serve` processes that registered themselves. A replica heartbeats
+ * its load and the models it holds; one whose heartbeat is older than its expiry no longer receives requests and is
+ * deleted by the next registration or sweep. `token` is the bearer token the API sends to the replica (made here
+ * at registration, returned once to the replica); `api_origin` is the origin the replica reached the API at, so the
+ * API signs the model-file URLs it hands the replica against an address the replica can reach.
+ */
+export const serveReplicas = sqliteTable(
+  'serve_replicas',
+  {
+    id: text('id').primaryKey(),
+    url: text('url').notNull(),
+    token: text('token').notNull(),
+    apiOrigin: text('api_origin').notNull(),
+    /** Generations in flight on the replica, as its last heartbeat said. */
+    load: integer('load').notNull(),
+    /** Generations the replica runs at once (it queues the rest). */
+    capacity: integer('capacity').notNull(),
+    /** JSON array of the model keys the replica holds in memory (src/replicas/model-key.ts). */
+    models: text('models', { mode: 'json' }).$type<string[]>().notNull(),
+    lastSeenAt: integer('last_seen_at').notNull(),
+    expiresAt: integer('expires_at').notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [index('serve_replicas_expires_idx').on(t.expiresAt)],
+);
+
 export const schema = {
   tenants,
   apiKeys,
@@ -221,9 +248,11 @@ export const schema = {
   idempotencyKeys,
   requestWindows,
   sampleReservations,
+  serveReplicas,
 };
 export type Schema = typeof schema;
 export type JobRow = typeof jobs.$inferSelect;
 export type FileRow = typeof files.$inferSelect;
 export type CheckpointRow = typeof checkpoints.$inferSelect;
 export type EventRow = typeof jobEvents.$inferSelect;
+export type ServeReplicaRow = typeof serveReplicas.$inferSelect;
