@@ -2398,7 +2398,7 @@ export interface paths {
         put?: never;
         /**
          * Reason with soft thinking, n samples and a majority vote
-         * @description Thinking runs as soft tokens (mixtures of k token embeddings with Gumbel noise), the answer as ordinary tokens; mode "discrete" samples ordinary tokens throughout. Each choice carries its thinking text (`reasoning`, `reasoning_content`), answer and extracted answer; `aggregate` is the majority vote. With `stream: true` the response is text/event-stream ending with a `reason.vote` chunk and `[DONE]`. A request holds its n samples of the organization's concurrent-sample limit (default 64) while it runs; over the limit the answer is 429 with `param: "n"`.
+         * @description Thinking runs as soft tokens (mixtures of k token embeddings with Gumbel noise), the answer as ordinary tokens; mode "discrete" samples ordinary tokens throughout. Each choice carries its thinking text (`reasoning`, `reasoning_content`), answer and extracted answer; `aggregate` is the majority vote. With `stream: true` the response is text/event-stream ending with a `reason.vote` chunk and `[DONE]`. `soft_thoughts: true` adds, per choice, the k tokens and weights mixed at each thinking step (in a stream: on the choice's final chunk). A request holds its n samples of the organization's concurrent-sample limit (default 64) while it runs; over the limit the answer is 429 with `param: "n"`.
          */
         post: {
             parameters: {
@@ -3951,6 +3951,365 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/internal/replicas": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The live serving replicas */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Live replicas */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {string} */
+                            object: "list";
+                            data: components["schemas"]["ServeReplica"][];
+                        };
+                    };
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed with this credential */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Register a serving replica */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Where the API reaches this replica (POST <url>/v1/generate). */
+                        url: string;
+                        /**
+                         * @description Generations the replica runs at once.
+                         * @default 1
+                         */
+                        capacity?: number;
+                        /** @description Generations in flight or queued on the replica. */
+                        load: number;
+                        /** @description Model keys (and ids of models given at start-up) the replica holds in memory. */
+                        models: string[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Registered */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ServeReplicaRegistration"];
+                    };
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed with this credential */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Unsupported Content-Type */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/internal/replicas/{replica_id}/heartbeat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A replica's load and held models; keeps it live */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    replica_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description The token the registration returned. */
+                        token: string;
+                        /** @description Generations in flight or queued on the replica. */
+                        load: number;
+                        /** @description Model keys (and ids of models given at start-up) the replica holds in memory. */
+                        models: string[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Still live until expires_at */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            expires_at: number;
+                        };
+                    };
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed with this credential */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or owned by another tenant) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Unsupported Content-Type */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/internal/replicas/{replica_id}/deregister": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A replica leaving (shutdown): no more requests go to it */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    replica_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description The token the registration returned. */
+                        token: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Removed */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed with this credential */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or owned by another tenant) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Unsupported Content-Type */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -4484,6 +4843,16 @@ export interface components {
                 /** @description reasoning_tokens + answer_tokens. */
                 completion_tokens: number;
             };
+            /** @description With `soft_thoughts: true`: one entry per thinking step (the closing </think> excluded). */
+            soft_thoughts?: components["schemas"]["SoftThought"][];
+        };
+        SoftThought: {
+            /** @description The k token ids mixed at this thinking step. */
+            ids: number[];
+            /** @description Each id decoded alone (lossy for part of a character). */
+            tokens: string[];
+            /** @description Mixture weights of the ids (Gumbel-softmax), summing to 1. */
+            weights: number[];
         };
         ReasonAggregate: {
             answer: string | null;
@@ -4520,6 +4889,8 @@ export interface components {
             mode?: "soft" | "discrete";
             soft_thinking?: components["schemas"]["SoftThinkingSettings"];
             vote?: components["schemas"]["VoteSettings"];
+            /** @description Soft mode only, off by default: each choice gets `soft_thoughts`, one entry per thinking step, with the k token ids mixed into the model's input, their text and their mixture weights. Only the in-process (ONNX) engine records them: a model served by a remote engine answers 400. */
+            soft_thoughts?: boolean;
             /**
              * @description Samples (1-64).
              * @default 1
@@ -4982,6 +5353,24 @@ export interface components {
                 method: "PUT";
                 url: string;
             }[];
+        };
+        ServeReplicaRegistration: {
+            id: string;
+            /** @description Bearer token the API sends with each generation; also authenticates heartbeats. */
+            token: string;
+            heartbeat_seconds: number;
+            /** @description A replica silent for longer is dropped. */
+            ttl_seconds: number;
+            expires_at: number;
+        };
+        ServeReplica: {
+            id: string;
+            url: string;
+            load: number;
+            capacity: number;
+            models: string[];
+            last_seen_at: number;
+            expires_at: number;
         };
     };
     responses: never;

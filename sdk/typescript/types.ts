@@ -7,6 +7,8 @@ export type ReasonRequest = S['ReasonRequest'];
 export type ReasonResponse = S['ReasonResponse'];
 export type ReasonAggregate = S['ReasonAggregate'];
 export type ReasonUsage = S['ReasonUsage'];
+/** One soft thinking step (`soft_thoughts: true`): the k token ids mixed, their text and mixture weights. */
+export type SoftThought = S['SoftThought'];
 export type FileObject = S['File'];
 export type FileList = S['FileList'];
 export type DeletedFile = S['DeletedFile'];
@@ -43,6 +45,7 @@ export interface ReasonChunk {
     thinking_end?: 'emitted' | 'cap' | 'cold_stop' | null;
     extracted_answer?: string | null;
     usage?: { reasoning_tokens: number; answer_tokens: number; completion_tokens: number };
+    soft_thoughts?: SoftThought[]; // on the final chunk of a choice, when the request asked for soft_thoughts
   }[];
 }
 export interface ReasonVoteChunk {

@@ -9,12 +9,13 @@
  * - Answer phase, and every step of discrete mode: discrete sampling with the answer settings.
  * - Done at the eos token, after max_tokens generated tokens, or ("stop") at the first answer token whose text
  *   completes a stop string (request.stop; the answer text is cut before it). Stop strings never end thinking.
- * With request.logprobs, every answer token (eos excluded) records its log p and the top alternatives.
+ * With request.logprobs, every answer token (eos excluded) records its log p and the top alternatives; with
+ * request.soft_thoughts, every soft thinking step fed to the model records its k token ids and mixture weights.
  */
 import { discreteStep, softTokenStep } from "./sampling";
 import { StopStrings } from "./stop-strings";
 import { stepLogprob, tokenLogprob, type StepLogprob, type TokenText } from "./token-logprobs";
-import type { FinishReason, GeneratedSample, GenerationRequest, ThinkingEnd, TokenLogprob } from "./types";
+import type { FinishReason, GeneratedSample, GenerationRequest, SoftThought, ThinkingEnd, TokenLogprob } from "./types";
 
 export interface SpecialTokens {
   thinkEndId: number;
@@ -36,6 +37,7 @@ export class SampleDecoder {
   readonly answerIds: number[] = []; // answer tokens, eos excluded
   readonly tokenIds: number[] = []; // everything emitted
   readonly answerLogprobs: StepLogprob[] = []; // with request.logprobs: one per answer token
+  readonly softThoughts: ModelInput[] = []; // with request.soft_thoughts: one per emitted thinking token (soft mode)
   private step = 0;
   private thinkingSteps = 0;
   private lowEntropyRun = 0;
@@ -51,7 +53,9 @@ export class SampleDecoder {
     private readonly text?: TokenText,
   ) {
     const stop = request.stop ?? [];
-    if ((stop.length > 0 || request.logprobs != null) && !text) throw new Error("stop strings and logprobs need the tokenizer");
+    if ((stop.length > 0 || request.logprobs != null || request.soft_thoughts) && !text) {
+      throw new Error("stop strings, logprobs and soft thoughts need the tokenizer");
+    }
     this.stops = stop.length > 0 ? new StopStrings(stop) : null;
   }
 
@@ -83,6 +87,7 @@ export class SampleDecoder {
     this.thinkingSteps++;
     this.reasoningIds.push(soft.emitted);
     this.tokenIds.push(soft.emitted);
+    if (this.request.soft_thoughts) this.softThoughts.push({ ids: soft.ids, weights: soft.weights });
     return { ids: soft.ids, weights: soft.weights };
   }
 
@@ -121,6 +126,11 @@ export class SampleDecoder {
     if (this.cutAnswer !== null) return this.cutAnswer;
     const text = this.text ? this.text.decode(this.answerIds) : "";
     return this.done || !this.stops ? text : text.slice(0, this.stops.releasable(text));
+  }
+
+  /** The recorded soft thinking steps, each token id with its text (one token decoded alone). */
+  softThoughtsWithText(): SoftThought[] {
+    return this.softThoughts.map((s) => ({ ids: s.ids, tokens: s.ids.map((id) => this.text!.decode([id])), weights: s.weights }));
   }
 
   /** The recorded answer logprobs from index `from` on, as tokens with text and bytes. */
@@ -166,6 +176,7 @@ export class SampleDecoder {
       finish_reason: this.finishReason ?? "cancelled",
       thinking_end: this.thinkingEnd,
       ...(this.request.logprobs != null ? { logprobs: this.logprobsFrom(0) } : {}),
+      ...(this.request.soft_thoughts ? { soft_thoughts: this.softThoughtsWithText() } : {}),
     };
   }
 }

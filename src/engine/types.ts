@@ -46,6 +46,16 @@ export interface GenerationRequest {
   // Answer tokens only: the log-probability of each answer token under the model (log_softmax of its raw logits,
   // before temperature and filters) and of the `logprobs` most likely alternatives. Absent or null: off.
   logprobs?: number | null;
+  // Soft mode only: record, for each soft thinking step fed to the model, its k token ids and mixture weights
+  // (GeneratedSample.soft_thoughts). Absent or false: off.
+  soft_thoughts?: boolean;
+}
+
+/** One soft thinking step: the k tokens mixed into the model's next input and their weights (summing to 1). */
+export interface SoftThought {
+  ids: number[];
+  tokens: string[]; // each id decoded alone (lossy for a token holding part of a character)
+  weights: number[];
 }
 
 /** One candidate token of an answer step: its text (UTF-8, lossy for a partial character), its bytes, log p. */
@@ -73,6 +83,7 @@ export interface GeneratedSample {
   finish_reason: FinishReason;
   thinking_end: ThinkingEnd;
   logprobs?: TokenLogprob[]; // when requested: one entry per answer token, eos excluded
+  soft_thoughts?: SoftThought[]; // when requested: one entry per emitted thinking token of a soft step
 }
 
 export interface GenerationResult {

@@ -27,12 +27,19 @@ function randomSeed(): number {
   return (hi & 0x1fffff) * 2 ** 32 + lo;
 }
 
-/** Engine settings that only some routes expose (chat and completions: logprobs). */
-export type PlanExtras = Pick<GenerationRequest, 'logprobs'>;
+/** Engine settings that only some routes expose (chat and completions: logprobs; reason: soft_thoughts). */
+export type PlanExtras = Pick<GenerationRequest, 'logprobs' | 'soft_thoughts'>;
 
 /** Resolves the engine and the full engine request; bad input found by the engine's preflight is a 400. */
 export async function planFor(c: Context<AppEnv>, body: ReasonRequest, idPrefix = 'reason', extras: PlanExtras = {}): Promise<ReasonPlan> {
   const plan = await buildPlan(c, body, idPrefix, extras);
+  // Only the in-process engine's sample decoder records the per-step mixtures; the remote serve protocol has none.
+  if (extras.soft_thoughts && plan.engine.describe().engine !== 'onnx') {
+    throw new ApiError(400, `soft_thoughts: the engine serving ${body.model} (remote) does not record soft thoughts; leave soft_thoughts out.`, {
+      param: 'soft_thoughts',
+      code: 'unsupported_option',
+    });
+  }
   try {
     await plan.engine.preflight?.({ ...plan.request, samples: [0] });
   } catch (error) {
@@ -128,6 +135,7 @@ export function reasonResponse(plan: ReasonPlan, run: SamplingRun): ReasonRespon
         answer_tokens: s.answer_tokens,
         completion_tokens: s.reasoning_tokens + s.answer_tokens,
       },
+      ...(s.soft_thoughts ? { soft_thoughts: s.soft_thoughts } : {}),
     })),
     aggregate: {
       answer: run.tally.answer,

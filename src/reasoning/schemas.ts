@@ -134,10 +134,22 @@ export const ReasonRequest = z
     mode: z.enum(['soft', 'discrete']).default('soft').openapi({ description: 'discrete: ordinary token sampling throughout.' }),
     soft_thinking: SoftThinkingSettings.optional(),
     vote: VoteSettings.optional(),
+    soft_thoughts: z
+      .boolean()
+      .optional()
+      .openapi({
+        description:
+          'Soft mode only, off by default: each choice gets `soft_thoughts`, one entry per thinking step, with the k ' +
+          'token ids mixed into the model\'s input, their text and their mixture weights. Only the in-process (ONNX) ' +
+          'engine records them: a model served by a remote engine answers 400.',
+      }),
     ...samplingFields,
   })
   .strict()
   .superRefine((body, ctx) => {
+    if (body.soft_thoughts && body.mode === 'discrete') {
+      ctx.addIssue({ code: 'custom', path: ['soft_thoughts'], message: 'soft thoughts exist only in mode "soft"' });
+    }
     if ((body.messages === undefined) === (body.prompt === undefined)) {
       ctx.addIssue({ code: 'custom', path: [body.messages ? 'prompt' : 'messages'], message: 'give exactly one of messages or prompt' });
     }
@@ -167,6 +179,14 @@ export const Usage = z
   })
   .openapi('ReasonUsage');
 
+export const SoftThought = z
+  .object({
+    ids: z.array(z.number().int()).openapi({ description: 'The k token ids mixed at this thinking step.' }),
+    tokens: z.array(z.string()).openapi({ description: 'Each id decoded alone (lossy for part of a character).' }),
+    weights: z.array(z.number()).openapi({ description: 'Mixture weights of the ids (Gumbel-softmax), summing to 1.' }),
+  })
+  .openapi('SoftThought');
+
 export const ReasonChoice = z
   .object({
     index: z.number().int(),
@@ -177,6 +197,10 @@ export const ReasonChoice = z
     finish_reason: z.enum(['stop', 'length', 'cancelled']),
     thinking_end: z.enum(['emitted', 'cap', 'cold_stop']).nullable(),
     usage: Usage.omit({ prompt_tokens: true, total_tokens: true }),
+    soft_thoughts: z
+      .array(SoftThought)
+      .optional()
+      .openapi({ description: 'With `soft_thoughts: true`: one entry per thinking step (the closing </think> excluded).' }),
   })
   .openapi('ReasonChoice');
 

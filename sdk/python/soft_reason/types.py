@@ -160,6 +160,12 @@ class ReasonChoiceUsage(TypedDict):
     completion_tokens: int
 
 
+class SoftThought(TypedDict):
+    ids: list[int]  # the k token ids mixed at one thinking step
+    tokens: list[str]  # each id decoded alone
+    weights: list[float]  # their mixture weights, summing to 1
+
+
 class ReasonChoice(TypedDict):
     index: int
     reasoning: str
@@ -169,6 +175,7 @@ class ReasonChoice(TypedDict):
     finish_reason: Literal["stop", "length", "cancelled"]
     thinking_end: Literal["emitted", "cap", "cold_stop"] | None
     usage: ReasonChoiceUsage
+    soft_thoughts: NotRequired[list[SoftThought]]  # with soft_thoughts=True: one entry per thinking step
 
 
 class VoteCount(TypedDict):
@@ -226,6 +233,7 @@ class ReasonRequest(TypedDict):
     seed: NotRequired[int]
     stop: NotRequired[str | list[str] | None]  # cuts the answer only, never thinking
     stream: NotRequired[bool]
+    soft_thoughts: NotRequired[bool]  # soft mode: per-step mixed tokens and weights on each choice (default off)
 
 
 class CreateFineTuningJob(TypedDict):
@@ -255,6 +263,7 @@ SPEC_SCHEMAS: dict[str, type] = {
     "ModelList": ModelList,
     "ReasonResponse": ReasonResponse,
     "ReasonChoice": ReasonChoice,
+    "SoftThought": SoftThought,
     "ReasonAggregate": ReasonAggregate,
     "ReasonUsage": ReasonUsage,
     "ReasonMessage": ReasonMessage,

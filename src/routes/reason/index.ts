@@ -27,6 +27,8 @@ reasonRouter.openapi(
       'tokens; mode "discrete" samples ordinary tokens throughout. Each choice carries its thinking text ' +
       '(`reasoning`, `reasoning_content`), answer and extracted answer; `aggregate` is the majority vote. ' +
       'With `stream: true` the response is text/event-stream ending with a `reason.vote` chunk and `[DONE]`. ' +
+      '`soft_thoughts: true` adds, per choice, the k tokens and weights mixed at each thinking step (in a stream: on ' +
+      'the choice\'s final chunk). ' +
       'A request holds its n samples of the organization\'s concurrent-sample limit (default 64) while it runs; ' +
       'over the limit the answer is 429 with `param: "n"`.',
     security: bearerSecurity,
@@ -41,7 +43,7 @@ reasonRouter.openapi(
   }),
   async (c) => {
     const body = c.req.valid('json');
-    const plan = await planFor(c, body);
+    const plan = await planFor(c, body, 'reason', body.soft_thoughts ? { soft_thoughts: true } : {});
     const reservation = await reserveSamples(c, c.get('deps'), c.get('tenantId'), plan.n);
     if (body.stream) return reasonStream(c, plan, reservation);
     const run = await runPlan(plan, { signal: c.req.raw.signal }).finally(() => reservation.release());

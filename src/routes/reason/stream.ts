@@ -4,6 +4,7 @@
  *   data: {"object":"reason.chunk","seed":s,"choices":[{"index":i,"delta":{"reasoning":..,"reasoning_content":..},"finish_reason":null}]}
  *   data: {"object":"reason.chunk","seed":s,"choices":[{"index":i,"delta":{"content":..},"finish_reason":null}]}
  *   data: {"object":"reason.chunk","seed":s,"choices":[{"index":i,"delta":{},"finish_reason":"stop","extracted_answer":..,"usage":..}]}
+ *         (with soft_thoughts: true, that final chunk of a choice also carries its "soft_thoughts")
  *   data: {"object":"reason.vote","seed":s,"aggregate":{..},"usage":{..},"choices":[]}
  *   data: [DONE]
  * Bad input is answered with a 4xx before the stream starts (the plan's preflight); running, errors and
@@ -33,6 +34,7 @@ export function reasonStream(c: Context<AppEnv>, plan: ReasonPlan, reservation: 
       thinking_end: s.thinking_end,
       extracted_answer: sampleAnswer(s.answer, plan.vote),
       usage: { reasoning_tokens: s.reasoning_tokens, answer_tokens: s.answer_tokens, completion_tokens: s.reasoning_tokens + s.answer_tokens },
+      ...(s.soft_thoughts ? { soft_thoughts: s.soft_thoughts } : {}),
     };
     return [{ ...head, object: 'reason.chunk', choices: [choice] }];
   };
