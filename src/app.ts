@@ -23,6 +23,7 @@ import { filesRouter } from './routes/files';
 import { finetuneRouter } from './routes/finetune';
 import { internalCheckpointsRouter } from './routes/internal/checkpoints';
 import { internalRouter } from './routes/internal';
+import { internalReplicasRouter } from './routes/internal/replicas';
 import { modelsRouter } from './routes/models';
 import { apiKeysRouter } from './routes/api-keys';
 import { chatRouter } from './routes/chat';
@@ -100,12 +101,14 @@ export function createApp(deps: Deps) {
   internal.use('*', requireWorkerToken, idempotency(() => false));
   internal.route('/', internalRouter);
   internal.route('/', internalCheckpointsRouter);
+  internal.route('/', internalReplicasRouter);
   app.route('/internal', internal);
 
   app.route('/blobs', blobsRouter);
   app.route('/', docsRouter);
   app.route('/', dashboardRouter);
-  app.get('/healthz', (c) => c.json({ ok: true }));
+  // Answers whatever else is broken; names base models that are configured but missing from the blob store.
+  app.get('/healthz', (c) => c.json({ ok: true, ...(deps.missingBaseModels?.length ? { missing_models: deps.missingBaseModels } : {}) }));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

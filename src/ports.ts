@@ -147,6 +147,8 @@ export interface Deps {
   config: Config;
   /** Inference engines; absent where the deployment serves no inference. */
   engines?: EngineRegistry;
+  /** Base models the deployment lists but could not load (e.g. not uploaded yet); /healthz names them. */
+  missingBaseModels?: string[];
   /** Serves the API reference page's JavaScript bundle (`/docs/scalar.js`); absent: the page says so. */
   docsAssets?: { scalarBundle(): Promise<ReadableStream<Uint8Array> | string> };
 }

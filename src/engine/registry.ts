@@ -18,6 +18,8 @@ export interface ModelRef {
   id: string; // the name the client sent
   base: string; // the base model id
   files?: ModelFileRef[]; // the model folder in the blob store
+  key?: string; // what the model is, for caches that outlive a name (src/replicas/model-key.ts)
+  contextLength?: number; // as the model's (or its base's) manifest states it, when it does
 }
 
 export interface RegistryParts {

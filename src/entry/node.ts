@@ -15,6 +15,8 @@ import { tenantLimitsFromEnv } from '../tenants/limits';
 import { SYNCHRONOUS_LEVELS, type SynchronousLevel } from '../adapters/sqlite-database';
 import { buildNodeDeps, recoverAfterCrash } from './node-deps';
 import { createNodeEngineRegistry, parseEngineModels } from '../engine/node-engines';
+import { ReplicaEngineRegistry } from '../replicas/replica-engines';
+import { sweepReplicas } from '../replicas/store';
 import { join } from 'node:path';
 
 const env = process.env;
@@ -45,18 +47,23 @@ if (recovered.orphanedUploads || recovered.reservations)
   console.log(
     `start-up: removed ${recovered.orphanedUploads} orphaned upload file(s), released ${recovered.reservations} idempotency reservation(s)`,
   );
-// Engines: ENGINE_MODELS (JSON, src/engine/node-engines.ts) picks onnx or remote per model; every other model with a
+// Engines: live serving replicas (`python -m softgrpo.serve --api ...`, src/replicas/) first; without one,
+// ENGINE_MODELS (JSON, src/engine/node-engines.ts) picks onnx or remote per model, and every other model with a
 // model.onnx (base models of MODELS_DIR, fine-tuned checkpoints) is served by onnxruntime-node from the blob store.
-deps.engines = createNodeEngineRegistry({
-  models: env.ENGINE_MODELS ? parseEngineModels(env.ENGINE_MODELS) : {},
-  blobs: deps.blobs,
-  cacheDir: join(dataDir, 'model-cache'),
-});
+deps.engines = new ReplicaEngineRegistry(
+  () => deps,
+  createNodeEngineRegistry({
+    models: env.ENGINE_MODELS ? parseEngineModels(env.ENGINE_MODELS) : {},
+    blobs: deps.blobs,
+    cacheDir: join(dataDir, 'model-cache'),
+  }),
+);
 const app = createApp(deps);
 
 const sweepMs = Number(env.SWEEP_SECONDS ?? 15) * 1000;
 const sweep = setInterval(() => {
   expireLeases(deps).catch((err) => console.error('lease sweep failed:', err));
+  sweepReplicas(deps).catch((err) => console.error('replica sweep failed:', err));
 }, sweepMs);
 sweep.unref();
 

@@ -6,8 +6,13 @@
  * (needs the R2_* secrets), "worker-hmac" signs URLs to this Worker's own /blobs routes (needs SIGNING_SECRET).
  * A mode whose secrets are missing fails every request with a clear configuration error instead of degrading.
  *
- * Inference on Workers goes only to remote engines (gpu-worker `serve` processes), per model, as REMOTE_ENGINES
- * says; without it /v1/reason answers 503 (no engines). The onnxruntime-node engine is Node-only.
+ * Inference on Workers goes to gpu-worker `serve` processes: serving replicas that registered themselves
+ * (src/replicas/; any model, fine-tuned checkpoints included), else the fixed REMOTE_ENGINES per model; with
+ * neither, /v1/reason answers 503 (no engines). The onnxruntime-node engine is Node-only.
+ *
+ * Base models (BASE_MODELS, in R2 under models/<id>/) that are not uploaded yet are reported by /healthz and are
+ * unknown models until they appear (looked for again every MISSING_MODELS_RETRY_MS); no route fails because of
+ * them, and the cron trigger (lease and replica sweep) does not read them at all.
  *
  * Keep Node-only modules (better-sqlite3, node:fs, onnxruntime-node) out of this file's import graph;
  * tests/build/worker-bundle.test.ts checks the bundle.
@@ -19,10 +24,12 @@ import { createHmacUrlSigner } from '../adapters/signed-urls';
 import { ConfiguredEngineRegistry } from '../engine/registry';
 import { RemoteEngine } from '../engine/remote-engine';
 import { expireLeases } from '../jobs/lease-expiry';
+import { ReplicaEngineRegistry } from '../replicas/replica-engines';
+import { sweepReplicas } from '../replicas/store';
 import { createIds, systemClock } from '../lib/ids';
 import { tenantLimitsFromEnv } from '../tenants/limits';
 import { DEFAULT_LIMITS, defaultConfig, type BlobUrlSigner, type Config, type Deps } from '../ports';
-import { MissingBaseModelError, loadBaseModelsFromR2 } from './worker-models';
+import { loadBaseModelsFromR2 } from './worker-models';
 
 export interface WorkerEnv {
   DB: D1Database;
@@ -129,13 +136,19 @@ function remoteEngines(env: WorkerEnv): ConfiguredEngineRegistry | undefined {
   return new ConfiguredEngineRegistry({ configured });
 }
 
-export async function workerDeps(env: WorkerEnv): Promise<Deps> {
+/**
+ * The Deps of this env. `withBaseModels: false` (the cron trigger) skips reading the base models from R2, so a
+ * missing or broken model never stops the lease sweep.
+ */
+export async function workerDeps(env: WorkerEnv, { withBaseModels = true } = {}): Promise<Deps> {
   const { signer, signingSecret } = blobUrls(env);
   const blobs = new R2BlobStore(env.BLOBS);
+  const base = withBaseModels ? await loadBaseModelsFromR2(env.BLOBS, blobs, env.BASE_MODELS) : { models: [], missing: [] };
+  for (const missing of base.missing) console.warn(`base model missing: ${missing}`);
   const config: Config = defaultConfig({
     workerToken: required(env, 'WORKER_TOKEN'),
     signingSecret,
-    baseModels: await loadBaseModelsFromR2(env.BLOBS, blobs, env.BASE_MODELS),
+    baseModels: base.models,
     limits: {
       ...DEFAULT_LIMITS,
       maxFileBytes: positiveInt(env, 'MAX_FILE_BYTES', DEFAULT_LIMITS.maxFileBytes),
@@ -146,30 +159,38 @@ export async function workerDeps(env: WorkerEnv): Promise<Deps> {
     maxAttempts: positiveInt(env, 'MAX_ATTEMPTS', 3),
     signedUrlSeconds: positiveInt(env, 'SIGNED_URL_SECONDS', 3600),
   });
-  return {
+  const deps: Deps = {
     database: createD1Database(env.DB),
     blobs,
     blobUrls: signer,
     clock: systemClock,
     ids: createIds(systemClock),
     config,
-    engines: remoteEngines(env),
+    missingBaseModels: base.missing,
   };
+  // Live serving replicas first; REMOTE_ENGINES (fixed URLs per model) when none is live.
+  deps.engines = new ReplicaEngineRegistry(() => deps, remoteEngines(env));
+  return deps;
 }
 
 type App = ReturnType<typeof createApp>;
-// One app per isolate and env (bindings and vars do not change within an isolate).
-const apps = new WeakMap<WorkerEnv, Promise<App>>();
+/** How soon an isolate whose base models were incomplete looks for them again. */
+const MISSING_MODELS_RETRY_MS = 10_000;
+// One app per isolate and env (bindings and vars do not change within an isolate); rebuilt while models are missing.
+const apps = new WeakMap<WorkerEnv, { app: Promise<App>; until: number }>();
 
 function appFor(env: WorkerEnv): Promise<App> {
-  let app = apps.get(env);
-  if (!app) {
-    app = workerDeps(env).then(createApp);
-    // A failed start (e.g. missing secret) is retried on the next request rather than cached.
-    app.catch(() => apps.delete(env));
-    apps.set(env, app);
-  }
-  return app;
+  const cached = apps.get(env);
+  if (cached && Date.now() < cached.until) return cached.app;
+  const entry: { app: Promise<App>; until: number } = { app: null as never, until: Infinity };
+  entry.app = workerDeps(env).then((deps) => {
+    if (deps.missingBaseModels?.length) entry.until = Date.now() + MISSING_MODELS_RETRY_MS;
+    return createApp(deps);
+  });
+  // A failed start (e.g. missing secret) is retried on the next request rather than cached.
+  entry.app.catch(() => apps.delete(env));
+  apps.set(env, entry);
+  return entry.app;
 }
 
 export default {
@@ -178,7 +199,7 @@ export default {
     try {
       app = await appFor(env);
     } catch (err) {
-      if (!(err instanceof ConfigurationError || err instanceof MissingBaseModelError)) throw err;
+      if (!(err instanceof ConfigurationError)) throw err;
       console.error('worker misconfigured:', err.message);
       return Response.json(
         { error: { message: 'Service misconfigured.', type: 'server_error', param: null, code: 'misconfigured' } },
@@ -189,6 +210,11 @@ export default {
   },
 
   async scheduled(_controller, env, ctx) {
-    ctx.waitUntil(workerDeps(env).then((deps) => expireLeases(deps)));
+    ctx.waitUntil(
+      workerDeps(env, { withBaseModels: false }).then(async (deps) => {
+        await expireLeases(deps);
+        await sweepReplicas(deps);
+      }),
+    );
   },
 } satisfies ExportedHandler<WorkerEnv>;

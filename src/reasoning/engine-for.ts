@@ -1,19 +1,29 @@
-/** The engine of a requested model name, with the 4xx answers that name the `model` field. */
+/**
+ * The engine of a requested model name, with the 4xx/503 answers that name the `model` field. The model is resolved
+ * first, so an unknown name is 404 whatever engines this deployment has; a known model with no engine available
+ * now (no live serving replica, nothing configured for it) is 503 `no_engines`.
+ */
 import { ApiError, notFound } from '../errors';
 import type { ReasoningEngine } from '../engine/types';
 import type { Deps } from '../ports';
 import { resolveModel } from '../models/resolve';
+import { modelKey } from '../replicas/model-key';
 
 export async function engineFor(deps: Deps, tenantId: string, modelId: string): Promise<ReasoningEngine> {
-  if (!deps.engines) {
-    throw new ApiError(503, 'This deployment serves no inference (no engines configured).', { code: 'no_engines', param: 'model' });
-  }
   const model = await resolveModel(deps, tenantId, modelId);
   if (!model) throw notFound('model', modelId, 'model');
-  const engine = await deps.engines.get({ id: model.id, base: model.base, files: model.files });
+  const base = deps.config.baseModels.find((m) => m.id === model.base);
+  const stated = Number(base?.manifest.context_length);
+  const engine = await deps.engines?.get({
+    id: model.id,
+    base: model.base,
+    files: model.files,
+    key: modelKey(model),
+    ...(Number.isInteger(stated) && stated > 0 ? { contextLength: stated } : {}),
+  });
   if (!engine) {
-    throw new ApiError(400, `model: '${modelId}' cannot be served by this deployment (no engine is configured for it).`, {
-      code: 'model_not_servable',
+    throw new ApiError(503, `model: no engine can serve '${modelId}' now (no serving replica is registered and none is configured for it).`, {
+      code: 'no_engines',
       param: 'model',
     });
   }

@@ -311,7 +311,9 @@ describe('the worker protocol on D1, R2 and the cron trigger', () => {
     // The worker goes silent and its lease runs out (moved into the past rather than waiting LEASE_SECONDS).
     await env.DB.prepare('update jobs set lease_expires_at = ? where id = ?').bind(Date.now() - 1000, job.id).run();
     const ctx = createExecutionContext();
-    await worker.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: '* * * * *' }), env, ctx);
+    // The sweep does not read the base models: one that is listed but not uploaded does not stop it.
+    const scheduledEnv = { ...env, BASE_MODELS: 'tiny-arith,not-uploaded' };
+    await worker.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: '* * * * *' }), scheduledEnv, ctx);
     await waitOnExecutionContext(ctx);
 
     expect(((await (await api.get(`/v1/finetune/${job.id}`)).json()) as { status: string }).status).toBe('queued');
@@ -366,7 +368,6 @@ describe('configuration from env', () => {
       { BLOB_URL_MODE: 'bogus' },
       { SIGNING_SECRET: '' },
       { WORKER_TOKEN: '' },
-      { BASE_MODELS: 'tiny-arith,not-uploaded' },
       { REMOTE_ENGINES: 'not json' },
       { REMOTE_ENGINES: '{"tiny-arith": {"url": "ftp://gpu", "context_length": 512}}' },
       { REMOTE_ENGINES: '{"tiny-arith": {"url": "https://gpu", "context_length": 0}}' },
@@ -375,6 +376,29 @@ describe('configuration from env', () => {
       await expectEnvelope(await call('/healthz', over), 500, 'misconfigured');
     }
     expect((await call('/healthz', {})).status).toBe(200);
+  });
+
+  it('answers_healthz_and_every_route_when_a_listed_base_model_is_not_uploaded', async () => {
+    const over = { BASE_MODELS: 'tiny-arith,not-uploaded' };
+    const health = await call('/healthz', over);
+    expect(health.status).toBe(200);
+    const body = (await health.json()) as { ok: boolean; missing_models: string[] };
+    expect(body.ok).toBe(true);
+    expect(body.missing_models).toEqual([expect.stringMatching(/^not-uploaded: no models\/not-uploaded\/manifest.json/)]);
+    const { key } = await newTenant();
+    const auth = { headers: { authorization: `Bearer ${key}` } };
+    const models = (await (await call('/v1/models', over, auth)).json()) as { data: { id: string }[] };
+    expect(models.data.map((m) => m.id)).toContain('tiny-arith');
+    expect(models.data.map((m) => m.id)).not.toContain('not-uploaded');
+    await expectEnvelope(await call('/v1/models/not-uploaded', over, auth), 404);
+  });
+
+  it('answers_404_for_an_unknown_model_whatever_the_engine_configuration', async () => {
+    const { key } = await newTenant();
+    const init = { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'no-such-model', prompt: 'What is 2+3?' }) };
+    for (const over of [{ REMOTE_ENGINES: '' }, { REMOTE_ENGINES: '{"tiny-arith": {"url": "http://127.0.0.1:9", "context_length": 512}}' }]) {
+      expect((await expectEnvelope(await call('/v1/reason', over, init), 404, 'model_not_found')).param).toBe('model');
+    }
   });
 
   it('answers_503_on_reason_when_no_remote_engine_is_configured', async () => {
