@@ -154,7 +154,7 @@ def test_unknown_model_bad_json_and_missing_token(server):
     status, _ = post(srv, {"model": "tiny", "request": request_body()}, token=None)
     assert status == 401
     with urllib.request.urlopen(f"http://127.0.0.1:{srv.server_address[1]}/health", timeout=10) as res:
-        assert json.loads(res.read()) == {"models": ["tiny"]}
+        assert json.loads(res.read()) == {"models": ["tiny"], "held": ["tiny"], "load": 0}
 
 
 def test_greedy_answer_request_answers_200_with_argmax_answers(server):

@@ -98,11 +98,14 @@ def one_hot_slots(tokens: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, seed: int,
-             samples: list[int] | torch.Tensor | None = None) -> list[Rollout]:
+             samples: list[int] | torch.Tensor | None = None, on_step=None) -> list[Rollout]:
     """Generate one response per prompt.
 
     model: SoftTokenLM; tokenizer: has think_end_id, eos_id, pad_id and decode(ids); prompts: B token lists ending
     with `<think>\\n`; samples: [B] rollout indices for Philox (default 0..B-1). Returns B Rollouts.
+    on_step(tokens [B] list[int], thinking [B] list[bool], active [B] list[bool]) -> bool, when given, sees each
+    step's emitted tokens as they are decided (serve streams them); returning True stops decoding, and the rows
+    still running end with finish_reason "cancelled".
     """
     if cfg.mode not in ("soft", "discrete", "gaussian"):
         raise ValueError(f"mode must be 'soft', 'discrete' or 'gaussian', got {cfg.mode!r}")
@@ -178,7 +181,7 @@ def generate(model, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, see
         if gaussian:
             steps[-1]["offset"] = offset
 
-        active = ~done
+        active, thinking_before = ~done, thinking
         for row in torch.nonzero(active & thinking & (token == think_end)).flatten().tolist():
             end_reason[row] = "cap" if bool(cap[row]) else "cold_stop" if bool(cold[row]) else "emitted"
         n_thinking = n_thinking + (active & thinking).long()
@@ -187,6 +190,10 @@ def generate(model, tokenizer, prompts: list[list[int]], cfg: RolloutConfig, see
         for row in torch.nonzero(active & (token == eos)).flatten().tolist():
             finish[row] = "stop"
         done = done | (token == eos) | (lengths >= cfg.max_response_tokens)
+        if on_step is not None and on_step(token.tolist(), thinking_before.tolist(), active.tolist()):
+            for row in torch.nonzero(~done).flatten().tolist():
+                finish[row] = "cancelled"
+            break
         if bool(done.all()):
             break
         mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=device)], dim=1)

@@ -1,11 +1,14 @@
-"""`serve`: the HTTP process behind the remote engine (src/engine/remote-engine.ts).
+"""`serve`: the HTTP process behind the remote engine (src/engine/remote-engine.ts), a serving replica.
 
 It answers the Node engine's own request JSON with softgrpo.rollout on a PyTorch model (GPU when available), so a
 Workers deployment, or a model too large for onnxruntime on the API's CPU, gets the same soft-thinking decode:
 
-    POST /v1/generate  {"model": id, "request": GenerationRequest}  -> 200 GenerationResult
-                                                                      -> 400 {"error": {"message", "param"}}
-    GET  /health                                                      -> 200 {"models": [...]}
+    POST /v1/generate  {"model": id, "request": GenerationRequest, "stream"?: bool, "files"?: {key, files}}
+        -> 200 GenerationResult (application/json), or with "stream": true application/x-ndjson, one object a line
+           as tokens are decided: {"type": "delta", sample, phase, text[, logprobs]}, {"type": "sample_done",
+           sample}, then {"type": "result", result} (or {"type": "error", error} when it fails midway)
+        -> 400 {"error": {"message", "param"}}    502 when a model's files cannot be fetched
+    GET  /health  -> 200 {"models": [pinned ids], "held": [pinned ids + loaded keys], "load": n}
 
 GenerationRequest / GenerationResult are the types of src/engine/types.ts (messages, mode, soft_thinking, answer,
 max_tokens, seed, samples, stop, logprobs -> prompt_tokens, samples[{sample, reasoning, answer, token_ids,
@@ -15,24 +18,36 @@ reasoning_tokens, answer_tokens, finish_reason, thinking_end, logprobs}]). As in
 - `stop` (up to 4 strings) ends a sample at the first answer token whose text completes one, the answer cut before
   it (finish_reason "stop"); decoding is causal, so the rollout is cut afterwards (`cut_at_stop`);
 - `logprobs` (null, or the number of alternatives) reports every answer token (eos excluded) under log_softmax of the
-  raw logits, recomputed by one forward over the rollout's own inputs (`answer_logprobs`).
+  raw logits, recomputed by one forward over the rollout's own inputs (`answer_logprobs`); streamed, they come with
+  the sample's last answer delta.
 
-    gpu-worker/.venv/bin/python -m softgrpo.serve --model tiny-arith=models/tiny --port 8100 [--token SECRET] \
-        [--engine plain|static] [--backend torch|triton]
+Models: `--model id=folder` pins a folder at start-up; any other model comes with `files` (signed GET URLs of its
+serving files and a cache key, sent by the API) and is loaded on first use into an LRU cache within
+--memory-budget-gb (softgrpo.model_store). Streaming is token by token with the plain engine (a step hook in
+softgrpo.rollout.generate); the static engine decodes a whole batch and streams it when done. A streamed request
+whose client goes away is cancelled: the next write fails and decoding stops at that step.
 
+    gpu-worker/.venv/bin/python -m softgrpo.serve [--model tiny-arith=models/tiny] --port 8100 [--token SECRET] \
+        [--api https://api.example --worker-token WT [--public-url http://this-host:8100]] \
+        [--engine plain|static] [--backend torch|triton] [--memory-budget-gb 20] [--cache-dir DIR]
+
+--api registers this process with the API as a serving replica (softgrpo.replica: worker token, heartbeat with its
+load and held models, deregistration at exit); the API then routes requests to it and sends its bearer token.
 --engine plain (default on CPU) decodes with softgrpo.rollout, the reference; --engine static with
 softgrpo.gpu_engine (static KV cache; with --backend triton on CUDA the decode step is a CUDA graph with kernel 1 in
 it). --backend triton needs CUDA (or TRITON_INTERPRET=1) and is checked at start-up. Defaults on CUDA: static +
 triton. Requests a chosen engine cannot serve (kernel 1 needs 0 < top_k <= 64) answer 400 naming the field.
 
-One generation runs at a time (a lock around the model); the standard library's threading server keeps the
+One generation runs at a time per model (a lock around it); the standard library's threading server keeps the
 health check responsive meanwhile.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
+import signal
+import tempfile
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,22 +58,25 @@ import torch
 
 from softgrpo.config import TRITON_MAX_TOPK, check_engine_options
 from softgrpo.model import SoftTokenLM
-from softgrpo.rollout import Rollout, RolloutConfig
+from softgrpo.model_store import ModelLoadError, ModelStore
+from softgrpo.replica import ReplicaRegistration
+from softgrpo.rollout import Rollout, RolloutConfig, generate
 from softgrpo.rollout_engine import make_rollout_engine
-from softgrpo.sampler import SoftStepConfig
+from softgrpo.serve_request import (RequestError, _field, _messages, _ranged, _stop_and_logprobs, cut_at_stop,
+                                    rollout_config)
+from softgrpo.text_stream import SampleTextStream
 from softgrpo.tokenizer import ChatTokenizer
+
+__all__ = ["RequestError", "ServedModel", "load_served_model", "generation_result", "make_server", "cut_at_stop",
+           "rollout_config"]
 
 MAX_BODY_BYTES = 1 << 20
 STATIC_ENGINES_KEPT = 4  # static engines (KV cache + CUDA graphs) kept per model, least recently used dropped
 PROMPT_BUCKET = 64  # static engines are built for prompts up to a multiple of this (shorter ones are left-padded)
 
 
-class RequestError(ValueError):
-    """Bad request content; `param` names the field (answered with 400)."""
-
-    def __init__(self, param: str, message: str):
-        super().__init__(message)
-        self.param = param
+class Cancelled(Exception):
+    """The streaming client went away."""
 
 
 @dataclass
@@ -85,8 +103,12 @@ class ServedModel:
                                               f"static --backend triton: kernel 1 filters within the top_k set), "
                                               f"got {value}")
 
-    def generate(self, prompts: list[list[int]], cfg: RolloutConfig, seed: int, samples: list[int]) -> list[Rollout]:
-        """Decode with the chosen engine (softgrpo.rollout_engine). Call under `lock`."""
+    def generate(self, prompts: list[list[int]], cfg: RolloutConfig, seed: int, samples: list[int],
+                 on_step=None) -> list[Rollout]:
+        """Decode with the chosen engine (softgrpo.rollout_engine). Call under `lock`. on_step (the plain engine
+        only: softgrpo.rollout.generate) sees each step's tokens, for streaming, and may stop decoding."""
+        if self.engine == "plain":
+            return generate(self.model, self.tokenizer, prompts, cfg, seed, samples, on_step=on_step)
         if self.rollout is None:
             self.rollout = make_rollout_engine(self.engine, self.backend, self.model, self.tokenizer, 0,
                                                keep=STATIC_ENGINES_KEPT, prompt_bucket=PROMPT_BUCKET)
@@ -103,117 +125,6 @@ def load_served_model(folder: str | Path, device: str, engine: str = "plain", ba
     model = SoftTokenLM.from_pretrained(folder, device=device).eval()
     context = int(manifest.get("context_length") or model.cfg.max_position_embeddings)
     return ServedModel(model, ChatTokenizer.from_pretrained(folder), context, threading.Lock(), engine, backend)
-
-
-def _field(obj: dict, name: str, kind, prefix: str = ""):
-    if not isinstance(obj, dict) or name not in obj:
-        raise RequestError(prefix + name, f"{prefix + name} is required")
-    value = obj[name]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise RequestError(prefix + name, f"{prefix + name} must be {kind.__name__}")
-    if kind is float and not math.isfinite(value):
-        raise RequestError(prefix + name, f"{prefix + name} must be a finite number")
-    return value
-
-
-def _ranged(obj: dict, name: str, kind, prefix: str, ok, text: str):
-    """_field plus a range check; `text` says the range in the 400 message (the Node schema's ranges)."""
-    value = _field(obj, name, kind, prefix)
-    if not ok(value):
-        raise RequestError(prefix + name, f"{prefix + name} must be {text}, got {value!r}")
-    return value
-
-
-def _sampling(obj: dict, prefix: str, greedy_ok: bool) -> tuple[float, int, float, float]:
-    """(temperature, top_k, top_p, min_p) of a SamplingSettings object. Only the answer phase may be greedy (0)."""
-    if greedy_ok:
-        temperature = _ranged(obj, "temperature", float, prefix, lambda v: v >= 0, ">= 0 (0 = greedy)")
-    else:
-        temperature = _ranged(obj, "temperature", float, prefix, lambda v: v > 0, "> 0")
-    return (temperature, _ranged(obj, "top_k", int, prefix, lambda v: v >= 0, ">= 0 (0 = off)"),
-            _ranged(obj, "top_p", float, prefix, lambda v: 0 < v <= 1, "in (0, 1]"),
-            _ranged(obj, "min_p", float, prefix, lambda v: 0 <= v < 1, "in [0, 1)"))
-
-
-def rollout_config(request: dict, max_tokens: int, vocab_size: int | None = None) -> RolloutConfig:
-    """The RolloutConfig of a GenerationRequest (every field required: the Node side resolves defaults).
-    Values out of range answer 400 naming the field, never a failure inside the sampler."""
-    soft, answer = _field(request, "soft_thinking", dict), _field(request, "answer", dict)
-    mode = _field(request, "mode", str)
-    if mode not in ("soft", "discrete"):
-        raise RequestError("mode", "mode must be 'soft' or 'discrete'")
-    st = "soft_thinking."
-    temperature, top_k, top_p, min_p = _sampling(soft, st, greedy_ok=False)
-    max_k = min(64, vocab_size or 64)
-    max_topk = _ranged(soft, "max_topk", int, st, lambda v: 1 <= v <= max_k, f"in 1..{max_k}")
-    gumbel_tau = _ranged(soft, "gumbel_tau", float, st, lambda v: v > 0, "> 0")
-    noise_scale = _ranged(soft, "noise_scale", float, st, lambda v: v >= 0, ">= 0")
-    max_thinking = _ranged(soft, "max_thinking_tokens", int, st, lambda v: v >= 1, ">= 1")
-    if "cold_stop" not in soft:
-        raise RequestError(st + "cold_stop", f"{st}cold_stop is required (null = off)")
-    cold = soft["cold_stop"]
-    if cold is not None and not isinstance(cold, dict):
-        raise RequestError(st + "cold_stop", f"{st}cold_stop must be an object or null")
-    cs = st + "cold_stop."
-    answer_temperature, answer_top_k, answer_top_p, answer_min_p = _sampling(answer, "answer.", greedy_ok=True)
-    if answer_temperature == 0 and mode == "soft" and noise_scale != 0:
-        raise RequestError(st + "noise_scale", f"{st}noise_scale must be 0 with answer.temperature 0 (greedy end to "
-                                               f"end), got {noise_scale!r}")
-    return RolloutConfig(
-        mode=mode,
-        thinking=SoftStepConfig(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_topk=max_topk,
-                                gumbel_tau=gumbel_tau, noise_scale=noise_scale),
-        answer_temperature=answer_temperature, answer_top_k=answer_top_k, answer_top_p=answer_top_p,
-        answer_min_p=answer_min_p,
-        max_response_tokens=max_tokens,
-        max_thinking_tokens=max_thinking,
-        cold_stop_entropy=None if cold is None else _ranged(cold, "entropy", float, cs, lambda v: v >= 0, ">= 0"),
-        cold_stop_steps=256 if cold is None else _ranged(cold, "steps", int, cs, lambda v: v >= 1, ">= 1"),
-    )
-
-
-def _messages(request: dict) -> list[dict]:
-    messages = _field(request, "messages", list)
-    if not messages:
-        raise RequestError("messages", "messages must be a non-empty list")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
-            raise RequestError(f"messages.{i}.role", f"messages[{i}].role must be 'system', 'user' or 'assistant'")
-        if not isinstance(m.get("content"), str):
-            raise RequestError(f"messages.{i}.content", f"messages[{i}].content must be a string")
-    return messages
-
-
-MAX_STOP_STRINGS, MAX_TOP_LOGPROBS = 4, 20
-
-
-def _stop_and_logprobs(request: dict) -> tuple[list[str], int | None]:
-    """The optional `stop` (list of up to 4 non-empty strings) and `logprobs` (null or 0..20) of a request."""
-    stop = request.get("stop")
-    if stop is None:
-        stop = []
-    if (not isinstance(stop, list) or len(stop) > MAX_STOP_STRINGS
-            or not all(isinstance(x, str) and x for x in stop)):
-        raise RequestError("stop", f"stop must be a list of at most {MAX_STOP_STRINGS} non-empty strings")
-    top = request.get("logprobs")
-    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS):
-        raise RequestError("logprobs", f"logprobs must be null or an integer in 0..{MAX_TOP_LOGPROBS}, got {top!r}")
-    return stop, top
-
-
-def cut_at_stop(decode: Callable[[list[int]], str], answer_ids: list[int], stop: list[str]) -> tuple[int, str] | None:
-    """(answer tokens kept, answer text) at the first answer token whose decoded text contains a stop string, the
-    text cut before the earliest one; None when no stop string appears. Mirrors src/engine/stop-strings.ts."""
-    if not stop or not any(s in decode(answer_ids) for s in stop):
-        return None
-    for kept in range(1, len(answer_ids) + 1):
-        text = decode(answer_ids[:kept])
-        found = [at for at in (text.find(s) for s in stop) if at >= 0]
-        if found:
-            return kept, text[:min(found)]
-    return None
 
 
 @torch.no_grad()
@@ -248,8 +159,10 @@ def answer_logprobs(served: ServedModel, rollout: Rollout, count: int, top: int)
     return entries
 
 
-def generation_result(served: ServedModel, request: dict) -> dict:
-    """Run one GenerationRequest; returns the GenerationResult JSON."""
+def generation_result(served: ServedModel, request: dict, emit: Callable[[dict], None] | None = None) -> dict:
+    """Run one GenerationRequest; returns the GenerationResult JSON. With `emit`, each GenerationEvent (token-level
+    text deltas, then each sample's sample_done) is passed to it as it happens; emit raising Cancelled stops
+    decoding (the result then has the rows still running as "cancelled")."""
     messages = _messages(request)
     samples = _field(request, "samples", list)
     seed = _ranged(request, "seed", int, "", lambda v: 0 <= v < 2**53, "an integer in [0, 2^53)")
@@ -271,9 +184,21 @@ def generation_result(served: ServedModel, request: dict) -> dict:
     stop, top = _stop_and_logprobs(request)
     served.check_request(cfg)
     decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # noqa: E731
+    streams = [SampleTextStream(decode, tok.think_end_id, tok.eos_id, stop) for _ in samples]
+    cancelled = []
+
+    def on_step(tokens: list[int], thinking: list[bool], active: list[bool]) -> bool:
+        try:
+            for row, (token, think, live) in enumerate(zip(tokens, thinking, active)):
+                for phase, text in streams[row].push(token, think) if live else []:
+                    emit({"type": "delta", "sample": samples[row], "phase": phase, "text": text})
+        except Cancelled:
+            cancelled.append(True)
+        return bool(cancelled)
+
     out = []
     with served.lock:
-        rollouts = served.generate([prompt] * len(samples), cfg, seed, samples)
+        rollouts = served.generate([prompt] * len(samples), cfg, seed, samples, on_step if emit else None)
         for sample, r in zip(samples, rollouts):
             tokens = r.tokens.tolist()
             thinking = [t for t in tokens[: r.n_thinking] if t not in (tok.think_end_id, tok.eos_id)]
@@ -297,31 +222,73 @@ def generation_result(served: ServedModel, request: dict) -> dict:
             if top is not None:
                 result["logprobs"] = answer_logprobs(served, r, len(answer), top) if answer else []
             out.append(result)
+    if emit and not cancelled:
+        for stream, result in zip(streams, out):
+            rest = stream.finish("reasoning", result["reasoning"])
+            if rest:
+                emit({"type": "delta", "sample": result["sample"], "phase": "reasoning", "text": rest})
+            rest = stream.finish("answer", result["answer"])
+            if rest or result.get("logprobs"):
+                emit({"type": "delta", "sample": result["sample"], "phase": "answer", "text": rest,
+                      **({"logprobs": result["logprobs"]} if result.get("logprobs") else {})})
+            emit({"type": "sample_done", "sample": result})
     return {"prompt_tokens": len(prompt), "samples": out}
 
 
-def make_handler(models: dict[str, ServedModel], token: str | None):
+class ReplicaServer(ThreadingHTTPServer):
+    """The HTTP server with what the handler needs: the model store, the accepted tokens and the load count."""
+    daemon_threads = True
+
+    def __init__(self, address, handler, store: ModelStore, token: str | None):
+        super().__init__(address, handler)
+        self.store, self.token = store, token
+        self.registration: ReplicaRegistration | None = None
+        self.load, self.load_lock = 0, threading.Lock()
+
+    def state(self) -> dict:
+        return {"load": self.load, "models": self.store.held()}
+
+    def accepts(self, header: str | None) -> bool:
+        tokens = [self.token, self.registration.token if self.registration else None]
+        return any(header == f"Bearer {t}" for t in tokens if t) or not any(tokens)
+
+
+def make_handler():
     class Handler(BaseHTTPRequestHandler):
+        server: ReplicaServer
+
         def _send(self, status: int, body: dict) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
+            self.send_header("connection", "close")
+            self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
 
         def _error(self, status: int, message: str, param: str | None = None) -> None:
             self._send(status, {"error": {"message": message, "param": param}})
 
+        def _line(self, obj: dict) -> None:
+            """One NDJSON line as one HTTP chunk; a closed connection raises Cancelled."""
+            data = (json.dumps(obj) + "\n").encode()
+            try:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError, OSError) as err:
+                raise Cancelled() from err
+
         def do_GET(self):
             if self.path == "/health":
-                return self._send(200, {"models": sorted(models)})
+                store = self.server.store
+                return self._send(200, {"models": sorted(store.pinned), "held": store.held(), "load": self.server.load})
             self._error(404, f"no route GET {self.path}")
 
         def do_POST(self):
             if self.path != "/v1/generate":
                 return self._error(404, f"no route POST {self.path}")
-            if token and self.headers.get("authorization") != f"Bearer {token}":
+            if not self.server.accepts(self.headers.get("authorization")):
                 return self._error(401, "missing or wrong bearer token")
             try:
                 length = int(self.headers.get("content-length") or 0)
@@ -331,39 +298,108 @@ def make_handler(models: dict[str, ServedModel], token: str | None):
                 return self._error(400, "content-length must be a non-negative integer")
             if length > MAX_BODY_BYTES:
                 return self._error(413, f"body over {MAX_BODY_BYTES} bytes")
+            with self.server.load_lock:
+                self.server.load += 1
+            try:
+                self._generate(length)
+            finally:
+                with self.server.load_lock:
+                    self.server.load -= 1
+
+        def _generate(self, length: int) -> None:
             try:
                 body = json.loads(self.rfile.read(length) or b"null")
                 model_id = _field(body, "model", str)
-                if model_id not in models:
-                    raise RequestError("model", f"model {model_id!r} is not served here (serving {sorted(models)})")
-                result = generation_result(models[model_id], _field(body, "request", dict))
+                stream = body.get("stream") is True
+                served = self.server.store.get(model_id, body.get("files"))
+                request = _field(body, "request", dict)
+                if not stream:
+                    return self._send(200, generation_result(served, request))
+                self._stream(served, request)
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 return self._error(400, f"invalid JSON: {e}")
             except RecursionError:
                 return self._error(400, "invalid JSON: nested too deeply")
             except RequestError as e:
                 return self._error(400, str(e), e.param)
+            except ModelLoadError as e:
+                self.log_error("model load failed: %s", e)
+                return self._error(502, f"model load failed: {e}")
             except Exception as e:  # a bug, not bad input: answer 500 with the reason instead of dropping the socket
                 self.log_error("generate failed: %r", e)
                 return self._error(500, f"generation failed: {type(e).__name__}: {e}")
-            self._send(200, result)
+
+        def _stream(self, served: ServedModel, request: dict) -> None:
+            """Checks the request first (a 400 is still plain JSON), then streams NDJSON chunks."""
+            started = []
+
+            def emit(event: dict) -> None:
+                if not started:
+                    self._start_stream()
+                    started.append(True)
+                self._line(event)
+
+            try:
+                result = generation_result(served, request, emit)
+                if not started:
+                    self._start_stream()
+                self._line({"type": "result", "result": result})
+                self._line_end()
+            except Cancelled:
+                self.close_connection = True
+            except (RequestError, ModelLoadError, Exception) as e:
+                if not started:
+                    raise
+                param = e.param if isinstance(e, RequestError) else None
+                try:
+                    self._line({"type": "error", "error": {"message": f"{type(e).__name__}: {e}", "param": param}})
+                    self._line_end()
+                except Cancelled:
+                    pass
+
+        def _start_stream(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/x-ndjson")
+            self.send_header("transfer-encoding", "chunked")
+            self.send_header("cache-control", "no-store")
+            self.send_header("connection", "close")
+            self.close_connection = True
+            self.end_headers()
+
+        def _line_end(self) -> None:
+            try:
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass
 
         def log_request(self, code="-", size="-"):  # one line per request is noise in tests; errors are still logged
             pass
 
+    Handler.protocol_version = "HTTP/1.1"
     return Handler
 
 
-def make_server(models: dict[str, ServedModel], host: str, port: int, token: str | None = None) -> ThreadingHTTPServer:
-    return ThreadingHTTPServer((host, port), make_handler(models, token))
+def make_server(models: dict[str, ServedModel], host: str, port: int, token: str | None = None,
+                store: ModelStore | None = None) -> ReplicaServer:
+    """A serve HTTP server over `models` (pinned) or a full ModelStore (which then holds the pinned models)."""
+    if store is None:
+        store = ModelStore(lambda folder: load_served_model(folder, "cpu"), budget_bytes=0,
+                           cache_dir=tempfile.mkdtemp(prefix="serve-cache-"), pinned=models)
+    return ReplicaServer((host, port), make_handler(), store, token)
+
+
+def _default_budget(device: str) -> int:
+    if device.startswith("cuda"):
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory * 0.6)
+    return 4 << 30
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", action="append", required=True, help="id=folder (repeatable)")
+    parser.add_argument("--model", action="append", default=[], help="id=folder, pinned at start-up (repeatable)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument("--token", default=None, help="require this bearer token")
+    parser.add_argument("--token", default=None, help="also accept this bearer token (without --api: require it)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--engine", choices=("plain", "static"), default=None,
                         help="decode loop: plain = softgrpo.rollout, static = softgrpo.gpu_engine "
@@ -371,20 +407,49 @@ def main() -> None:
     parser.add_argument("--backend", choices=("torch", "triton"), default=None,
                         help="static engine's sampler: torch references or Triton kernel 1 "
                              "(default: triton on CUDA, torch on CPU)")
+    parser.add_argument("--api", default=os.environ.get("API_URL"), help="register as a serving replica of this API")
+    parser.add_argument("--worker-token", default=os.environ.get("WORKER_TOKEN"),
+                        help="the API's worker token (registration); default $WORKER_TOKEN")
+    parser.add_argument("--public-url", default=None, help="where the API reaches this process (default "
+                                                           "http://HOST:PORT)")
+    parser.add_argument("--capacity", type=int, default=1, help="generations run at once (reported to the API)")
+    parser.add_argument("--memory-budget-gb", type=float, default=None,
+                        help="parameter memory of models loaded on demand (default: 60%% of the GPU, 4 on CPU)")
+    parser.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "softgrpo-serve-cache"))
     args = parser.parse_args()
     on_cuda = str(args.device).startswith("cuda")
     engine = args.engine or ("static" if on_cuda else "plain")
     backend = args.backend or ("triton" if on_cuda else "torch")
-    models = {}
-    for spec in args.model:
-        model_id, _, folder = spec.partition("=")
-        try:
-            models[model_id] = load_served_model(folder, args.device, engine, backend)
-        except ValueError as err:
-            parser.error(str(err))
-    server = make_server(models, args.host, args.port, args.token)
-    print(f"serving {sorted(models)} on http://{args.host}:{server.server_address[1]} "
-          f"(device {args.device}, engine {engine}, backend {backend})", flush=True)
+    if args.api and not args.worker_token:
+        parser.error("--api needs --worker-token (or $WORKER_TOKEN)")
+    try:
+        check_engine_options(backend, engine, args.device)
+        pinned = {}
+        for spec in args.model:
+            model_id, _, folder = spec.partition("=")
+            pinned[model_id] = load_served_model(folder, args.device, engine, backend)
+    except ValueError as err:
+        parser.error(str(err))
+    budget = int(args.memory_budget_gb * (1 << 30)) if args.memory_budget_gb else _default_budget(args.device)
+    store = ModelStore(lambda folder: load_served_model(folder, args.device, engine, backend), budget,
+                       args.cache_dir, pinned)
+    server = make_server({}, args.host, args.port, args.token, store=store)
+    public_url = args.public_url or f"http://{args.host}:{server.server_address[1]}"
+    if args.api:
+        server.registration = ReplicaRegistration(args.api, args.worker_token, public_url, args.capacity,
+                                                  server.state)
+        server.registration.start()
+
+    def shut_down(*_):
+        if server.registration:
+            server.registration.stop()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shut_down)
+    signal.signal(signal.SIGINT, shut_down)
+    print(f"serving {sorted(pinned)} on {public_url} (device {args.device}, engine {engine}, backend {backend}, "
+          f"budget {budget / (1 << 30):.1f} GiB"
+          + (f", replica {server.registration.id} of {args.api}" if server.registration else "") + ")", flush=True)
     server.serve_forever()
 
 
