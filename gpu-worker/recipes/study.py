@@ -49,7 +49,7 @@ from softgrpo.checkpoint import checkpoint_dir, latest_checkpoint
 from softgrpo.cli import RunInputs, prepare_run
 from softgrpo.config import resolve_hyperparameters, rollout_config
 from softgrpo.data import load_jsonl
-from softgrpo.train import train
+from softgrpo.train import RunConfig, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study_eval import evaluate_test, write_json  # noqa: E402
@@ -199,7 +199,7 @@ def train_run(inputs: RunInputs, run_dir: Path, device: str = "cpu", on_event=No
     with log.open("a") as out:
         for event in train(inputs.model_folder, inputs.train_examples, inputs.hp, inputs.method, inputs.grader,
                            run_dir, validation_examples=inputs.validation_examples, seed=inputs.seed, resume=True,
-                           device=device):
+                           run=RunConfig(device=device)):
             event = {k: v for k, v in event.items() if k != "history"}  # the metrics events hold it already
             event["session_seconds"] = round(time.perf_counter() - started, 3)
             out.write(json.dumps(event) + "\n")

@@ -24,7 +24,7 @@ from softgrpo.rollout import RolloutConfig
 from softgrpo.sampler import SoftStepConfig
 from softgrpo.tokenizer import ChatTokenizer
 from softgrpo.rollout_engine import make_rollout_engine
-from softgrpo.train import build_batch, sequence_logprobs, train
+from softgrpo.train import RunConfig, build_batch, sequence_logprobs, train
 from test_train import EXAMPLES, digit_grader, make_model_folder
 
 torch.set_num_threads(1)  # tiny matrices: one thread avoids oversubscribing the shared 2 cores
@@ -128,7 +128,7 @@ def small_hp(**overrides):
 
 
 def run(folder, out, hp, **options):
-    events = list(train(folder, EXAMPLES, hp, "soft_grpo", digit_grader, out, **options))
+    events = list(train(folder, EXAMPLES, hp, "soft_grpo", digit_grader, out, run=RunConfig(**options)))
     return events[0], next(e for e in events if e["type"] == "metrics")
 
 
@@ -189,7 +189,7 @@ def test_training_through_the_static_engine_matches_plain_with_noise_off(setup, 
 def test_static_engine_with_triton_backend_needs_a_bounded_top_k(setup, tmp_path):
     with pytest.raises(ValueError, match="hyperparameters.top_k must be in 1..64"):
         next(train(setup[0], EXAMPLES, small_hp(top_k=0), "soft_grpo", digit_grader, tmp_path / "out",
-                   backend="triton", rollout_engine="static"))
+                   run=RunConfig(backend="triton", rollout_engine="static")))
     assert not (tmp_path / "out").exists()
     # discrete rollouts sample only the answer phase: the thinking top_k does not matter there
     grpo = resolve_hyperparameters({"top_k": 0, "answer_top_k": 5}, "grpo", 10)
@@ -206,7 +206,8 @@ def no_triton(monkeypatch):
 def test_triton_where_it_cannot_run_fails_before_training(setup, tmp_path, no_triton, capsys):
     folder = setup[0]
     with pytest.raises(ValueError, match="backend='triton' was requested but Triton cannot run on device cpu"):
-        next(train(folder, EXAMPLES, small_hp(), "soft_grpo", digit_grader, tmp_path / "out", backend="triton"))
+        next(train(folder, EXAMPLES, small_hp(), "soft_grpo", digit_grader, tmp_path / "out",
+                   run=RunConfig(backend="triton")))
     assert not (tmp_path / "out").exists()
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         kernels.policy_logprob_fn("triton")

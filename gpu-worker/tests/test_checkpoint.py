@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from softgrpo import export_onnx
-from softgrpo.checkpoint import latest_checkpoint, load_training_state, save_model_folder
+from softgrpo.checkpoint import blob_name, latest_checkpoint, read_state_json, save_model_folder, state_files
 from softgrpo.model import SoftTokenLM
 from softgrpo.model_folder import verify_manifest
 from softgrpo.tokenizer import ChatTokenizer
@@ -55,8 +55,10 @@ def test_model_folder_is_servable_and_state_is_separate(tmp_path):
     SoftTokenLM.from_pretrained(model_dir)
     ChatTokenizer.from_pretrained(model_dir)
     assert not any(p.name.startswith("optimizer") for p in model_dir.iterdir())
-    trainable, optimizer, rng, state = load_training_state(state_dir)
-    assert state["step"] == 1 and state["data_position"] == 2 and optimizer["state"] and "torch" in rng
+    state = read_state_json(state_dir)
+    assert state["step"] == 1 and state["data_position"] == 2 and state["world_size"] == 1
+    assert {"state.json", "rng.pt", "dcp/.metadata"} <= set(state_files(state_dir))
+    assert all(blob_name(name)[0].isalnum() and "/" not in blob_name(name) for name in state_files(state_dir))
     assert not list(tmp_path.glob("out/checkpoints/**/*.tmp"))
 
 

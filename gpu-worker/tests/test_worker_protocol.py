@@ -123,8 +123,8 @@ def test_worker_trains_checkpoints_and_finishes_a_job(api, tmp_path):
     checkpoints = user.get(f"/v1/finetune/{job['id']}/checkpoints").json()["data"]
     assert sorted(c["step_number"] for c in checkpoints) == [1, 2]
     names = {f["name"] for f in checkpoints[0]["files"]}
-    assert {"config.json", "model.safetensors", "manifest.json", "tokenizer.json", "state.json", "optimizer.pt",
-            "trainable.safetensors", "worker_state.json"} <= names
+    assert {"config.json", "model.safetensors", "manifest.json", "tokenizer.json", "state.json", "rng.pt",
+            "dcp.metadata", "dcp__0_0.distcp", "worker_state.json"} <= names
     models = {m["id"] for m in user.get("/v1/models").json()["data"]}
     assert done["fine_tuned_model"] in models
 

@@ -89,7 +89,7 @@ describe('fine-tuning through the local stack', () => {
     const ckpts = await checkpoints(created.id);
     expect(ckpts.map((c) => c.step_number)).toEqual([2]);
     const names = ckpts[0].files.map((f: any) => f.name);
-    expect(names).toEqual(expect.arrayContaining(['config.json', 'tokenizer.json', 'model.safetensors', 'model.onnx', 'manifest.json', 'optimizer.pt', 'state.json']));
+    expect(names).toEqual(expect.arrayContaining(['config.json', 'tokenizer.json', 'model.safetensors', 'model.onnx', 'manifest.json', 'state.json', 'rng.pt', 'dcp.metadata']));
 
     // listed as models: the job's model and each checkpoint
     const ids = ((await e2e.api('GET', '/v1/models')).body.data as any[]).map((m) => m.id);

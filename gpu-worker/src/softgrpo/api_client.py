@@ -109,10 +109,13 @@ class WorkerApi:
         self.blobs.close()
 
     # ---- the protocol ------------------------------------------------------------------------------------------------
-    def claim(self, worker_id: str, models: list[str] | None = None) -> Claim | None:
+    def claim(self, worker_id: str, models: list[str] | None = None, devices: int = 1) -> Claim | None:
+        """The next job this worker can run (on `models`, if given; needing at most `devices` devices), or None."""
         body: dict[str, Any] = {"worker_id": worker_id}
         if models:
             body["models"] = models
+        if devices > 1:  # 1 is the API's default: an older API without the field still answers a 1-device worker
+            body["devices"] = devices
         return self._post("claim", {}, body, idempotent=False)
 
     def heartbeat(self, job_id: str, lease_token: str, trained_steps: int | None = None) -> dict:

@@ -2,8 +2,12 @@
 
     <out>/checkpoints/step-000004/model/   config.json, tokenizer files, model.safetensors (LoRA merged),
                                            model.onnx (when exported), manifest.json (base, step, metrics, hashes)
-    <out>/checkpoints/step-000004/state/   trainable.safetensors (exact fp32 trainable parameters, LoRA unmerged),
-                                           optimizer.pt, rng.pt, state.json (step, data position, seed, metrics)
+    <out>/checkpoints/step-000004/state/   dcp/ (torch.distributed.checkpoint: the exact fp32 trainable parameters,
+                                           LoRA unmerged, and the AdamW state, one shard file per rank that wrote it),
+                                           rng.pt, state.json (step, data position, seed, world size, metrics)
+
+The training state is written and read with torch.distributed.checkpoint, so a run saved by N ranks (FSDP2 shards)
+resumes on M ranks, or in one process, and the reverse.
 
 Both folders are written under a temporary name and renamed into place, so a crash never leaves a half-written
 checkpoint that looks complete. The model folder never holds optimizer state; the state never needs the model
@@ -17,12 +21,19 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
+from softgrpo.distributed import SINGLE, Ranks, barrier
 from softgrpo.model_folder import write_manifest
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
-STATE_FORMAT = "softgrpo-train-state/1"
+STATE_FORMAT = "softgrpo-train-state/2"
+STATE_FORMAT_V1 = "softgrpo-train-state/1"  # one process: trainable.safetensors + optimizer.pt (still resumable)
+DCP_DIR = "dcp"
+# trained parameters only (LoRA: the adapters; the frozen base comes from the base model folder); strict=False
+# because the frozen ones are left out, the loaded keys are the saved ones (the DCP planner refuses missing keys)
+STATE_OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)
 
 
 def checkpoint_dir(out_dir: str | Path, step: int) -> Path:
@@ -68,31 +79,76 @@ def save_model_folder(folder: Path, model, base_folder: Path, manifest: dict, ex
     return folder
 
 
-def save_training_state(folder: Path, trainable: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-                        state: dict) -> Path:
-    """Write the resumable state. trainable: {name: tensor} of the trained parameters; state: JSON-able dict."""
+def save_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict,
+                        ranks: Ranks = SINGLE) -> Path:
+    """Write the resumable state: the trained parameters and the optimizer through torch.distributed.checkpoint
+    (state/dcp/, each rank writing its own shards), rng.pt and state.json (JSON-able `state`). Collective when
+    distributed: every rank calls it with the same folder (one filesystem: the worker's machine, or shared storage
+    across nodes)."""
+    import torch.distributed.checkpoint as dcp
+
     tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, tmp / "trainable.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps({"format": STATE_FORMAT, **state}, indent=2) + "\n")
-    _replace_dir(tmp, folder)
+    if ranks.is_main:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    barrier(ranks)
+    model_state, optimizer_state = get_state_dict(model, optimizer, options=STATE_OPTIONS)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=tmp / DCP_DIR)
+    if ranks.is_main:
+        torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps({"format": STATE_FORMAT, "world_size": ranks.world, **state},
+                                                   indent=2) + "\n")
+        _replace_dir(tmp, folder)
+    barrier(ranks)
     return folder
 
 
-def load_training_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict, dict]:
-    """Read (trainable tensors, optimizer state dict, rng states, state dict) written by save_training_state."""
-    folder = Path(folder)
-    state_path = folder / "state.json"
+def read_state_json(folder: str | Path) -> dict:
+    """state.json of a training state folder (either format), checked."""
+    state_path = Path(folder) / "state.json"
     if not state_path.is_file():
         raise ValueError(f"{folder} is not a training state folder (no state.json)")
     state = json.loads(state_path.read_text())
-    if state.get("format") != STATE_FORMAT:
+    if state.get("format") not in (STATE_FORMAT, STATE_FORMAT_V1):
         raise ValueError(f"{state_path}: format {state.get('format')!r} is not {STATE_FORMAT!r}")
-    trainable = load_file(folder / "trainable.safetensors")
-    optimizer = torch.load(folder / "optimizer.pt", weights_only=True)
+    return state
+
+
+def load_training_state(folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        ranks: Ranks = SINGLE) -> tuple[dict, dict]:
+    """Load a state written by save_training_state into `model` (plain or FSDP2-sharded) and `optimizer`, whatever
+    the world size that wrote it (torch.distributed.checkpoint reshards on load). Returns (rng states, state dict).
+    A state of format 1 (one process: trainable.safetensors + optimizer.pt) loads into a plain model."""
+    folder = Path(folder)
+    state = read_state_json(folder)
+    if state["format"] == STATE_FORMAT_V1:
+        if ranks.distributed:
+            raise ValueError(f"{folder}: a format-1 training state resumes on one device only")
+        trainable = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in load_file(folder / "trainable.safetensors").items():
+                trainable[name].copy_(tensor)
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    else:
+        import torch.distributed.checkpoint as dcp
+
+        model_state, optimizer_state = get_state_dict(model, optimizer, options=STATE_OPTIONS)
+        loaded = {"model": model_state, "optimizer": optimizer_state}
+        dcp.load(loaded, checkpoint_id=folder / DCP_DIR)
+        set_state_dict(model, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optimizer"],
+                       options=STATE_OPTIONS)
     rng = torch.load(folder / "rng.pt", weights_only=True)
-    return trainable, optimizer, rng, state
+    return rng, state
+
+
+def state_files(folder: str | Path) -> list[str]:
+    """Every file of a training state folder, as paths relative to it (`state.json`, `dcp/.metadata`, ...)."""
+    folder = Path(folder)
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def blob_name(relative: str) -> str:
+    """The flat name a state file is uploaded under (the API takes plain names that start with a letter or digit):
+    `dcp/.metadata` -> `dcp.metadata`, `dcp/__0_0.distcp` -> `dcp__0_0.distcp`; top-level names unchanged."""
+    return relative.replace("/", "")

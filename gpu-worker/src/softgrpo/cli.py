@@ -28,7 +28,7 @@ from softgrpo.data import load_jsonl
 from softgrpo.model import ModelConfig, ModelFolderError
 from softgrpo.rewards import make_grader
 from softgrpo.tokenizer import ChatTokenizer
-from softgrpo.train import train
+from softgrpo.train import RunConfig, train
 
 CONFIG_KEYS = ("method", "seed", "grader", "hyperparameters")
 
@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     events = train(inputs.model_folder, inputs.train_examples, inputs.hp, inputs.method, inputs.grader, args.out,
                    validation_examples=inputs.validation_examples, seed=inputs.seed, resume=args.resume,
-                   export_onnx=args.onnx, device=args.device, backend=backend, rollout_engine=rollout_engine)
+                   run=RunConfig(device=args.device, backend=backend, rollout_engine=rollout_engine,
+                                 export_onnx=args.onnx))
     for event in events:
         print(json.dumps(event), flush=True)
     return 0

@@ -52,11 +52,14 @@ def make_rollout_engine(kind: str, backend: str, model, tokenizer, max_prompt_le
 
 
 def rollouts_in_chunks(engine: RolloutEngine, prompts: list[list[int]], cfg: RolloutConfig, seed: int,
-                       chunk_size: int | None) -> list[Rollout]:
-    """engine() over chunks of rows; sample indices stay global, so chunking does not change the output."""
+                       chunk_size: int | None, samples: list[int] | None = None) -> list[Rollout]:
+    """engine() over chunks of rows; sample indices stay global, so chunking does not change the output.
+    samples: the rows' Philox sample indices (default 0..len-1); a rank of a distributed run passes the global
+    indices of its rows, so it samples exactly what a single process samples for them."""
     size = chunk_size or len(prompts)
+    samples = list(range(len(prompts))) if samples is None else list(samples)
     rollouts = []
     for start in range(0, len(prompts), size):
         part = prompts[start:start + size]
-        rollouts += engine(part, cfg, seed, list(range(start, start + len(part))))
+        rollouts += engine(part, cfg, seed, samples[start:start + len(part)])
     return rollouts

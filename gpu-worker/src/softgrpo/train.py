@@ -15,7 +15,12 @@ One input-gradient rule for every method (DETACH_RESPONSE_INPUTS, chosen by meas
 positions only). Old log-probs are computed on the very same micro-batch tensors the update uses, so the importance
 ratio of the first update is exactly 1.
 Departures from the reference code: forced `</think>` steps (thinking cap, cold stop) are left out of the loss
-(they are not policy samples); the loop is single-process (no FSDP / sequence packing).
+(they are not policy samples); no sequence packing.
+
+More than one device: the same loop under torchrun (softgrpo.distributed has the whole scheme): the policy sharded
+with FSDP2, every mini-batch split into equal parts across ranks with the rows' global Philox indices (so N ranks
+sample what 1 rank samples), rewards gathered for group advantages, each rank's loss its share of the global token
+mean, metrics gathered. Evaluation runs on rank 0.
 
 Two explicit run-level choices (logged in the start event; never a silent fallback), made through
 softgrpo.rollout_engine.make_rollout_engine (the one rollout interface, shared with serve and the recipes):
@@ -41,9 +46,11 @@ from typing import Callable, Iterator
 import torch
 
 from softgrpo.checkpoint import (checkpoint_dir, latest_checkpoint, load_training_state, merged_model,
-                                 save_model_folder, save_training_state)
+                                 read_state_json, save_model_folder, save_training_state)
 from softgrpo.config import Hyperparameters, check_engine_options, rollout_config
 from softgrpo.data import example_messages, fit_prompts
+from softgrpo.distributed import (all_gather_objects, broadcast_from_main, check_devices, full_tensor,
+                                  init_distributed, rank_rows, reshard, shard_model, sum_across, sync_rollout_model)
 from softgrpo.kernels import gathered_logits_fn
 from softgrpo.loss import LOSSES, Loss, StepData, grpo_objective, group_advantages, masked_token_mean
 from softgrpo.metrics import mean, pass_at_k, rollout_summary
@@ -232,20 +239,38 @@ def generate_in_chunks(model, tokenizer, prompts, cfg, seed, chunk_size) -> list
                               chunk_size)
 
 
+@dataclass(frozen=True)
+class RunConfig:
+    """How a run computes (not what it learns: that is the job's Hyperparameters).
+
+    device: "cpu" | "cuda" (under torchrun, rank r takes cuda:<LOCAL_RANK>); backend "torch" | "triton" and
+    rollout_engine "plain" | "static": see the module docstring; micro_batch_size: rollouts per forward inside a
+    mini-batch on each rank (default: the rank's whole part of the mini-batch); rollout_batch_size: rows per
+    generate() call; export_onnx: add model.onnx to every checkpoint's model folder.
+    """
+    device: str = "cpu"
+    backend: str = "torch"
+    rollout_engine: str = "plain"
+    micro_batch_size: int | None = None
+    rollout_batch_size: int | None = None
+    export_onnx: bool = False
+
+
 def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparameters, method: str,
           grader: Callable[[str, dict], float], out_dir: str | Path, validation_examples: list[dict] | None = None,
-          seed: int = 0, resume: bool = False, job_id: str | None = None, export_onnx: bool = False,
-          device: str = "cpu", micro_batch_size: int | None = None, rollout_batch_size: int | None = None,
-          backend: str = "torch", rollout_engine: str = "plain") -> Iterator[dict]:
+          seed: int = 0, resume: bool = False, job_id: str | None = None,
+          run: RunConfig = RunConfig()) -> Iterator[dict]:
     """Run SofT-GRPO (method "soft_grpo") or discrete GRPO ("grpo"); yields event dicts.
 
     model_folder: base model folder; hp: resolved Hyperparameters; grader: rewards.make_grader(...);
-    resume: continue from the latest checkpoint under out_dir if there is one; micro_batch_size: rollouts per
-    forward inside a mini-batch (default: the whole mini-batch); rollout_batch_size: rows per generate() call;
-    backend "torch" | "triton" and rollout_engine "plain" | "static": see the module docstring (checked here, before
-    anything loads).
+    resume: continue from the latest checkpoint under out_dir if there is one (whatever world size wrote it);
+    run: the compute options (checked here, before anything loads).
+    Under torchrun (softgrpo.distributed) every rank runs this generator; the events rank 0 yields are the run's
+    (eval events come from rank 0 only), and a "stop" sent into rank 0 reaches every rank.
     """
-    cuda_graphs = check_engine_options(backend, rollout_engine, device, rollout_config(hp, method))
+    cuda_graphs = check_engine_options(run.backend, run.rollout_engine, run.device, rollout_config(hp, method))
+    ranks, device, mesh = init_distributed(run.device)
+    check_devices(ranks.world, hp.group_size, hp.mini_batch_size, hp.lora_rank)
     model_folder, out_dir = Path(model_folder), Path(out_dir)
     base_manifest = _read_json(model_folder / "manifest.json")
     tokenizer = ChatTokenizer.from_pretrained(model_folder)
@@ -261,6 +286,13 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
     reference = None
     if hp.kl_beta > 0 and peft_model is None:
         reference = SoftTokenLM.from_pretrained(model_folder, device=device).requires_grad_(False)
+    # more than one rank: FSDP2 shards policy and reference; each rank rolls out with a full copy of the policy
+    rollout_model = model
+    if ranks.distributed:
+        rollout_model = SoftTokenLM.from_pretrained(model_folder, device=device).requires_grad_(False)
+        shard_model(model, mesh)
+        if reference is not None:
+            shard_model(reference, mesh)
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(trainable.values(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
     rollout_cfg = rollout_config(hp, method)
@@ -272,22 +304,21 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
     prompt_tokens = fit(train_examples, "training examples")
     context_length = int(base_manifest.get("context_length") or model.cfg.max_position_embeddings)
     validation_prompts = fit(validation_examples or [], "validation examples")
-    rollout = make_rollout_engine(rollout_engine, backend, model, tokenizer,
+    rollout = make_rollout_engine(run.rollout_engine, run.backend, rollout_model, tokenizer,
                                   max(len(p) for p in prompt_tokens + validation_prompts))
 
     start_step, history = 0, []
     checkpoint = latest_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
-        saved, optimizer_state, rng, state = load_training_state(checkpoint / "state")
+        state = read_state_json(checkpoint / "state")
         if state["hyperparameters"] != hp.to_dict() or state["method"] != method or state["seed"] != seed:
             raise ValueError(f"{checkpoint}: saved hyperparameters/method/seed differ from this run's; "
                              "resume with the same configuration")
-        with torch.no_grad():
-            for name, tensor in saved.items():
-                trainable[name].copy_(tensor)
-        optimizer.load_state_dict(optimizer_state)
+        rng, state = load_training_state(checkpoint / "state", model, optimizer, ranks)
         torch.set_rng_state(rng["torch"])
         start_step, history = state["step"], state["history"]
+    if ranks.distributed:
+        sync_rollout_model(model, rollout_model)
 
     def save_checkpoint(step: int, metrics: dict) -> dict:
         folder = checkpoint_dir(out_dir, step)
@@ -296,11 +327,13 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
                     "eos": tokenizer.eos_token, "method": method}
         if base_manifest.get("recommended_hyperparameters"):
             manifest["recommended_hyperparameters"] = base_manifest["recommended_hyperparameters"]
-        save_model_folder(folder / "model", merged_model(model, peft_model).eval(), model_folder, manifest,
-                          export_onnx)
-        save_training_state(folder / "state", trainable, optimizer,
+        if ranks.is_main:  # the rollout copy holds the full policy (refreshed after every step)
+            save_model_folder(folder / "model", merged_model(rollout_model, peft_model).eval(), model_folder,
+                              manifest, run.export_onnx)
+        reshard(model)
+        save_training_state(folder / "state", model, optimizer,
                             {"step": step, "data_position": step * B, "seed": seed, "method": method,
-                             "hyperparameters": hp.to_dict(), "history": history})
+                             "hyperparameters": hp.to_dict(), "history": history}, ranks)
         return {"type": "checkpoint", "step": step, "model_dir": str(folder / "model"),
                 "state_dir": str(folder / "state"), "metrics": metrics}
 
@@ -309,7 +342,7 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
         n = hp.eval_samples
         # the same seed at every evaluation: checkpoints are compared on common random numbers
         rollouts = rollouts_in_chunks(rollout, [p for p in prompts for _ in range(n)], rollout_cfg,
-                                      derive_seed(seed, SEED_EVAL, 0), rollout_batch_size)
+                                      derive_seed(seed, SEED_EVAL, 0), run.rollout_batch_size)
         rewards = torch.tensor([grader(graded_text(r, grader), validation_examples[i // n])
                                 for i, r in enumerate(rollouts)])
         correct = (rewards >= 1.0).view(len(prompts), n).sum(dim=1).tolist()
@@ -321,94 +354,111 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
     yield {"type": "start", "method": method, "seed": seed, "hyperparameters": hp.to_dict(), "job_id": job_id,
            "n_train": len(train_examples), "n_validation": len(validation_examples or []),
            "trainable_parameters": sum(p.numel() for p in trainable.values()), "resumed_from_step": start_step,
-           "onnx_export": export_onnx, "device": device, "backend": backend, "rollout_engine": rollout_engine,
-           "cuda_graphs": cuda_graphs}
-    if validation_examples and start_step == 0:
-        model.eval()
+           "onnx_export": run.export_onnx, "device": device, "backend": run.backend,
+           "rollout_engine": run.rollout_engine, "cuda_graphs": cuda_graphs, "world_size": ranks.world}
+    if validation_examples and start_step == 0 and ranks.is_main:
+        rollout_model.eval()
         yield evaluate(0)
 
+    per_minibatch = hp.mini_batch_size * G  # whole prompt groups per mini-batch
+    rows = rank_rows(B * G, per_minibatch, ranks)  # all rows in one process; this rank's part of each mini-batch
     for step in range(start_step, hp.n_steps):
         t_start = time.perf_counter()
-        # ---- rollouts: G per prompt; the rollout index is the Philox `sample` coordinate ------------------------
-        model.eval()
+        # ---- rollouts: G per prompt; the global rollout index is the Philox `sample` coordinate -----------------
+        rollout_model.eval()
         indices = prompt_indices(len(train_examples), seed, step * B, B)
         prompts = [prompt_tokens[i] for i in indices for _ in range(G)]
-        rollouts = rollouts_in_chunks(rollout, prompts, rollout_cfg, derive_seed(seed, SEED_ROLLOUT, step),
-                                      rollout_batch_size)
+        rollouts = rollouts_in_chunks(rollout, [prompts[j] for j in rows], rollout_cfg,
+                                      derive_seed(seed, SEED_ROLLOUT, step), run.rollout_batch_size, samples=rows)
         t_rollout = time.perf_counter() - t_start
-        rewards = torch.tensor([grader(graded_text(r, grader), train_examples[indices[j // G]])
-                                for j, r in enumerate(rollouts)])
+        local_rewards = [grader(graded_text(r, grader), train_examples[indices[j // G]]) for j, r in zip(rows, rollouts)]
+        rewards = torch.zeros(B * G)  # every rank's rewards, in the 1-rank order: advantages over whole groups
+        for part_rows, part in all_gather_objects((rows, local_rewards), ranks):
+            rewards[part_rows] = torch.tensor(part)
         advantages = group_advantages(rewards.view(B, G)).flatten()
 
         # ---- old and reference log-probs on the exact tensors the updates will use ------------------------------
         minibatches = []  # [mini-batch][micro-batch] -> (batch, old_logp, ref_logp)
-        per_minibatch = hp.mini_batch_size * G  # whole prompt groups per mini-batch
+        local = list(range(len(rows)))  # positions in `rollouts`; rows[position] is the global row
         with torch.no_grad():
-            for group in chunks(list(range(len(rollouts))), per_minibatch):
+            for group in chunks(local, per_minibatch // ranks.world):
                 micro = []
-                for part in chunks(group, micro_batch_size):
-                    batch = build_batch([rollouts[j] for j in part], advantages[part], device)
-                    old = sequence_logprobs(model, batch, hp.loss, backend=backend)[0]
+                for part in chunks(group, run.micro_batch_size):
+                    batch = build_batch([rollouts[j] for j in part], advantages[[rows[j] for j in part]], device)
+                    old = sequence_logprobs(model, batch, hp.loss, backend=run.backend)[0]
                     ref = None
                     if hp.kl_beta > 0:
                         with peft_model.disable_adapter() if peft_model is not None else nullcontext():
-                            ref = sequence_logprobs(reference or model, batch, hp.loss, backend=backend)[0]
+                            ref = sequence_logprobs(reference or model, batch, hp.loss, backend=run.backend)[0]
                     micro.append((batch, old, ref))
                 minibatches.append(micro)
+        if reference is not None:
+            reshard(reference)
 
-        # ---- PPO updates: one optimizer step per mini-batch, token-mean over the mini-batch ---------------------
+        # ---- PPO updates: one optimizer step per mini-batch, token-mean over the whole mini-batch ---------------
         model.train()
         stats: dict[str, list[float]] = {}
         ratios = []
         for _ in range(hp.ppo_epochs):
             for micro in minibatches:
                 optimizer.zero_grad(set_to_none=True)
-                n_tokens = float(sum(batch.loss_mask.sum() for batch, _, _ in micro))
+                n_tokens = sum_across(float(sum(batch.loss_mask.sum() for batch, _, _ in micro)), ranks, device)
                 for batch, old, ref in micro:
                     logp, entropy = sequence_logprobs(model, batch, hp.loss, with_entropy=hp.entropy_coef > 0,
-                                                      backend=backend)
+                                                      backend=run.backend)
                     loss, parts = grpo_objective(logp, old, ref, batch.advantages, batch.loss_mask, hp.clip_eps,
                                                  hp.dual_clip, hp.kl_beta, n_tokens)
                     if hp.entropy_coef > 0:
                         loss = loss - hp.entropy_coef * masked_token_mean(entropy, batch.loss_mask, n_tokens)
-                    loss.backward()
+                    (loss * ranks.world).backward()  # FSDP2 averages gradients over ranks; the shares add up
                     kept = batch.loss_mask.bool()
-                    ratios.append(torch.exp(logp.detach() - old)[kept])
+                    ratios.append(torch.exp(logp.detach() - old)[kept].cpu())
                     for name, value in parts.items():
                         stats.setdefault(name, []).append(float(value))
                 grad_norm = torch.nn.utils.clip_grad_norm_(trainable.values(), hp.grad_clip)
-                stats.setdefault("grad_norm", []).append(float(grad_norm))
+                stats.setdefault("grad_norm", []).append(float(full_tensor(grad_norm)))
                 optimizer.step()
+        if ranks.distributed:
+            sync_rollout_model(model, rollout_model)
         t_total = time.perf_counter() - t_start
 
-        ratio = torch.cat(ratios)
+        # ---- metrics of the whole batch, the same on every rank -------------------------------------------------
         gap_valid = hp.loss == "soft_grpo" or method == "grpo"  # the rollout stored the masked-mean variant
+        gaps = torch.cat([(old - batch.rollout_logprob).abs().cpu() for micro in minibatches
+                          for batch, old, _ in micro])
+        shares = {name: sum(values) for name, values in stats.items() if name != "grad_norm"}
+        parts = all_gather_objects((rows, rollouts, shares, torch.cat(ratios), ratios[0], gaps), ranks)
+        every = [None] * (B * G)
+        for part_rows, part_rollouts, *_ in parts:
+            for j, r in zip(part_rows, part_rollouts):
+                every[j] = r
+        ratio = torch.cat([p[3] for p in parts])
+        first_ratio = torch.cat([p[4] for p in parts])
         metrics = {
             "step": step + 1,
-            **rollout_summary(rollouts, rewards),
+            **rollout_summary(every, rewards),
             # pg_loss / kl / clip fractions are sums of per-micro-batch token-mean shares: sum them per mini-batch
-            **{name: sum(values) / (len(minibatches) * hp.ppo_epochs) for name, values in stats.items()
-               if name != "grad_norm"},
+            **{name: sum(p[2][name] for p in parts) / (len(minibatches) * hp.ppo_epochs) for name in shares},
             "grad_norm": mean(stats["grad_norm"]),
             "ratio_mean": float(ratio.mean()), "ratio_min": float(ratio.min()), "ratio_max": float(ratio.max()),
             # exactly 0 unless old log-probs and the first update's forward disagree (a recompute bug)
-            "ratio_first_update_max_deviation": float((ratios[0] - 1).abs().max()),
+            "ratio_first_update_max_deviation": float((first_ratio - 1).abs().max()),
             # rollout (KV cache, step by step) vs training forward (whole sequence): numerics gap, SOFT_GRPO.md s.5
-            "rollout_logprob_gap": float(torch.cat([(old - batch.rollout_logprob).abs() for micro in minibatches
-                                                    for batch, old, _ in micro]).mean()) if gap_valid else None,
-            "tokens_per_s": sum(len(r.tokens) for r in rollouts) / max(t_rollout, 1e-9),
+            "rollout_logprob_gap": float(torch.cat([p[5] for p in parts]).mean()) if gap_valid else None,
+            "tokens_per_s": sum(len(r.tokens) for r in every) / max(t_rollout, 1e-9),
             # the step's training tokens (prompt + sampled, every rollout, once however many ppo_epochs): the API sums
             # them into the job's trained_tokens
-            "step_tokens": sum(len(r.prompt_ids) + len(r.tokens) for r in rollouts),
+            "step_tokens": sum(len(r.prompt_ids) + len(r.tokens) for r in every),
             "rollout_seconds": t_rollout, "step_seconds": t_total, "learning_rate": hp.learning_rate,
         }
         history.append(metrics)
         command = yield {"type": "metrics", **metrics}
 
         step_done = step + 1
-        if validation_examples and (step_done % hp.eval_interval == 0 or step_done == hp.n_steps):
-            model.eval()
+        if validation_examples and (step_done % hp.eval_interval == 0 or step_done == hp.n_steps) and ranks.is_main:
+            rollout_model.eval()
             command = (yield evaluate(step_done)) or command
+        command = broadcast_from_main(command, ranks)  # rank 0's driver decides for every rank
         if step_done % hp.checkpoint_interval == 0 or step_done == hp.n_steps or command == "stop":
             yield save_checkpoint(step_done, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         if command == "stop":

@@ -1,0 +1,4 @@
+"""`python -m softgrpo.worker`: see softgrpo.worker.main."""
+from softgrpo.worker.main import main
+
+main()

@@ -1,0 +1,140 @@
+"""Training under torchrun with gloo and FSDP2, 2 ranks, against the single process on the tiny random model:
+
+- the same rollouts for the same seed (every token of every rollout, from the real training loop's records);
+- loss, rewards and gradient norm of the step, and every parameter after it, equal within TOLERANCE;
+- a checkpoint saved by 2 ranks resumes in 1 process, and one saved by 1 process resumes on 2 ranks, each reaching
+  the parameters of the straight single-process run.
+
+Real processes: `torchrun --standalone --nproc_per_node=2` (softgrpo.worker.launcher's command line) running
+softgrpo.rank_entry, through tests/rank_recorder.py where the rollouts are recorded.
+
+    cd gpu-worker && .venv/bin/python -m pytest tests/test_distributed.py
+"""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from softgrpo import train as train_module
+from softgrpo.rewards import make_grader
+from softgrpo.train import RunConfig, train
+from softgrpo.worker.launcher import rank_pids, torchrun_command, write_run_file
+from test_train import EXAMPLES, make_model_folder, small_hp
+
+torch.set_num_threads(1)
+HERE = Path(__file__).resolve().parent
+# odd answer lengths score 1: a reward with variance under a random model, through a real grader
+GRADER = {"type": "regex", "pattern": "(?s)^(..)*.$", "scope": "answer"}
+SEED = 7
+# Float32 sums in another order (gradients reduce-scattered over 2 ranks, token sums split in two) move results by
+# rounding only: measured 3e-8 on the loss, 6e-7 on the gradient norm (3.24), 1.2e-7 on any parameter after one and
+# after two steps (learning rate 1e-3). The bounds leave room for other BLAS builds, and are 100 times below what one
+# step moves a parameter.
+TOLERANCE = {"loss": 1e-5, "parameters": 1e-5}
+
+
+def hp():
+    return small_hp(n_steps=2, checkpoint_interval=1, learning_rate=1e-3)
+
+
+def in_process(folder: Path, out: Path, resume: bool = False, record: list | None = None) -> list[dict]:
+    """softgrpo.train in this process (world 1); record: the step's {row: tokens}, appended per training step."""
+    real = train_module.rollouts_in_chunks
+
+    def recording(engine, prompts, cfg, seed, chunk_size, samples=None):
+        rollouts = real(engine, prompts, cfg, seed, chunk_size, samples=samples)
+        if record is not None:
+            record.append({str(row): r.tokens.tolist() for row, r in zip(samples, rollouts)})
+        return rollouts
+    train_module.rollouts_in_chunks = recording
+    try:
+        return list(train(folder, EXAMPLES, hp(), "soft_grpo", make_grader(GRADER), out, seed=SEED, resume=resume,
+                          run=RunConfig(device="cpu")))
+    finally:
+        train_module.rollouts_in_chunks = real
+
+
+def on_two_ranks(folder: Path, out: Path, resume: bool = False, stop_after_first_step: bool = False,
+                 record_dir: Path | None = None) -> list[dict]:
+    """The same run under torchrun, 2 ranks on CPU (gloo); returns rank 0's events."""
+    run_file = write_run_file(out, base_dir=folder, train_examples=EXAMPLES, validation=None, hp=hp().to_dict(),
+                              method="soft_grpo", grader=GRADER, seed=SEED, resume=resume, job_id=None,
+                              config=RunConfig(device="cpu"))
+    if stop_after_first_step:
+        (out / "control").write_text("stop")  # what the worker writes on a pause
+    command = torchrun_command(run_file, 2)
+    if record_dir is not None:  # the same ranks, through the recording wrapper of rank_entry
+        record_dir.mkdir(parents=True, exist_ok=True)
+        command = command[:command.index("-m", 3)] + [str(HERE / "rank_recorder.py"), str(run_file), str(record_dir)]
+    result = subprocess.run(command, cwd=HERE.parent, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert all(not Path(f"/proc/{pid}").exists() for pid in rank_pids(out))  # no rank outlives torchrun
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["type"] == "exit"
+    return events[:-1]
+
+
+def weights(out: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(out / f"checkpoints/step-{step:06d}/model/model.safetensors")
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[name] - b[name]).abs().max()) for name in a)
+
+
+def metrics(events: list[dict]) -> list[dict]:
+    return [e for e in events if e["type"] == "metrics"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The straight single-process run: 2 steps, a checkpoint after each; its rollouts recorded."""
+    root = tmp_path_factory.mktemp("distributed")
+    folder = make_model_folder(root / "base")
+    record: list = []
+    events = in_process(folder, root / "one", record=record)
+    return folder, root, events, record
+
+
+def test_two_ranks_sample_and_step_as_one_process_and_their_checkpoint_resumes_in_one(reference, tmp_path):
+    folder, root, one_events, one_record = reference
+    out = tmp_path / "two"
+    events = on_two_ranks(folder, out, stop_after_first_step=True, record_dir=tmp_path / "record")
+    assert events[0]["world_size"] == 2 and [e["type"] for e in events][-2:] == ["checkpoint", "stopped"]
+
+    # the same rollouts: the ranks' parts together are the single process's step-1 rollouts, token for token
+    parts = [json.loads((tmp_path / "record" / f"rank-{r}.json").read_text())[0] for r in (0, 1)]
+    assert set(parts[0]).isdisjoint(parts[1]) and parts[0] and parts[1]  # each rank sampled its own rows
+    assert {**parts[0], **parts[1]} == one_record[0]
+
+    # the step's loss, rewards and gradient norm, then every parameter
+    [two], one = metrics(events), metrics(one_events)[0]
+    assert one["reward_std"] > 0 and one["pg_loss"] != 0  # a step that moves the policy
+    for name in ("pg_loss", "kl", "reward_mean", "reward_std", "grad_norm", "ratio_mean", "entropy"):
+        assert two[name] == pytest.approx(one[name], abs=TOLERANCE["loss"], rel=1e-5), name
+    assert two["ratio_first_update_max_deviation"] == 0.0 and two["step_tokens"] == one["step_tokens"]
+    assert max_difference(weights(out, 1), weights(root / "one", 1)) < TOLERANCE["parameters"]
+    state = json.loads((out / "checkpoints/step-000001/state/state.json").read_text())
+    assert state["world_size"] == 2 and len(list((out / "checkpoints/step-000001/state/dcp").glob("*.distcp"))) == 2
+
+    # saved by 2 ranks, resumed in 1 process: step 2 reaches the straight run's parameters
+    resumed = in_process(folder, out, resume=True)
+    assert resumed[0]["resumed_from_step"] == 1 and [m["step"] for m in metrics(resumed)] == [2]
+    assert max_difference(weights(out, 2), weights(root / "one", 2)) < TOLERANCE["parameters"]
+
+
+def test_a_checkpoint_of_one_process_resumes_on_two_ranks(reference, tmp_path):
+    folder, root, one_events, _ = reference
+    out = tmp_path / "one-then-two"
+    shutil.copytree(root / "one", out)
+    shutil.rmtree(out / "checkpoints/step-000002")  # as if the single process had stopped after step 1
+    events = on_two_ranks(folder, out, resume=True)
+    assert events[0]["resumed_from_step"] == 1 and [m["step"] for m in metrics(events)] == [2]
+    assert metrics(events)[0]["pg_loss"] == pytest.approx(metrics(one_events)[1]["pg_loss"], abs=TOLERANCE["loss"])
+    assert max_difference(weights(out, 2), weights(root / "one", 2)) < TOLERANCE["parameters"]
+    assert json.loads((out / "checkpoints/step-000002/state/state.json").read_text())["world_size"] == 2
