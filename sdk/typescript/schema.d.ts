@@ -3034,6 +3034,11 @@ export interface paths {
                         worker_id: string;
                         /** @description Only claim jobs on these base models. */
                         models?: string[];
+                        /**
+                         * @description Devices this worker has: only jobs whose resources.devices is at most this are claimed.
+                         * @default 1
+                         */
+                        devices?: number;
                     };
                 };
             };
@@ -3718,7 +3723,7 @@ export interface paths {
         put?: never;
         /**
          * Signed PUT URLs for the files of a checkpoint
-         * @description PUT each file's bytes to its URL (no bearer token), then register the checkpoint.
+         * @description PUT each file's bytes to its URL (no bearer token) with the file's `headers` (its SHA-256: the store refuses other content), then register the checkpoint.
          */
         post: {
             parameters: {
@@ -4386,6 +4391,10 @@ export interface components {
             };
             suffix: string | null;
             seed: number;
+            /** @description What the job runs on: devices, one torch.distributed rank each. */
+            resources: {
+                devices: number;
+            };
             metadata: {
                 [key: string]: string;
             } | null;
@@ -4423,6 +4432,7 @@ export interface components {
             suffix?: string | null;
             /** @description Seed of every random draw of the job (Philox key). Default: random. */
             seed?: number;
+            resources?: components["schemas"]["FineTuningJobResources"];
             metadata?: {
                 [key: string]: string;
             } | null;
@@ -4715,6 +4725,19 @@ export interface components {
             scope?: "answer" | "response";
             /** @description The answer text (or response, by scope) earns 1 when the pattern matches anywhere in it. RE2 syntax (github.com/google/re2/wiki/Syntax), matched in time linear in the text: no backreferences or lookarounds; \d \w \s \b are ASCII and $ matches only at the end of the text (use (?m) for lines). At most 512 characters and size 1000 (each character counts 1, a Unicode class such as \p{L} 100, and x{n} counts x n times); Unicode classes are the general categories and scripts RE2 knows; no \C; group names use A-Z a-z 0-9 _ and are unique. */
             pattern: string;
+        };
+        /**
+         * @description What the job runs on. The same seed samples the same rollouts on any number of devices.
+         * @default {
+         *       "devices": 1
+         *     }
+         */
+        FineTuningJobResources: {
+            /**
+             * @description Devices (GPUs) the job trains on, one torch.distributed rank each (FSDP2 under torchrun): a worker claims the job only if it has that many. More than 1: the rollouts of a mini-batch (mini_batch_size x group_size) must divide among them, and lora_rank must be 0.
+             * @default 1
+             */
+            devices?: number;
         };
         FineTuningJobList: {
             /** @enum {string} */
@@ -5273,6 +5296,10 @@ export interface components {
                     [key: string]: unknown;
                 };
                 seed: number;
+                /** @description Devices the job trains on: more than 1 runs under torchrun, one rank per device. */
+                resources: {
+                    devices: number;
+                };
                 suffix: string | null;
                 training_file: string;
                 validation_file: string | null;
@@ -5352,6 +5379,10 @@ export interface components {
                 /** @enum {string} */
                 method: "PUT";
                 url: string;
+                /** @description Send these with the PUT: x-amz-checksum-sha256 (base64) and x-amz-meta-sha256 (hex) of the file. */
+                headers: {
+                    [key: string]: string;
+                };
             }[];
         };
         ServeReplicaRegistration: {

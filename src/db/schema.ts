@@ -91,6 +91,8 @@ export const jobs = sqliteTable(
     grader: text('grader', { mode: 'json' }).notNull().$type<Record<string, unknown>>(),
     suffix: text('suffix'),
     seed: integer('seed').notNull(),
+    /** resources.devices: the devices (GPUs) the job trains on; a worker claims it only if it has that many. */
+    devices: integer('devices').notNull().default(1),
     metadata: text('metadata', { mode: 'json' }).$type<Record<string, string>>(),
     status: text('status', { enum: JOB_STATUSES }).notNull(),
     fineTunedModel: text('fine_tuned_model'),

@@ -4,7 +4,8 @@
  * jobs cannot starve another tenant's one. ONE atomic batch:
  *
  *   1. `UPDATE jobs ... WHERE id = (<the pick>) AND status = 'queued' RETURNING`, where the pick is the oldest queued
- *      job of the tenant whose last claim is the oldest (`tenants.last_claim_seq`, never claimed first); it sets a
+ *      job of the tenant whose last claim is the oldest (`tenants.last_claim_seq`, never claimed first) among the jobs
+ *      the worker can run (its base models, at most its device count: `jobs.devices`); it sets a
  *      fresh random lease token. Two concurrent claims never get the same job.
  *   2. The claim's event, `INSERT ... SELECT ... FROM jobs WHERE lease_token = <that token>`: written exactly when 1
  *      took a job (the token is new, so it matches that job only).
@@ -12,7 +13,7 @@
  *      round. A sequence, not a time, so that claims within one millisecond (or clocks of other isolates) still
  *      rotate. In the same batch as the claim, so the round-robin stamp and the claim commit together.
  */
-import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, lte, sql } from 'drizzle-orm';
 import { checkpoints, jobs, tenants, type JobRow } from '../db/schema';
 import type { Database } from '../ports';
 import { eventWhere } from './guarded-writes';
@@ -25,6 +26,8 @@ export interface ClaimArgs {
   workerId: string;
   /** Only jobs on these base models (the worker's list), or any model. */
   models?: string[];
+  /** The worker's device count: only jobs that need at most this many (default 1). */
+  devices?: number;
 }
 
 /** Claims the next job for a worker (queued -> running, attempts + 1), or null when none is queued. */
@@ -35,7 +38,7 @@ export async function claimNextJob(database: Database, args: ClaimArgs): Promise
     .select({ id: jobs.id })
     .from(jobs)
     .innerJoin(tenants, eq(tenants.id, jobs.tenantId))
-    .where(and(queued, args.models ? inArray(jobs.model, args.models) : undefined))
+    .where(and(queued, lte(jobs.devices, args.devices ?? 1), args.models ? inArray(jobs.model, args.models) : undefined))
     .orderBy(sql`coalesce(${tenants.lastClaimSeq}, 0)`, asc(jobs.createdAt), asc(jobs.id))
     .limit(1);
   const claimed = eq(jobs.leaseToken, args.leaseToken);

@@ -38,6 +38,9 @@ export const JobObject = z
     grader: z.record(z.string(), z.unknown()),
     suffix: z.string().nullable(),
     seed: z.number().int(),
+    resources: z
+      .object({ devices: z.number().int() })
+      .openapi({ description: 'What the job runs on: devices, one torch.distributed rank each.' }),
     metadata: z.record(z.string(), z.string()).nullable(),
     error: JobError.nullable(),
     trained_steps: z.number().int(),
@@ -119,6 +122,7 @@ export function toJobObject(j: JobRow, now: number): JobObject {
     grader: j.grader,
     suffix: j.suffix,
     seed: j.seed,
+    resources: { devices: j.devices ?? 1 },
     metadata: j.metadata,
     error: j.error,
     trained_steps: j.trainedSteps,

@@ -14,7 +14,7 @@ import { createRouter } from '../../router';
 import { checkJobQuota, jobQuotaGuard, jobWasKept } from '../../tenants/job-quota';
 import { IdempotencyHeaders, JobIdParam, ListQuery, bearerSecurity, page, requireCursor, unknownCursor } from '../common';
 import { CheckpointList, CreateJobBody, EventList, EventStreamItem, EventsQuery, JobList, ListJobsQuery } from './schemas';
-import { resolveJobHyperparameters, type JobFiles } from './resolve-job';
+import { checkJobResources, resolveJobHyperparameters, type JobFiles } from './resolve-job';
 import { streamJobEvents } from './sse';
 
 export const finetuneRouter = createRouter();
@@ -67,6 +67,7 @@ finetuneRouter.openapi(
       training_file: found.training_file!,
       validation_file: found.validation_file ?? null,
     });
+    checkJobResources(body.resources.devices, hyperparameters);
     await checkJobQuota(c, deps, tenantId);
     const now = deps.clock.now();
     const id = deps.ids.next('ftjob');
@@ -81,6 +82,7 @@ finetuneRouter.openapi(
       grader: body.grader as Record<string, unknown>,
       suffix: body.suffix ?? null,
       seed: body.seed ?? randomSeed(),
+      devices: body.resources.devices,
       metadata: body.metadata ?? null,
       maxAttempts: deps.config.maxAttempts,
       createdAt: now,

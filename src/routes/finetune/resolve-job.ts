@@ -98,6 +98,30 @@ async function checkPromptLengths(deps: Deps, base: BaseModel, contextLength: nu
   }
 }
 
+/**
+ * The rules a job on more than one device meets, on its resolved hyperparameters (the worker checks the same before
+ * training: softgrpo.distributed.check_devices): each rank takes an equal part of every mini-batch's rollouts, and
+ * LoRA trains on one device. A 400 naming resources.devices otherwise.
+ */
+export function checkJobResources(devices: number, hyperparameters: Record<string, Value>): void {
+  if (devices <= 1) return;
+  const param = 'resources.devices';
+  const { group_size: groupSize, mini_batch_size: miniBatchSize, lora_rank: loraRank } = hyperparameters as Record<string, number>;
+  const rows = miniBatchSize * groupSize;
+  if (rows % devices !== 0)
+    throw new ApiError(
+      400,
+      `${param}: ${devices} devices must divide the ${rows} rollouts of a mini-batch (mini_batch_size ${miniBatchSize} x ` +
+        `group_size ${groupSize}); choose devices that divide ${rows}, or change those hyperparameters`,
+      { param, code: 'invalid_resources' },
+    );
+  if (loraRank > 0)
+    throw new ApiError(400, `${param}: LoRA (lora_rank > 0) trains on one device; set devices to 1`, {
+      param,
+      code: 'invalid_resources',
+    });
+}
+
 /** UTF-8 length of a well-formed string (the line rules exclude lone surrogates). */
 function utf8Length(text: string): number {
   let n = 0;

@@ -9,6 +9,26 @@ import { ListQuery, listOf } from '../common';
 import { Grader, Hyperparameters, Method } from './hyperparameters';
 
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;
+/** The most devices one job may ask for (8 nodes of 8 GPUs). */
+export const MAX_DEVICES = 64;
+
+export const Resources = z
+  .object({
+    devices: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_DEVICES)
+      .default(1)
+      .openapi({
+        description:
+          'Devices (GPUs) the job trains on, one torch.distributed rank each (FSDP2 under torchrun): a worker claims ' +
+          'the job only if it has that many. More than 1: the rollouts of a mini-batch (mini_batch_size x ' +
+          'group_size) must divide among them, and lora_rank must be 0.',
+      }),
+  })
+  .strict()
+  .openapi('FineTuningJobResources');
 
 const NestedMethod = z.object({ hyperparameters: Hyperparameters.optional() }).strict();
 
@@ -62,6 +82,9 @@ export const CreateJobBody = z
       .max(MAX_SEED)
       .optional()
       .openapi({ description: 'Seed of every random draw of the job (Philox key). Default: random.' }),
+    resources: Resources.default({ devices: 1 }).openapi({
+      description: 'What the job runs on. The same seed samples the same rollouts on any number of devices.',
+    }),
     metadata: z
       .record(z.string().max(64), z.string().max(512))
       .refine((m) => Object.keys(m).length <= 16, 'at most 16 keys')

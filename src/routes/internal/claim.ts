@@ -46,7 +46,7 @@ internalClaimRouter.openapi(
     const now = deps.clock.now();
     const token = deps.ids.secret(24);
     const leaseMs = deps.config.leaseSeconds * 1000;
-    const job = await claimNextJob(deps.database, { now, leaseToken: token, leaseMs, workerId: body.worker_id, models: body.models });
+    const job = await claimNextJob(deps.database, { now, leaseToken: token, leaseMs, workerId: body.worker_id, models: body.models, devices: body.devices });
     if (!job) return c.body(null, 204, { 'retry-after': String(CLAIM_POLL_SECONDS) });
 
     const [training, validation, last, seqRow] = await Promise.all([
@@ -79,6 +79,7 @@ internalClaimRouter.openapi(
           method: { type: job.methodType, hyperparameters: job.hyperparameters },
           grader: job.grader,
           seed: job.seed,
+          resources: { devices: job.devices },
           suffix: job.suffix,
           training_file: job.trainingFile,
           validation_file: job.validationFile,

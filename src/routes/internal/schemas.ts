@@ -17,6 +17,13 @@ export const ClaimBody = z
   .object({
     worker_id: z.string().min(1).max(128).openapi({ description: 'Free-form worker name, recorded on the job.' }),
     models: z.array(z.string().max(128)).max(32).optional().openapi({ description: 'Only claim jobs on these base models.' }),
+    devices: z
+      .number()
+      .int()
+      .min(1)
+      .max(1024)
+      .default(1)
+      .openapi({ description: 'Devices this worker has: only jobs whose resources.devices is at most this are claimed.' }),
   })
   .strict();
 
@@ -28,6 +35,9 @@ export const ClaimResponse = z
       method: z.object({ type: z.enum(['soft_grpo', 'grpo']), hyperparameters: z.record(z.string(), z.unknown()) }),
       grader: z.record(z.string(), z.unknown()),
       seed: z.number().int(),
+      resources: z.object({ devices: z.number().int() }).openapi({
+        description: 'Devices the job trains on: more than 1 runs under torchrun, one rank per device.',
+      }),
       suffix: z.string().nullable(),
       training_file: z.string(),
       validation_file: z.string().nullable(),
