@@ -69,6 +69,7 @@ export const OPENAPI_CONFIG = {
     { name: 'API keys', description: "The organisation's API keys: list, create, revoke" },
     { name: 'Reasoning', description: 'Soft-thinking reasoning with majority voting, and chat completions' },
     { name: 'Worker protocol', description: 'GPU workers only (worker token); see docs/CONTRACTS.md' },
+    { name: 'Serving replicas', description: 'softgrpo.serve replicas register and heartbeat (worker token); see docs/WORKER.md' },
   ],
 } as const;
 

@@ -40,12 +40,14 @@ export interface BlobStore {
    * Streams `body` to `key`. Rejects (and stores nothing) when the stream errors or exceeds `maxBytes`
    * (the error then is a `BlobTooLargeError`). Overwrites an existing blob atomically, unless `ifAbsent` is set:
    * then a key that already holds a blob is never replaced and the put rejects with `BlobExistsError` (the
-   * write-once rule of blobs written through signed URLs).
+   * write-once rule of blobs written through signed URLs). With `sha256` (lower-case hex), content that hashes to
+   * anything else is refused with `BlobDigestMismatchError` and nothing is stored; the store keeps that hash, so
+   * `head` answers it without reading the content again.
    */
   put(
     key: string,
     body: ReadableStream<Uint8Array>,
-    opts?: { maxBytes?: number; contentType?: string; ifAbsent?: boolean },
+    opts?: { maxBytes?: number; contentType?: string; ifAbsent?: boolean; sha256?: string },
   ): Promise<BlobInfo>;
   /** A fresh stream of the content, or null when absent. */
   get(key: string): Promise<{ body: ReadableStream<Uint8Array>; size: number } | null>;
@@ -59,9 +61,11 @@ export interface BlobStore {
  * Makes time-limited URLs through which a client downloads (GET) or uploads (PUT) one blob without a bearer
  * token: HMAC-signed `/blobs/...` routes of this app on Node (src/adapters/signed-urls.ts), R2 presigned URLs
  * on Workers. `origin` is the public origin of the current request (e.g. `http://127.0.0.1:8787`).
+ * A PUT signed with `sha256` (lower-case hex) only stores content with that hash, and the uploader must send
+ * `checksumHeaders(sha256)` (src/adapters/signed-urls.ts) with it: the store itself verifies the content.
  */
 export interface BlobUrlSigner {
-  sign(args: { key: string; method: 'GET' | 'PUT'; expiresAt: number; origin: string }): Promise<string>;
+  sign(args: { key: string; method: 'GET' | 'PUT'; expiresAt: number; origin: string; sha256?: string }): Promise<string>;
 }
 
 export interface Clock {

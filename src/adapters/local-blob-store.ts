@@ -9,7 +9,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { hashingStream } from '../lib/hash';
-import { BlobExistsError, limitStream } from '../lib/streams';
+import { BlobDigestMismatchError, BlobExistsError, limitStream } from '../lib/streams';
 import type { BlobInfo, BlobStore } from '../ports';
 
 /** Blobs are readable by the API's own user only (they hold tenants' data and checkpoints). */
@@ -39,6 +39,7 @@ export function createLocalBlobStore(root: string): BlobStore {
       try {
         await pipeline(Readable.fromWeb(stream as never), createWriteStream(tmp, { mode: FILE_MODE }));
         const info: BlobInfo = { size: hasher.bytes, sha256: hasher.digest() };
+        if (opts.sha256 !== undefined && opts.sha256 !== info.sha256) throw new BlobDigestMismatchError(opts.sha256, info.sha256);
         if (opts.ifAbsent) {
           // link() fails with EEXIST when the key holds a blob: atomic, so two racing writers cannot both win. The
           // sidecar is written after the link; a crash in between leaves no sidecar and head() hashes once.

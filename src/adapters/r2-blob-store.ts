@@ -5,16 +5,23 @@
  * first part is stored with one put (R2 verifies and keeps its SHA-256), a longer one becomes a multipart upload
  * that is completed only after the last byte (at most one part is held in memory, never the whole upload) and
  * aborted on any error, so a failed or oversized upload leaves nothing behind. The SHA-256 is computed on the fly
- * (DigestStream) and returned by `put`; `head` reads it from R2's stored checksum, and for objects R2 keeps none
- * for (multipart uploads, objects PUT through a presigned URL) hashes the object's stream.
+ * (DigestStream) and returned by `put`; `head` reads it from R2's stored checksum, else from the `sha256` custom
+ * metadata that an expected hash leaves (a multipart `put` given `sha256`, or a presigned PUT signed with it,
+ * whose checksum header R2 verified); only an object with neither (a large upload of unknown hash through the
+ * Worker) is hashed from its stream.
  *
  * Signed URLs: `r2PresignedUrlSigner` presigns S3 SigV4 URLs against R2's S3 endpoint (aws4fetch), so clients move
- * large artifacts straight to and from R2. It needs an R2 API token pair; deployments without one configure the
- * Worker's own HMAC-signed /blobs routes instead (BLOB_URL_MODE in wrangler.toml, wired in src/entry/worker.ts).
+ * large artifacts straight to and from R2. A PUT signed with a sha256 carries `x-amz-checksum-sha256` and
+ * `x-amz-meta-sha256` as signed headers (src/adapters/signed-urls.ts checksumHeaders): the store refuses content
+ * with another hash, and registering the upload reads the hash back without reading the object. It needs an R2 API
+ * token pair; deployments without one configure the Worker's own HMAC-signed /blobs routes instead (BLOB_URL_MODE
+ * in wrangler.toml, wired in src/entry/worker.ts). tests/adapters/presigned-urls.test.ts runs it against a local
+ * S3-compatible server (moto).
  */
 import { AwsClient } from 'aws4fetch';
 import type { BlobInfo, BlobStore, BlobUrlSigner, Clock } from '../ports';
-import { BlobExistsError, BlobTooLargeError } from '../lib/streams';
+import { BlobDigestMismatchError, BlobExistsError, BlobTooLargeError } from '../lib/streams';
+import { checksumHeaders } from './signed-urls';
 
 const MiB = 1024 * 1024;
 
@@ -42,9 +49,10 @@ export class R2BlobStore implements BlobStore {
   async put(
     key: string,
     body: ReadableStream<Uint8Array>,
-    opts: { maxBytes?: number; contentType?: string; ifAbsent?: boolean } = {},
+    opts: { maxBytes?: number; contentType?: string; ifAbsent?: boolean; sha256?: string } = {},
   ): Promise<BlobInfo> {
     const httpMetadata = opts.contentType ? { contentType: opts.contentType } : undefined;
+    const customMetadata = opts.sha256 ? { sha256: opts.sha256 } : undefined;
     const maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
     const reader = body.getReader();
     const digest = newSha256Stream();
@@ -68,7 +76,7 @@ export class R2BlobStore implements BlobStore {
           filled += n;
           offset += n;
           if (filled === this.partSize) {
-            upload ??= await this.bucket.createMultipartUpload(key, { httpMetadata });
+            upload ??= await this.bucket.createMultipartUpload(key, { httpMetadata, customMetadata });
             parts.push(await upload.uploadPart(parts.length + 1, part));
             part = new Uint8Array(this.partSize);
             filled = 0;
@@ -77,6 +85,7 @@ export class R2BlobStore implements BlobStore {
       }
       await digestWriter.close();
       const sha256 = toHex(await digest.digest);
+      if (opts.sha256 !== undefined && opts.sha256 !== sha256) throw new BlobDigestMismatchError(opts.sha256, sha256);
       if (!upload) {
         // R2 checks the content against the hash and stores it as the object's checksum (read back by head).
         // With ifAbsent, R2 itself refuses to replace an object (If-None-Match: *), so racing writers cannot both win.
@@ -108,6 +117,8 @@ export class R2BlobStore implements BlobStore {
     if (!object) return null;
     const stored = object.checksums.sha256;
     if (stored) return { size: object.size, sha256: toHex(stored) };
+    const declared = object.customMetadata?.sha256;
+    if (declared && /^[0-9a-f]{64}$/.test(declared)) return { size: object.size, sha256: declared };
     const content = await this.bucket.get(key);
     if (!content) return null;
     const digest = newSha256Stream();
@@ -126,6 +137,8 @@ export interface R2S3Credentials {
   accessKeyId: string;
   secretAccessKey: string;
   bucketName: string;
+  /** The S3 endpoint; default https://<accountId>.r2.cloudflarestorage.com (R2_ENDPOINT; tests use a local server). */
+  endpoint?: string;
 }
 
 /** The longest expiry SigV4 presigned URLs allow (7 days). */
@@ -145,9 +158,10 @@ export function r2PresignedUrlSigner(credentials: R2S3Credentials, clock: Clock)
     service: 's3',
     region: 'auto',
   });
-  const bucketUrl = `https://${credentials.accountId}.r2.cloudflarestorage.com/${encodeURIComponent(credentials.bucketName)}`;
+  const endpoint = (credentials.endpoint ?? `https://${credentials.accountId}.r2.cloudflarestorage.com`).replace(/\/+$/, '');
+  const bucketUrl = `${endpoint}/${encodeURIComponent(credentials.bucketName)}`;
   return {
-    async sign({ key, method, expiresAt }) {
+    async sign({ key, method, expiresAt, sha256 }) {
       const now = clock.now();
       const ttlSeconds = Math.ceil((expiresAt - now) / 1000);
       if (!(ttlSeconds >= 1 && ttlSeconds <= MAX_PRESIGN_SECONDS)) {
@@ -155,7 +169,8 @@ export function r2PresignedUrlSigner(credentials: R2S3Credentials, clock: Clock)
       }
       const url = new URL(`${bucketUrl}/${key.split('/').map(encodeURIComponent).join('/')}`);
       url.searchParams.set('X-Amz-Expires', String(ttlSeconds));
-      const signed = await client.sign(new Request(url, { method }), { aws: { signQuery: true, datetime: amzDate(now) } });
+      const headers = method === 'PUT' && sha256 ? checksumHeaders(sha256) : {};
+      const signed = await client.sign(new Request(url, { method, headers }), { aws: { signQuery: true, datetime: amzDate(now) } });
       return signed.url;
     },
   };

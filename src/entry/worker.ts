@@ -45,6 +45,8 @@ export interface WorkerEnv {
   R2_SECRET_ACCESS_KEY?: string;
   /** The bucket bound as BLOBS, by name (presigned URLs address it through the S3 endpoint). */
   R2_BUCKET_NAME?: string;
+  /** The S3 endpoint of presigned URLs; default https://<R2_ACCOUNT_ID>.r2.cloudflarestorage.com. */
+  R2_ENDPOINT?: string;
   /** JSON {"<model id>": {"url": "https://serve-host", "context_length": 32768}}: remote engines per model. */
   REMOTE_ENGINES?: string;
   /** Secret: bearer token sent to the remote engines. */
@@ -96,6 +98,7 @@ function blobUrls(env: WorkerEnv): { signer: BlobUrlSigner; signingSecret: strin
           accessKeyId: required(env, 'R2_ACCESS_KEY_ID'),
           secretAccessKey: required(env, 'R2_SECRET_ACCESS_KEY'),
           bucketName: required(env, 'R2_BUCKET_NAME'),
+          ...(env.R2_ENDPOINT ? { endpoint: env.R2_ENDPOINT } : {}),
         },
         systemClock,
       );

@@ -13,6 +13,16 @@ export class BlobExistsError extends Error {
   }
 }
 
+/** Content whose SHA-256 differs from the one a `put` (or a signed upload URL) was given. */
+export class BlobDigestMismatchError extends Error {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`content has sha256 ${actual}, not ${expected}`);
+  }
+}
+
 /** A stream that errors once more than `maxBytes` passed through it. */
 export function limitStream(maxBytes: number): TransformStream<Uint8Array, Uint8Array> {
   let total = 0;

@@ -232,13 +232,16 @@ describe('job lifecycle over HTTP', () => {
       step: 1,
       files: [{ name: 'model.safetensors', bytes: 3, sha256: sha256('abc') }],
     })).json()) as { files: { url: string }[] };
-    await httpFetch(urls.files[0].url, { method: 'PUT', body: 'abd' });
+    // The URL is signed with the declared sha256: the store refuses other content and keeps nothing.
+    const refused = await httpFetch(urls.files[0].url, { method: 'PUT', body: 'abd' });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as any).error.code).toBe('blob_sha256_mismatch');
     const bad = await worker.raw(`/internal/jobs/${job.id}/checkpoints`, {
       lease_token: claim.lease.token,
       step: 1,
       files: [{ name: 'model.safetensors', bytes: 3, sha256: sha256('abc') }],
     });
-    expect(((await bad.json()) as any).error.code).toBe('blob_sha256_mismatch');
+    expect(((await bad.json()) as any).error.code).toBe('blob_missing');
     expect(t.rows().checkpoints).toBe(0);
     expect((await worker.finish(job.id, claim.lease.token)).status).toBe(409);
   });

@@ -5,7 +5,8 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { R2BlobStore, r2PresignedUrlSigner } from '../../src/adapters/r2-blob-store';
-import { BlobTooLargeError } from '../../src/lib/streams';
+import { BlobDigestMismatchError, BlobTooLargeError } from '../../src/lib/streams';
+import { checksumHeaders } from '../../src/adapters/signed-urls';
 
 const MiB = 1024 * 1024;
 const enc = new TextEncoder();
@@ -51,6 +52,26 @@ const key = (name: string) => `tests/${crypto.randomUUID()}/${name}`;
 
 describe('R2BlobStore', () => {
   const store = new R2BlobStore(env.BLOBS, { partSize: 5 * MiB });
+
+  it('keeps_the_expected_sha256_of_a_multipart_upload_so_head_never_rereads_it', async () => {
+    const k = key('model.safetensors');
+    const data = content(11 * MiB, 3);
+    const sha256 = await sha256Hex(data);
+    expect(await store.put(k, chunked(data), { sha256 })).toEqual({ size: data.length, sha256 });
+    const object = await env.BLOBS.head(k);
+    expect(object?.checksums.sha256).toBeUndefined(); // R2 keeps no checksum for a multipart object ...
+    expect(object?.customMetadata?.sha256).toBe(sha256); // ... so the expected hash rides along as metadata
+    expect(await store.head(k)).toEqual({ size: data.length, sha256 });
+  });
+
+  it('refuses_content_whose_sha256_differs_from_the_expected_one_and_stores_nothing', async () => {
+    for (const size of [1000, 11 * MiB]) {
+      const k = key('model.safetensors');
+      const err = await store.put(k, chunked(content(size)), { sha256: 'ab'.repeat(32) }).catch((e) => e);
+      expect(err).toBeInstanceOf(BlobDigestMismatchError);
+      expect(await env.BLOBS.head(k)).toBeNull();
+    }
+  });
 
   it('stores_a_small_stream_with_size_and_sha256_read_back_by_get_and_head', async () => {
     const k = key('train.jsonl');
@@ -128,7 +149,7 @@ const uriEncode = (s: string) =>
     })
     .join('');
 
-async function expectedSignature(url: URL, method: string, secret: string): Promise<string> {
+async function expectedSignature(url: URL, method: string, secret: string, headers: Record<string, string> = {}): Promise<string> {
   const params = [...url.searchParams].filter(([k]) => k !== 'X-Amz-Signature');
   const query = params
     .map(([k, v]) => [uriEncode(k), uriEncode(v)] as const)
@@ -136,7 +157,9 @@ async function expectedSignature(url: URL, method: string, secret: string): Prom
     .map(([k, v]) => `${k}=${v}`)
     .join('&');
   const path = decodeURIComponent(url.pathname).split('/').map(uriEncode).join('/');
-  const canonical = [method, path, query, `host:${url.host}\n`, 'host', 'UNSIGNED-PAYLOAD'].join('\n');
+  const signed = [['host', url.host], ...Object.entries(headers)].sort(([a], [b]) => (a < b ? -1 : 1));
+  const canonicalHeaders = signed.map(([k, v]) => `${k}:${v}\n`).join('');
+  const canonical = [method, path, query, canonicalHeaders, signed.map(([k]) => k).join(';'), 'UNSIGNED-PAYLOAD'].join('\n');
   const date = url.searchParams.get('X-Amz-Date')!;
   const scope = `${date.slice(0, 8)}/auto/s3/aws4_request`;
   const toSign = ['AWS4-HMAC-SHA256', date, scope, await sha256Hex(canonical)].join('\n');
@@ -174,6 +197,23 @@ describe('r2PresignedUrlSigner', () => {
       );
     });
   }
+
+  it('binds_a_put_to_its_sha256_through_signed_checksum_headers', async () => {
+    const body = enc.encode('the checkpoint bytes');
+    const hex = await sha256Hex(body);
+    const raw = new Uint8Array(await crypto.subtle.digest('SHA-256', body));
+    const base64 = btoa(String.fromCharCode(...raw));
+    const signed = new URL(await signer.sign({ key: 'a/model.safetensors', method: 'PUT', expiresAt: now + 60_000, origin: '', sha256: hex }));
+    expect(signed.searchParams.get('X-Amz-SignedHeaders')).toBe('host;x-amz-checksum-sha256;x-amz-meta-sha256');
+    const headers = { 'x-amz-checksum-sha256': base64, 'x-amz-meta-sha256': hex };
+    expect(checksumHeaders(hex)).toEqual(headers);
+    expect(signed.searchParams.get('X-Amz-Signature')).toBe(await expectedSignature(signed, 'PUT', credentials.secretAccessKey, headers));
+    // another content's hash in the headers does not match the signature: the URL uploads this content only
+    const other = await sha256Hex('other bytes');
+    expect(signed.searchParams.get('X-Amz-Signature')).not.toBe(
+      await expectedSignature(signed, 'PUT', credentials.secretAccessKey, checksumHeaders(other)),
+    );
+  });
 
   it('signs_get_and_put_differently', async () => {
     const args = { key: 'a/b', expiresAt: now + 60_000, origin: '' };

@@ -15,6 +15,7 @@ blobs are write-once: a retried PUT whose first try landed answers 409 `blob_exi
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 import uuid
@@ -34,7 +35,7 @@ class Route:
 
 
 ROUTES: dict[str, Route] = {
-    "claim": Route("post", "/internal/jobs/claim", ("worker_id", "models"), (
+    "claim": Route("post", "/internal/jobs/claim", ("worker_id", "models", "devices"), (
         "job.id", "job.model", "job.method.type", "job.method.hyperparameters", "job.grader", "job.seed",
         "job.fine_tuned_model", "lease.token", "lease.seconds", "attempt", "max_attempts", "next_event_seq",
         "training_file.url", "training_file.sha256", "training_file.bytes", "validation_file.url",
@@ -181,13 +182,17 @@ class WorkerApi:
         return dest
 
     def put_blob(self, url: str, path: str | Path) -> dict:
-        """PUT a file's bytes to a signed URL (streamed); returns the store's {key, bytes, sha256}, or
-        {"exists": True} when the key was already written (an earlier try of this upload that landed)."""
+        """PUT a file's bytes to a signed URL (streamed); returns the store's answer ({key, bytes, sha256} from the
+        API's /blobs, {} from R2/S3), or {"exists": True} when the key was already written (an earlier try of this
+        upload that landed). The file's SHA-256 goes along as x-amz-checksum-sha256 / x-amz-meta-sha256: upload URLs
+        are signed with it (src/adapters/signed-urls.ts checksumHeaders), and the store refuses other content."""
+        sha256 = _sha256_file(path)
+        checksum = {"x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(sha256)).decode(), "x-amz-meta-sha256": sha256}
         for attempt in self._attempts():
             try:
                 with open(path, "rb") as body:
                     response = self.blobs.put(url, content=_chunks(body),
-                                              headers={"content-length": str(Path(path).stat().st_size)})
+                                              headers={"content-length": str(Path(path).stat().st_size), **checksum})
             except httpx.TransportError:
                 if attempt >= self.retries:
                     raise
@@ -197,7 +202,7 @@ class WorkerApi:
             if _error_code(response) == "blob_exists":
                 return {"exists": True}
             _raise_for_error(response)
-            return response.json()
+            return response.json() if "json" in response.headers.get("content-type", "") else {}
         raise AssertionError("unreachable")
 
     # ---- plumbing ----------------------------------------------------------------------------------------------------
@@ -261,6 +266,14 @@ def _retry_after(response: httpx.Response, default: float) -> float:
         return min(max(float(response.headers.get("retry-after", "")), 0.0), 30.0)
     except ValueError:
         return default
+
+
+def _sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _chunks(body, size: int = 1 << 20) -> Iterator[bytes]:

@@ -17,6 +17,15 @@ from typing import Callable
 import httpx
 
 
+# The API routes this client calls (src/routes/internal/replicas.ts), checked against openapi/openapi.json by
+# tests/test_replica.py.
+ROUTES = {
+    "register": ("post", "/internal/replicas", ("url", "capacity", "load", "models")),
+    "heartbeat": ("post", "/internal/replicas/{replica_id}/heartbeat", ("token", "load", "models")),
+    "deregister": ("post", "/internal/replicas/{replica_id}/deregister", ("token",)),
+}
+
+
 class ReplicaRegistration:
     def __init__(self, api_url: str, worker_token: str, public_url: str, capacity: int,
                  state: Callable[[], dict], client: httpx.Client | None = None):

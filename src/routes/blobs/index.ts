@@ -11,12 +11,12 @@ import { Hono } from 'hono';
 import { checkBlobSignature } from '../../adapters/signed-urls';
 import { ApiError } from '../../errors';
 import { checkpointUploadRefusal } from '../../jobs/checkpoint-uploads';
-import { BlobExistsError, BlobTooLargeError } from '../../lib/streams';
+import { BlobDigestMismatchError, BlobExistsError, BlobTooLargeError } from '../../lib/streams';
 import type { AppEnv } from '../../router';
 
 export const blobsRouter = new Hono<AppEnv>();
 
-function verify(c: import('hono').Context<AppEnv>, method: 'GET' | 'PUT'): string {
+function verify(c: import('hono').Context<AppEnv>, method: 'GET' | 'PUT'): { key: string; sha256?: string } {
   let key: string;
   try {
     key = decodeURIComponent(new URL(c.req.url).pathname.replace(/^\/blobs\//, ''));
@@ -32,14 +32,15 @@ function verify(c: import('hono').Context<AppEnv>, method: 'GET' | 'PUT'): strin
     key,
     exp: c.req.query('exp'),
     sig: c.req.query('sig'),
+    sha256: c.req.query('sha256'),
     nowMs: deps.clock.now(),
   });
   if (problem) throw new ApiError(403, `Signed URL refused: ${problem}.`, { code: 'bad_signature' });
-  return key;
+  return { key, sha256: c.req.query('sha256') };
 }
 
 blobsRouter.get('/*', async (c) => {
-  const key = verify(c, 'GET');
+  const { key } = verify(c, 'GET');
   const blob = await c.get('deps').blobs.get(key);
   if (!blob) throw new ApiError(404, 'No such blob.', { code: 'blob_not_found' });
   return new Response(blob.body, {
@@ -48,7 +49,7 @@ blobsRouter.get('/*', async (c) => {
 });
 
 blobsRouter.put('/*', async (c) => {
-  const key = verify(c, 'PUT');
+  const { key, sha256 } = verify(c, 'PUT');
   const deps = c.get('deps');
   const max = deps.config.limits.maxBlobBytes;
   if (Number(c.req.header('content-length') ?? 0) > max)
@@ -58,11 +59,14 @@ blobsRouter.put('/*', async (c) => {
   if (await deps.blobs.head(key)) throw blobExists(key);
   const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
   try {
-    const info = await deps.blobs.put(key, body, { maxBytes: max, ifAbsent: true });
+    // A URL signed with the content's sha256 stores only that content (as R2 checks a presigned PUT's checksum).
+    const info = await deps.blobs.put(key, body, { maxBytes: max, ifAbsent: true, ...(sha256 ? { sha256 } : {}) });
     return c.json({ key, bytes: info.size, sha256: info.sha256 }, 200);
   } catch (err) {
     if (err instanceof BlobTooLargeError) throw new ApiError(413, `Blob larger than ${max} bytes.`, { code: 'blob_too_large' });
     if (err instanceof BlobExistsError) throw blobExists(key);
+    if (err instanceof BlobDigestMismatchError)
+      throw new ApiError(400, `Upload refused: the ${err.message}, which the URL was signed for.`, { code: 'blob_sha256_mismatch' });
     throw err;
   }
 });

@@ -4,6 +4,7 @@
  * registered checkpoint with missing files). Registering the same step twice with the same files is a no-op.
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import { checksumHeaders } from '../../adapters/signed-urls';
 import { ApiError, errorResponses } from '../../errors';
 import { checkpointKey, checkpointPrefix } from '../../jobs/checkpoint-uploads';
 import { registerCheckpoint } from '../../jobs/lifecycle';
@@ -24,7 +25,9 @@ internalCheckpointsRouter.openapi(
     path: '/jobs/{job_id}/checkpoints/uploads',
     tags,
     summary: 'Signed PUT URLs for the files of a checkpoint',
-    description: 'PUT each file\'s bytes to its URL (no bearer token), then register the checkpoint.',
+    description:
+      "PUT each file's bytes to its URL (no bearer token) with the file's `headers` (its SHA-256: the store refuses " +
+      'other content), then register the checkpoint.',
     security: workerSecurity,
     request: { headers: IdempotencyHeaders, params: JobIdParam, body: { required: true, content: json(UploadUrlsBody) } },
     responses: {
@@ -42,11 +45,19 @@ internalCheckpointsRouter.openapi(
       throw new ApiError(413, `files[${tooBig}].bytes: larger than ${deps.config.limits.maxBlobBytes}`, { param: `files[${tooBig}].bytes` });
     const expiresAt = deps.clock.now() + deps.config.signedUrlSeconds * 1000;
     const origin = originOf(c.req.url);
+    // Signed with each file's sha256: the store verifies the content, and registration reads the hash back.
     const urls = await Promise.all(
       body.files.map(async (f) => ({
         name: f.name,
         method: 'PUT' as const,
-        url: await deps.blobUrls.sign({ key: checkpointKey(job_id, body.step, job.attempts, f.name), method: 'PUT', expiresAt, origin }),
+        url: await deps.blobUrls.sign({
+          key: checkpointKey(job_id, body.step, job.attempts, f.name),
+          method: 'PUT',
+          expiresAt,
+          origin,
+          sha256: f.sha256,
+        }),
+        headers: checksumHeaders(f.sha256),
       })),
     );
     return c.json({ step: body.step, expires_at: seconds(expiresAt), files: urls }, 200);

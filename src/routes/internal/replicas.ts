@@ -11,7 +11,7 @@ import { createRouter } from '../../router';
 import { originOf, seconds, workerSecurity } from '../common';
 
 export const internalReplicasRouter = createRouter();
-const tags = ['Worker protocol'];
+const tags = ['Serving replicas'];
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 
 const ReplicaState = {

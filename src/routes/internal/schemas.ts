@@ -121,7 +121,16 @@ export const UploadUrlsResponse = z
   .object({
     step: z.number().int(),
     expires_at: z.number().int(),
-    files: z.array(z.object({ name: z.string(), method: z.literal('PUT'), url: z.string() })),
+    files: z.array(
+      z.object({
+        name: z.string(),
+        method: z.literal('PUT'),
+        url: z.string(),
+        headers: z.record(z.string(), z.string()).openapi({
+          description: 'Send these with the PUT: x-amz-checksum-sha256 (base64) and x-amz-meta-sha256 (hex) of the file.',
+        }),
+      }),
+    ),
   })
   .openapi('WorkerCheckpointUploadUrls');
 
