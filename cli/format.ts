@@ -21,9 +21,9 @@ export const jobRows = (jobs: FineTuningJob[]) => [
 
 export const modelRows = (models: Model[]) => [['ID', 'KIND', 'ROOT', 'OWNED BY'], ...models.map((m) => [m.id, m.kind, m.root, m.owned_by])];
 
+/** One event as a log line: time, level, type and the message (which the worker writes for people). */
 export function eventLine(e: FineTuningJobEvent): string {
-  const data = e.type === 'metrics' && e.data ? ` ${JSON.stringify(e.data)}` : '';
-  return `${iso(e.created_at)}  ${e.level.padEnd(5)}  ${e.type.padEnd(8)}  ${e.message}${data}`;
+  return `${iso(e.created_at)}  ${e.level.padEnd(5)}  ${e.type.padEnd(10)}  ${e.message}`;
 }
 
 export function jobDetail(j: FineTuningJob): string {

@@ -13,18 +13,23 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_BASE_URL, SoftReason, SoftReasonError, type CreateFineTuningJob, type ReasonRequest } from '../sdk/typescript';
 import { eventLine, fileRows, jobDetail, jobRows, modelRows, reasonSummary, table } from './format';
+import { followJobProgress, type ProgressStream } from './job-progress';
+import { ReasonStreamPrinter } from './reason-stream';
 
 export const USAGE = `usage: soft-reason <command> [options]
 
   reason <prompt> [--model tiny-arith] [--n N] [--seed S] [--max-tokens T] [--mode soft|discrete] [--stream]
+                  (--stream: the text as it arrives; with --json one chunk per line)
   files upload <path.jsonl>
   files list
   finetune create --model M --training-file FILE [--validation-file FILE] [--method soft_grpo|grpo]
                   [--grader math|exact|numeric|regex] [--pattern RE] [--suffix S] [--seed N]
-                  [--hp key=value ...] [--metadata key=value ...]
+                  [--hp key=value ...] [--metadata key=value ...] [--follow]
+                  (--follow: a progress bar with step, reward and ETA until the job ends)
   finetune list
   finetune get|cancel|pause|resume <job_id>
-  finetune events <job_id> [--follow] [--after ftevent-N]   (oldest first: the newest 100, or those after N)
+  finetune events <job_id> [--follow] [--after ftevent-N]   (oldest first: the newest 100, or those after N;
+                  one line per event; --json: one JSON event per line with --follow)
   models
 
 options: --json (print the API's JSON), --base-url URL, --idempotency-key KEY (POSTs)
@@ -34,6 +39,10 @@ export interface CliIO {
   env: Record<string, string | undefined>;
   out: (line: string) => void;
   err: (line: string) => void;
+  /** Text without a newline (streamed reasoning on a terminal); absent: streamed text is printed line by line. */
+  write?: (text: string) => void;
+  /** Where `finetune create --follow` draws its progress (default: none, plain lines through `err`). */
+  progress?: ProgressStream;
   /** For tests: the fetch the SDK uses. */
   fetch?: (input: Request) => Promise<Response>;
 }
@@ -125,10 +134,10 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         ...(v.mode ? { mode: v.mode as ReasonRequest['mode'] } : {}),
       };
       if (v.stream) {
+        const printer = new ReasonStreamPrinter(io, body.n ?? 1);
         for await (const chunk of api.reasonStream(body, post)) {
           if (v.json) io.out(JSON.stringify(chunk));
-          else if (chunk.object === 'reason.vote') io.out(`answer: ${chunk.aggregate.answer ?? '-'}  (${chunk.aggregate.votes}/${chunk.aggregate.samples} votes)`);
-          else for (const c of chunk.choices) if (c.finish_reason) io.out(`[${c.index}] done: ${c.finish_reason}, extracted ${c.extracted_answer ?? '-'}`);
+          else printer.chunk(chunk);
         }
       } else {
         const r = await api.reason(body, post);
@@ -154,7 +163,14 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         metadata: pairs('metadata', v.metadata, false) as Record<string, string> | undefined,
       };
       const job = await api.createJob(body, post);
-      print(job, () => jobDetail(job));
+      if (!v.follow) {
+        print(job, () => jobDetail(job));
+      } else {
+        if (!v.json) io.out(`created ${job.id}; following it (Ctrl-C stops following, not the job)`);
+        const ended = await followJobProgress(api, job, io.progress ?? { write: (t) => io.err(t.replace(/\n$/, '')) });
+        print(ended, () => jobDetail(ended));
+        return ended.status === 'succeeded' ? 0 : 1;
+      }
     } else if (cmd === 'finetune' && sub === 'list') {
       const list = await api.listJobs({ limit: 100 });
       print(list, () => table(jobRows(list.data)));

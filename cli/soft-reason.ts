@@ -9,5 +9,7 @@ const code = await main(process.argv.slice(2), {
   env: process.env,
   out: (line) => process.stdout.write(line + '\n'),
   err: (line) => process.stderr.write(line + '\n'),
+  write: (text) => process.stdout.write(text),
+  progress: process.stderr,
 });
 process.exitCode = code;
