@@ -114,6 +114,21 @@ def test_reason_and_stream_agree(api, server):
     assert text == result["choices"][0]["answer"]
 
 
+def test_reason_soft_thoughts_lists_each_thinking_steps_mixture(api, server):
+    if not server.servable:
+        pytest.skip("no servable bundled model (models/*/manifest.json with model.onnx)")
+    body = {"model": "tiny-arith", "prompt": "Tom has 4 cars and buys 5 more. How many cars?", "n": 1, "seed": 3, "max_tokens": 32}
+    assert "soft_thoughts" not in api.reason(body)["choices"][0]
+    choice = api.reason({**body, "soft_thoughts": True})["choices"][0]
+    steps = choice["soft_thoughts"]
+    assert len(steps) == choice["usage"]["reasoning_tokens"] - (0 if choice["thinking_end"] is None else 1)
+    for step in steps:
+        assert len(step["ids"]) == len(step["tokens"]) == len(step["weights"]) == 5  # max_topk default
+        assert abs(sum(step["weights"]) - 1) < 1e-6
+    heaviest = "".join(s["tokens"][max(range(5), key=lambda j: s["weights"][j])] for s in steps)
+    assert heaviest == choice["reasoning"]
+
+
 def test_stream_events_resumes_after_the_last_event_when_a_stream_ends_early(api, server):
     """The server ends long streams (Config.sse.maxStreamMs); here the first stream is cut after its first event
     and the SDK must reconnect with after=<that event's id>, yielding every event exactly once."""
