@@ -100,7 +100,7 @@ def torchrun_training(run_file: Path, devices: int, out_dir: Path) -> Iterator[d
                 if command == "stop":
                     control.write_text("stop")
         if last != "exit":
-            raise _rank_failure(out_dir, process)
+            raise _rank_failure(out_dir, process, devices)
     finally:
         end_ranks(process, out_dir, wait=GRACE_SECONDS * 4 if last in ("done", "stopped", "exit") else 0.0)
 
@@ -138,17 +138,26 @@ class _follow:
             time.sleep(POLL_SECONDS)
 
 
-def _rank_failure(out_dir: Path, process: subprocess.Popen) -> JobFailure:
-    """Why the ranks ended without their exit line."""
+def _rank_failure(out_dir: Path, process: subprocess.Popen, devices: int) -> JobFailure:
+    """Why the ranks ended without their exit line. A rank that left no error report died from outside (SIGKILL, the
+    OOM killer): the others then fail in their next collective, so their reports are consequences, and the attempt
+    is retried. When every rank reported, the first report that is not a lost peer says what went wrong."""
     code = process.wait()
-    for error_file in sorted((out_dir / "ranks").glob("*.error")):
-        error = json.loads(error_file.read_text())
-        rank = error_file.stem
-        failure = crash_failure(RuntimeError(f"rank {rank}: {error['error']}: {error['message']}"))
-        return JobFailure(failure.code, failure.message, failure.param, failure.retryable)
-    tail = _tail(out_dir / "torchrun.log")
-    return JobFailure("training_error", f"A training process ended without finishing (torchrun exit code {code}); "
-                      f"the job is retried from its last checkpoint. {tail}", retryable=True)
+    errors = {int(f.stem): json.loads(f.read_text()) for f in (out_dir / "ranks").glob("*.error")}
+    silent = sorted(set(range(devices)) - set(errors))
+    if silent:
+        return JobFailure("training_error", f"A training process ended without finishing (torchrun exit code {code}; "
+                          f"rank {', '.join(map(str, silent))} left no error); the job is retried from its last "
+                          f"checkpoint. {_tail(out_dir / 'torchrun.log')}", retryable=True)
+    causes = [e for _, e in sorted(errors.items()) if not _lost_peer(e["message"])] or [errors[min(errors)]]
+    failure = crash_failure(RuntimeError(f"{causes[0]['error']}: {causes[0]['message']}"))
+    return JobFailure(failure.code, failure.message, failure.param,
+                      failure.retryable or all(_lost_peer(e["message"]) for e in errors.values()))
+
+
+def _lost_peer(message: str) -> bool:
+    """A collective that failed because another rank went away (gloo / NCCL wording)."""
+    return any(s in message for s in ("Connection reset by peer", "Connection closed by peer", "NCCL", "gloo"))
 
 
 def _tail(path: Path, lines: int = 6) -> str:
