@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from softgrpo import train as train_module
 from softgrpo.rewards import make_grader
 from softgrpo.train import RunConfig, train
-from softgrpo.worker.launcher import rank_pids, torchrun_command, write_run_file
+from softgrpo.worker.launcher import rank_pids, torchrun_command, torchrun_training, write_run_file
 from test_train import EXAMPLES, make_model_folder, small_hp
 
 torch.set_num_threads(1)
@@ -138,3 +138,20 @@ def test_a_checkpoint_of_one_process_resumes_on_two_ranks(reference, tmp_path):
     assert metrics(events)[0]["pg_loss"] == pytest.approx(metrics(one_events)[1]["pg_loss"], abs=TOLERANCE["loss"])
     assert max_difference(weights(out, 2), weights(root / "one", 2)) < TOLERANCE["parameters"]
     assert json.loads((out / "checkpoints/step-000002/state/state.json").read_text())["world_size"] == 2
+
+
+def test_closing_the_relay_mid_run_ends_torchrun_and_every_rank(reference, tmp_path):
+    """What a cancel or a lost lease does (worker.job_run closes the event source): nothing keeps running."""
+    folder = reference[0]
+    out = tmp_path / "cancelled"
+    run_file = write_run_file(out, base_dir=folder, train_examples=EXAMPLES, validation=None,
+                              hp=small_hp(n_steps=50, checkpoint_interval=50).to_dict(), method="soft_grpo",
+                              grader=GRADER, seed=SEED, resume=False, job_id=None, config=RunConfig(device="cpu"))
+    relay = torchrun_training(run_file, 2, out)
+    assert next(relay)["type"] == "start"
+    assert next(relay)["type"] == "metrics"
+    pids = rank_pids(out)
+    assert len(pids) == 2 and all(Path(f"/proc/{pid}").exists() for pid in pids)
+    relay.close()
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # reaped or gone: not even a zombie of ours
+    assert not (out / "checkpoints").exists()  # stopped before any checkpoint; nothing was uploaded or kept
