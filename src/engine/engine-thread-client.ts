@@ -2,8 +2,9 @@
  * One engine thread seen from the API thread: starts the Worker (./engine-thread-entry.mjs), waits for its "ready",
  * and turns generate / preflight calls into messages, resolving each call when its answer arrives
  * (./engine-thread-protocol.ts). The caller's hooks cross too: streaming events are passed to hooks.onEvent in the
- * order the thread emitted them, and an abort of hooks.signal is forwarded as a "cancel", after which the thread's
- * OnnxEngine ends the unfinished samples with finish_reason "cancelled", as in-process.
+ * order the thread emitted them, an abort of hooks.signal is forwarded as a "cancel", after which the thread's
+ * OnnxEngine ends the unfinished samples with finish_reason "cancelled", as in-process, and hooks.tenant goes with
+ * the request (the thread's batch shares its rows across tenants).
  *
  * When the thread dies (an uncaught error in it, running out of memory, process.exit in it), every call still in
  * flight rejects with an error naming the model and the exit; `alive` turns false and `onExit` tells the pool
@@ -90,9 +91,9 @@ export class EngineThread {
   }
 
   generate(request: GenerationRequest, hooks: GenerationHooks = {}): Promise<GenerationResult> {
-    const { signal, onEvent } = hooks;
+    const { signal, onEvent, tenant } = hooks;
     return this.call<GenerationResult>(
-      (id) => ({ type: "generate", id, request, stream: onEvent !== undefined, aborted: signal?.aborted ?? false }),
+      (id) => ({ type: "generate", id, request, stream: onEvent !== undefined, aborted: signal?.aborted ?? false, tenant }),
       onEvent,
       signal,
     );

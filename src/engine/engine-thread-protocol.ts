@@ -12,15 +12,17 @@ import {
   type ModelDescription,
 } from "./types";
 
-/** workerData of an engine thread: which model folder to load, as OnnxEngine.load takes it. */
+/** workerData of an engine thread: which model folder to load, and how, as OnnxEngine.load takes it. */
 export interface EngineThreadData {
   folder: string;
   modelId: string;
   intraOpThreads?: number;
+  batching?: boolean;
+  maxBatchRows?: number;
 }
 
 export type ToEngineThread =
-  | { type: "generate"; id: number; request: GenerationRequest; stream: boolean; aborted: boolean }
+  | { type: "generate"; id: number; request: GenerationRequest; stream: boolean; aborted: boolean; tenant?: string }
   | { type: "preflight"; id: number; request: GenerationRequest }
   | { type: "cancel"; id: number } // the caller's signal aborted: unfinished samples end "cancelled"
   | { type: "close" }; // cancel everything, release the session and exit (see EngineThread.close)

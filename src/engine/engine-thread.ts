@@ -5,10 +5,10 @@
  * (./engine-thread-protocol.ts).
  *
  * Decoding here is exactly OnnxEngine.generate: the samples, texts and finish reasons are what an in-process call
- * returns for the same request. Streaming events are sent as one message per decode step (the events one step emits
- * are collected and posted together, in order), so a batch of 32 samples costs the API thread one message per step
- * rather than 32 or more. Several requests may run at once in a thread, interleaved between decode steps as they
- * are in-process.
+ * returns for the same request. Streaming events are sent as one message per decode step and request (the events
+ * one step emits are collected and posted together, in order), so a batch of 32 samples costs the API thread one
+ * message per step rather than 32 or more. The requests in flight in a thread decode together, in its engine's
+ * continuous batch (./batch-scheduler.ts): one scheduler per model and thread.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { toThreadError, type EngineThreadData, type FromEngineThread, type ToEngineThread } from "./engine-thread-protocol";
@@ -34,10 +34,10 @@ function stepBatcher(id: number) {
   return { emit, flush };
 }
 
-async function generate(engine: OnnxEngine, id: number, request: GenerationRequest, stream: boolean, abort: AbortController) {
+async function generate(engine: OnnxEngine, id: number, request: GenerationRequest, stream: boolean, abort: AbortController, tenant?: string) {
   const batcher = stream ? stepBatcher(id) : null;
   try {
-    const result = await engine.generate(request, { onEvent: batcher?.emit, signal: abort.signal });
+    const result = await engine.generate(request, { onEvent: batcher?.emit, signal: abort.signal, tenant });
     batcher?.flush();
     post({ type: "generated", id, result });
   } catch (error) {
@@ -53,7 +53,7 @@ async function serve(engine: OnnxEngine): Promise<void> {
       case "generate": {
         const abort = new AbortController();
         if (message.aborted) abort.abort();
-        const done = generate(engine, message.id, message.request, message.stream, abort).finally(() => running.delete(message.id));
+        const done = generate(engine, message.id, message.request, message.stream, abort, message.tenant).finally(() => running.delete(message.id));
         running.set(message.id, { abort, done });
         return;
       }
@@ -89,7 +89,8 @@ async function close(engine: OnnxEngine, running: Array<{ abort: AbortController
 }
 
 try {
-  await serve(await OnnxEngine.load(data.folder, { modelId: data.modelId, intraOpThreads: data.intraOpThreads }));
+  const { folder, modelId, intraOpThreads, batching, maxBatchRows } = data;
+  await serve(await OnnxEngine.load(folder, { modelId, intraOpThreads, batching, maxBatchRows }));
 } catch (error) {
   // no message listener is left, so the thread ends after this message
   post({ type: "load_failed", error: toThreadError(error) });

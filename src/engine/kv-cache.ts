@@ -2,6 +2,10 @@
  * The key-value cache of a batch as onnxruntime tensors, [B, n_kv_heads, P, head_dim] per layer and key/value
  * (docs/CONTRACTS.md "ONNX model"). Rows of one request share the prompt, so the prompt is prefilled once and the
  * cache tiled to the batch; finished rows are dropped by gathering the remaining rows.
+ *
+ * In a batch of several requests (./batch-scheduler.ts) rows hold different lengths: a row of length n keeps its keys
+ * in the last n columns of the P, after P - n columns of zeros that its attention mask hides (left padding).
+ * `layoutRows` builds such a cache from rows of other caches; `writeRow` replaces one row in place.
  */
 import * as ort from "onnxruntime-node";
 import type { ModelGeometry } from "./model-folder";
@@ -51,4 +55,49 @@ export function gatherRows(cache: KvCache, rows: number[]): KvCache {
 export function cacheLength(cache: KvCache): number {
   const first = Object.values(cache)[0];
   return first ? (first.dims[2] as number) : 0;
+}
+
+/** A row of a cache to place in a batch: row `row` of `cache`, whose keys are its last `length` columns. */
+export interface RowSource {
+  cache: KvCache;
+  row: number;
+  length: number;
+}
+
+/**
+ * A cache of `length` columns whose row r holds sources[r] right-aligned: its keys in the last sources[r].length
+ * columns, zeros before them.
+ */
+export function layoutRows(sources: RowSource[], length: number, g: ModelGeometry): KvCache {
+  const out: KvCache = {};
+  for (const { past } of cacheNames(g.numLayers)) {
+    const data = new Float32Array(sources.length * g.numKvHeads * length * g.headDim);
+    out[past] = new ort.Tensor("float32", data, [sources.length, g.numKvHeads, length, g.headDim]);
+  }
+  sources.forEach((source, r) => copyRow(out, r, source, false));
+  return out;
+}
+
+/** Overwrites row `row` of `target` in place with `source`, right-aligned, zeros before it. */
+export function writeRow(target: KvCache, row: number, source: RowSource): void {
+  copyRow(target, row, source, true);
+}
+
+function copyRow(target: KvCache, row: number, source: RowSource, clear: boolean): void {
+  for (const [name, tensor] of Object.entries(target)) {
+    const [batch, heads, length, dim] = tensor.dims as number[];
+    const from = source.cache[name];
+    const [fromBatch, , fromLength] = from.dims as number[];
+    const n = source.length;
+    if (row < 0 || row >= batch || source.row < 0 || source.row >= fromBatch) throw new RangeError(`row outside the batch`);
+    if (n > length || n > fromLength) throw new RangeError(`a row of ${n} positions does not fit ${length} (source ${fromLength})`);
+    const data = tensor.data as Float32Array;
+    const src = from.data as Float32Array;
+    for (let h = 0; h < heads; h++) {
+      const base = ((row * heads + h) * length) * dim;
+      const srcBase = ((source.row * heads + h) * fromLength + (fromLength - n)) * dim;
+      if (clear) data.fill(0, base, base + (length - n) * dim);
+      data.set(src.subarray(srcBase, srcBase + n * dim), base + (length - n) * dim);
+    }
+  }
 }

@@ -6,8 +6,9 @@
  * Configuration (env ENGINE_MODELS, JSON), e.g.
  *   {"tiny-arith": {"engine": "onnx", "folder": "models/tiny"},
  *    "qwen-7b":    {"engine": "remote", "url": "http://gpu-host:8100", "context_length": 32768}}
- * An onnx model may set "threads" (onnxruntime intra-op threads per session, default 1) and "pool_size" (engine
- * threads serving it, default min(2, cores)).
+ * An onnx model may set "threads" (onnxruntime intra-op threads per session, default 1), "pool_size" (engine
+ * threads serving it, default min(2, cores)), "max_batch_rows" (the cap on samples decoding together in one thread's
+ * continuous batch, default 32) and "batching": false (each request decodes alone, as before continuous batching).
  *
  * onnxruntime-node engines run in worker threads (./threaded-engine.ts), off the event loop, for both configured
  * models and checkpoints of the cache. Pool size 0 runs OnnxEngine on the API thread instead, where every decode
@@ -29,6 +30,8 @@ export const EngineModelConfig = z.discriminatedUnion("engine", [
     folder: z.string().min(1),
     threads: z.number().int().min(1).optional(),
     pool_size: z.number().int().min(0).optional(),
+    max_batch_rows: z.number().int().min(1).optional(),
+    batching: z.boolean().optional(),
   }),
   z.object({
     engine: z.literal("remote"),
@@ -50,8 +53,16 @@ export function parseEngineModels(json: string): Record<string, EngineModelConfi
   return parsed.data;
 }
 
+interface OnnxLoadOptions {
+  modelId: string;
+  intraOpThreads?: number;
+  poolSize?: number;
+  batching?: boolean;
+  maxBatchRows?: number;
+}
+
 /** An onnxruntime-node engine for a model folder: in `poolSize` worker threads, or on this thread for 0. */
-function loadOnnx(folder: string, options: { modelId: string; intraOpThreads?: number; poolSize?: number }): Promise<LoadedEngine> {
+function loadOnnx(folder: string, options: OnnxLoadOptions): Promise<LoadedEngine> {
   const { poolSize, ...session } = options;
   return poolSize === 0 ? OnnxEngine.load(folder, session) : ThreadedEngine.load(folder, options);
 }
@@ -70,7 +81,14 @@ export function createNodeEngineRegistry(options: NodeEngineOptions): Configured
   for (const [id, model] of Object.entries(options.models)) {
     base[id] =
       model.engine === "onnx"
-        ? () => loadOnnx(model.folder, { modelId: id, intraOpThreads: model.threads, poolSize: model.pool_size ?? options.poolSize })
+        ? () =>
+            loadOnnx(model.folder, {
+              modelId: id,
+              intraOpThreads: model.threads,
+              poolSize: model.pool_size ?? options.poolSize,
+              batching: model.batching,
+              maxBatchRows: model.max_batch_rows,
+            })
         : async () => new RemoteEngine({ modelId: id, url: model.url, contextLength: model.context_length, token: model.token });
   }
   const cache = options.blobs

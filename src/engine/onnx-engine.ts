@@ -2,17 +2,24 @@
  * The in-process engine: a model folder's model.onnx in onnxruntime-node (CPU), batched soft-thinking and discrete
  * decoding with the key-value cache.
  *
- * One generate() call decodes the requested samples of one prompt as one batch: the prompt is prefilled once
- * (B = 1), its cache tiled to the batch, and each step feeds every unfinished row one position (soft rows k mixed
- * tokens, discrete rows [tok] padded to k with weight 0). Rows leave the batch as they finish. All rows share the
- * prompt, so no padding is needed: the attention mask is all ones and every row sits at the same position.
+ * generate() decodes in the engine's continuous batch (./batch-scheduler.ts): the samples of every request in flight
+ * for this model share one forward per step, each sample exactly what it is alone. Batching needs the session's
+ * alignment quantum (./batch-alignment.ts), measured at load; an engine loaded with `batching: false`, or whose
+ * session has no quantum, decodes each request alone instead (generateAlone).
+ *
+ * generateAlone() decodes the requested samples of one prompt as one batch of their own: the prompt is prefilled
+ * once (B = 1), its cache tiled to the batch, and each step feeds every unfinished row one position (soft rows k
+ * mixed tokens, discrete rows [tok] padded to k with weight 0). Rows leave the batch as they finish. All rows share
+ * the prompt, so no padding is needed: the attention mask is all ones and every row sits at the same position.
  */
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
+import { probeAlignment } from "./batch-alignment";
+import { BatchScheduler, type BatchStats } from "./batch-scheduler";
 import { cacheFromOutputs, emptyCache, gatherRows, type KvCache } from "./kv-cache";
 import { loadChatTokenizer, readModelGeometry, type ModelGeometry } from "./model-folder";
 import { SampleDecoder, type ModelInput } from "./sample-decoder";
-import { TextDeltas } from "./text-deltas";
+import { StreamEmitter } from "./stream-emitter";
 import { ChatTokenizer } from "./tokenizer";
 import {
   EngineInputError,
@@ -26,6 +33,18 @@ import {
 export interface OnnxEngineOptions {
   modelId: string;
   intraOpThreads?: number; // onnxruntime intra-op threads (default 1: requests run side by side)
+  batching?: boolean; // continuous batching across requests (default true); false: each request decodes alone
+  maxBatchRows?: number; // the cap on rows (samples) in the batch (default DEFAULT_MAX_BATCH_ROWS)
+  alignmentQuantum?: number; // skip the measurement at load and use this quantum (tests)
+}
+
+export const DEFAULT_MAX_BATCH_ROWS = 32;
+
+/** How an engine decodes: in a continuous batch (with its quantum and cap) or each request alone. */
+export interface BatchingDescription {
+  batching: boolean;
+  quantum: number | null;
+  maxRows: number;
 }
 
 interface ForwardOutput {
@@ -34,6 +53,9 @@ interface ForwardOutput {
 }
 
 export class OnnxEngine implements ReasoningEngine {
+  private scheduler: BatchScheduler | null = null;
+  private maxRows = DEFAULT_MAX_BATCH_ROWS;
+
   private constructor(
     private readonly modelId: string,
     readonly session: ort.InferenceSession,
@@ -48,26 +70,52 @@ export class OnnxEngine implements ReasoningEngine {
       interOpNumThreads: 1,
       graphOptimizationLevel: "all",
     });
-    return new OnnxEngine(options.modelId, session, tokenizer, geometry);
+    const engine = new OnnxEngine(options.modelId, session, tokenizer, geometry);
+    engine.maxRows = options.maxBatchRows ?? DEFAULT_MAX_BATCH_ROWS;
+    if (!Number.isInteger(engine.maxRows) || engine.maxRows < 1) throw new RangeError(`maxBatchRows must be a positive integer, got ${engine.maxRows}`);
+    if (options.batching ?? true) {
+      const quantum = options.alignmentQuantum ?? (await probeAlignment(engine));
+      if (quantum !== null) engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows: engine.maxRows, quantum });
+      else console.warn(`onnx engine ${options.modelId}: no padding keeps this session's logits exact; requests decode alone`);
+    }
+    return engine;
   }
 
   describe(): ModelDescription {
     return { id: this.modelId, context_length: this.geometry.contextLength, engine: "onnx" };
   }
 
+  describeBatching(): BatchingDescription {
+    return { batching: this.scheduler !== null, quantum: this.scheduler?.options.quantum ?? null, maxRows: this.maxRows };
+  }
+
+  /** The continuous batch now (null when requests decode alone). */
+  batchStats(): BatchStats | null {
+    return this.scheduler?.stats() ?? null;
+  }
+
+  /** Releases the session once the batch has answered every request in it. */
   async release(): Promise<void> {
+    await this.scheduler?.idle();
     await this.session.release();
   }
 
-  /** One forward of B rows x T positions (k slots each) after a cache of length P. */
-  async forward(ids: BigInt64Array, weights: Float32Array, dims: [number, number, number], cache: KvCache, positions: number[][]): Promise<ForwardOutput> {
+  /** One forward of B rows x T positions (k slots each) after a cache of length P; `mask` [B, P+T] (default ones). */
+  async forward(
+    ids: BigInt64Array,
+    weights: Float32Array,
+    dims: [number, number, number],
+    cache: KvCache,
+    positions: number[][],
+    mask?: BigInt64Array,
+  ): Promise<ForwardOutput> {
     const [batch, length] = dims;
     const past = Object.values(cache)[0]?.dims[2] as number;
     const total = past + length;
     const feeds: Record<string, ort.Tensor> = {
       ids: new ort.Tensor("int64", ids, dims),
       weights: new ort.Tensor("float32", weights, dims),
-      attention_mask: new ort.Tensor("int64", new BigInt64Array(batch * total).fill(1n), [batch, total]),
+      attention_mask: new ort.Tensor("int64", mask ?? new BigInt64Array(batch * total).fill(1n), [batch, total]),
       position_ids: new ort.Tensor("int64", BigInt64Array.from(positions.flat(), (p) => BigInt(p)), [batch, length]),
       ...cache,
     };
@@ -79,7 +127,16 @@ export class OnnxEngine implements ReasoningEngine {
     this.checkLengths(this.tokenizer.encodeChat(request.messages).length, request.max_tokens);
   }
 
+  /** Decodes the request's samples in the continuous batch (or alone, without batching). */
   async generate(request: GenerationRequest, hooks: GenerationHooks = {}): Promise<GenerationResult> {
+    if (!this.scheduler) return this.generateAlone(request, hooks);
+    const promptIds = this.tokenizer.encodeChat(request.messages);
+    const maxTokens = this.checkLengths(promptIds.length, request.max_tokens);
+    return this.scheduler.submit(request, promptIds, maxTokens, hooks);
+  }
+
+  /** Decodes the request's samples as a batch of their own, beside no other request (the unbatched engine). */
+  async generateAlone(request: GenerationRequest, hooks: GenerationHooks = {}): Promise<GenerationResult> {
     const promptIds = this.tokenizer.encodeChat(request.messages);
     const maxTokens = this.checkLengths(promptIds.length, request.max_tokens);
     const { logits: prefillLogits, cache: prefillCache } = await this.prefill(promptIds);
@@ -146,43 +203,4 @@ function packInputs(inputs: ModelInput[]): { ids: BigInt64Array; weights: Float3
     });
   });
   return { ids, weights, k };
-}
-
-/**
- * Turns decoder progress into delta and sample_done events. The answer is released as the decoder shows it (held
- * back while a stop string may be completing); each answer delta carries the logprobs that arrived since the last.
- */
-class StreamEmitter {
-  private readonly reasoning = new Map<number, TextDeltas>();
-  private readonly answer = new Map<number, TextDeltas>();
-  private readonly logprobsSent = new Map<number, number>();
-
-  constructor(
-    decoders: SampleDecoder[],
-    private readonly tokenizer: ChatTokenizer,
-    private readonly emit: NonNullable<GenerationHooks["onEvent"]>,
-  ) {
-    const decode = (ids: number[]) => tokenizer.decode(ids);
-    for (const d of decoders) {
-      this.reasoning.set(d.sample, new TextDeltas(decode));
-      this.answer.set(d.sample, new TextDeltas());
-      this.logprobsSent.set(d.sample, 0);
-    }
-  }
-
-  afterStep(decoders: SampleDecoder[]): void {
-    for (const d of decoders) {
-      const reasoning = this.reasoning.get(d.sample)!.next(d.reasoningIds, d.phase !== "thinking");
-      if (reasoning) this.emit({ type: "delta", sample: d.sample, phase: "reasoning", text: reasoning });
-      const answer = this.answer.get(d.sample)!.nextText(d.visibleAnswer(), d.done);
-      const sent = this.logprobsSent.get(d.sample)!;
-      const withLogprobs = d.answerLogprobs.length > sent && (answer !== "" || d.done);
-      if (answer || withLogprobs) {
-        const logprobs = withLogprobs ? { logprobs: d.logprobsFrom(sent) } : {};
-        this.logprobsSent.set(d.sample, d.answerLogprobs.length);
-        this.emit({ type: "delta", sample: d.sample, phase: "answer", text: answer, ...logprobs });
-      }
-      if (d.done) this.emit({ type: "sample_done", sample: d.toResult((ids) => this.tokenizer.decode(ids)) });
-    }
-  }
 }

@@ -28,11 +28,13 @@ export const GUMBEL_MAX = 3;
 
 /** High and low 32-bit words of a * b for uint32 a, b, exact in float64 (each partial product is below 2^48). */
 function mulhilo(a: number, b: number): [number, number] {
-  const lo = Math.imul(a, b) >>> 0;
+  return [mulhi(a, b), Math.imul(a, b) >>> 0];
+}
+
+function mulhi(a: number, b: number): number {
   const productLo = a * (b & 0xffff);
   const productHi = a * (b >>> 16);
-  const hi = Math.floor((productHi + Math.floor(productLo / 65536)) / 65536) >>> 0;
-  return [hi, lo];
+  return Math.floor((productHi + Math.floor(productLo / 65536)) / 65536) >>> 0;
 }
 
 /** Philox4x32-10 of one counter under one key; all words are uint32 numbers. */
@@ -48,6 +50,26 @@ export function philox4x32(key: readonly [number, number], counter: readonly [nu
     k1 = (k1 + W1) >>> 0;
   }
   return [c0, c1, c2, c3];
+}
+
+/**
+ * The first output word of philox4x32 for key (k0, k1) and counter (c0..c3): the same rounds without the arrays,
+ * for the sampler's hot path (every soft step draws k of these).
+ */
+function philoxFirstWord(k0: number, k1: number, c0: number, c1: number, c2: number, c3: number): number {
+  for (let round = 0; round < ROUNDS; round++) {
+    const hi0 = mulhi(M0, c0);
+    const lo0 = Math.imul(M0, c0) >>> 0;
+    const hi1 = mulhi(M1, c2);
+    const lo1 = Math.imul(M1, c2) >>> 0;
+    c0 = (hi1 ^ c1 ^ k0) >>> 0;
+    c1 = lo1;
+    c2 = (hi0 ^ c3 ^ k1) >>> 0;
+    c3 = lo0;
+    k0 = (k0 + W0) >>> 0;
+    k1 = (k1 + W1) >>> 0;
+  }
+  return c0;
 }
 
 /** The Philox key of an integer seed in [0, 2^53). */
@@ -68,12 +90,24 @@ export interface NoiseCoordinates {
 
 /** A uniform in (0, 1) for one (seed, sample, step, slot, stream) coordinate. */
 export function uniform({ seed, sample, step, slot, stream }: NoiseCoordinates): number {
-  const x0 = philox4x32(seedKey(seed), [slot, step, sample, stream])[0];
+  return uniformAt(seed, sample, step, slot, stream);
+}
+
+/** uniform() with the coordinates as arguments (no object to build on the hot path). */
+export function uniformAt(seed: number, sample: number, step: number, slot: number, stream: number): number {
+  const [k0, k1] = seedKey(seed);
+  const x0 = philoxFirstWord(k0, k1, slot >>> 0, step >>> 0, sample >>> 0, stream >>> 0);
   return Math.fround((x0 >>> 8) + 0.5) / 16777216;
 }
 
 /** Gumbel(0, 1) noise -log(-log(u)), clamped to [-1.5, 3] unless clamp is false (tests only). */
 export function gumbel(coordinates: NoiseCoordinates, clamp = true): number {
-  const g = -Math.log(-Math.log(uniform(coordinates)));
+  const { seed, sample, step, slot, stream } = coordinates;
+  return gumbelAt(seed, sample, step, slot, stream, clamp);
+}
+
+/** gumbel() with the coordinates as arguments. */
+export function gumbelAt(seed: number, sample: number, step: number, slot: number, stream: number, clamp = true): number {
+  const g = -Math.log(-Math.log(uniformAt(seed, sample, step, slot, stream)));
   return clamp ? Math.min(GUMBEL_MAX, Math.max(GUMBEL_MIN, g)) : g;
 }

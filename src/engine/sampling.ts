@@ -11,7 +11,7 @@
  * A discrete step inverts the cumulative sum of the filtered, sorted p at a Philox uniform (stream 1, slot 0);
  * temperature 0 is greedy. Computed in float64 (the Python side uses float32; vectors agree within 1e-5).
  */
-import { STREAM_DISCRETE, STREAM_GUMBEL, gumbel, uniform } from "./philox";
+import { STREAM_DISCRETE, STREAM_GUMBEL, gumbelAt, uniformAt } from "./philox";
 
 const Q_EPS = 1e-6;
 
@@ -72,10 +72,15 @@ export function topIndices(values: ArrayLike<number>, limit: number): number[] {
   return best;
 }
 
+// softmax scratch, reused by every call on this thread: one vocabulary-sized array a step would be garbage (a batch of
+// 32 rows makes 32 a step); filterLogits copies what it keeps out of it before returning
+let scratch = new Float64Array(0);
+
 function softmaxWithTemperature(logits: ArrayLike<number>, temperature: number): Float64Array {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
-  const p = new Float64Array(logits.length);
+  if (scratch.length !== logits.length) scratch = new Float64Array(logits.length);
+  const p = scratch;
   let sum = 0;
   for (let i = 0; i < logits.length; i++) {
     p[i] = Math.exp((logits[i] - max) / temperature);
@@ -132,9 +137,8 @@ function candidates(dist: FilteredDistribution, k: number, vocab: number): { ids
   const ids = Array.from(dist.ids.subarray(0, k));
   const q = Array.from(dist.probs.subarray(0, k));
   if (ids.length < k) {
-    const keptSet = new Set(dist.ids);
     for (let id = 0; id < vocab && ids.length < k; id++) {
-      if (!keptSet.has(id)) {
+      if (!dist.ids.includes(id)) {
         ids.push(id);
         q.push(0);
       }
@@ -150,7 +154,7 @@ export function softTokenStep(logits: ArrayLike<number>, cfg: SoftStepSettings, 
   const { ids, q } = candidates(dist, Math.min(cfg.max_topk, logits.length), logits.length);
   const clamp = cfg.clamp_noise ?? true;
   const gp = q.map((qi, slot) => {
-    const noise = cfg.noise_scale === 0 ? 0 : cfg.noise_scale * gumbel({ ...at, slot, stream: STREAM_GUMBEL }, clamp);
+    const noise = cfg.noise_scale === 0 ? 0 : cfg.noise_scale * gumbelAt(at.seed, at.sample, at.step, slot, STREAM_GUMBEL, clamp);
     return Math.log(qi + Q_EPS) + noise;
   });
   let best = 0;
@@ -172,7 +176,7 @@ export function argmax(logits: ArrayLike<number>): number {
 export function discreteStep(logits: ArrayLike<number>, s: FilterSettings, at: StepCoordinates): number {
   if (s.temperature === 0) return argmax(logits);
   const dist = filterLogits(logits, s);
-  const u = uniform({ ...at, slot: 0, stream: STREAM_DISCRETE });
+  const u = uniformAt(at.seed, at.sample, at.step, 0, STREAM_DISCRETE);
   let cumulative = 0;
   for (let i = 0; i < dist.ids.length; i++) {
     cumulative += dist.probs[i];

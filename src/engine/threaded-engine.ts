@@ -1,16 +1,17 @@
 /**
- * The ONNX engine off the event loop: a ReasoningEngine that runs OnnxEngine (./onnx-engine.ts, unchanged) in a
- * small pool of worker threads per model (./engine-thread-client.ts), so that tokenizing, the onnxruntime forward
- * passes and the per-step sampling in JavaScript never hold up the API thread: a heavy /v1/reason costs other
- * requests (and /healthz) nothing but CPU.
+ * The ONNX engine off the event loop: a ReasoningEngine that runs OnnxEngine (./onnx-engine.ts) in a small pool of
+ * worker threads per model (./engine-thread-client.ts), so that tokenizing, the onnxruntime forward passes and the
+ * per-step sampling in JavaScript never hold up the API thread: a heavy /v1/reason costs other requests (and
+ * /healthz) nothing but CPU.
  *
  * Pool: up to `poolSize` threads (default min(2, available cores)), each with its own onnxruntime session, so the
  * model's weights are in memory once per thread. The first thread starts at load (the model's description comes
  * from it); more start only when every running thread is busy, so an idle model holds one thread. A request goes to
- * the thread with the fewest requests in flight; a thread serves several at once, interleaved between decode steps
- * as in-process. A thread that dies rejects its requests in flight with an error saying so and leaves the pool; the
- * next request starts a fresh one. release() ends every thread (each exits between two decode steps: see
- * ./engine-thread-client.ts on why threads are never terminated).
+ * the thread with the fewest samples in flight; the requests of a thread decode together in its engine's continuous
+ * batch (./batch-scheduler.ts), so each thread is one batch, and the pool spreads the rows over the cores. A thread
+ * that dies rejects its requests in flight with an error saying so and leaves the pool; the next request starts a
+ * fresh one. release() ends every thread (each exits between two decode steps: see ./engine-thread-client.ts on why
+ * threads are never terminated).
  */
 import { availableParallelism } from "node:os";
 import { EngineThread } from "./engine-thread-client";
@@ -20,13 +21,15 @@ export interface ThreadedEngineOptions {
   modelId: string;
   intraOpThreads?: number; // onnxruntime intra-op threads of each thread's session (default 1)
   poolSize?: number; // threads for this model (default min(2, available cores))
+  batching?: boolean; // continuous batching in each thread (default true)
+  maxBatchRows?: number; // the cap on rows of each thread's batch (OnnxEngine's default)
 }
 
 export const defaultPoolSize = (): number => Math.min(2, availableParallelism());
 
 interface Slot {
   thread: Promise<EngineThread>;
-  assigned: number; // requests sent to this slot and not yet answered (counted before the thread is ready)
+  assigned: number; // samples of the requests sent to this slot and not yet answered (counted before it is ready)
 }
 
 export class ThreadedEngine implements ReasoningEngine {
@@ -43,7 +46,7 @@ export class ThreadedEngine implements ReasoningEngine {
   static async load(folder: string, options: ThreadedEngineOptions): Promise<ThreadedEngine> {
     const poolSize = options.poolSize ?? defaultPoolSize();
     if (!Number.isInteger(poolSize) || poolSize < 1) throw new RangeError(`poolSize must be a positive integer, got ${poolSize}`);
-    const first = await EngineThread.start({ folder, modelId: options.modelId, intraOpThreads: options.intraOpThreads });
+    const first = await EngineThread.start(threadData(folder, options));
     const engine = new ThreadedEngine(folder, { ...options, poolSize }, first.description);
     engine.adopt(Promise.resolve(first));
     return engine;
@@ -59,11 +62,11 @@ export class ThreadedEngine implements ReasoningEngine {
   }
 
   preflight(request: GenerationRequest): Promise<void> {
-    return this.onSomeThread((thread) => thread.preflight(request));
+    return this.onSomeThread(0, (thread) => thread.preflight(request));
   }
 
   generate(request: GenerationRequest, hooks: GenerationHooks = {}): Promise<GenerationResult> {
-    return this.onSomeThread((thread) => thread.generate(request, hooks));
+    return this.onSomeThread(request.samples.length, (thread) => thread.generate(request, hooks));
   }
 
   async release(): Promise<void> {
@@ -72,14 +75,14 @@ export class ThreadedEngine implements ReasoningEngine {
     await Promise.all(slots.map((slot) => slot.thread.then((thread) => thread.close()).catch(() => undefined)));
   }
 
-  private async onSomeThread<T>(work: (thread: EngineThread) => Promise<T>): Promise<T> {
+  private async onSomeThread<T>(samples: number, work: (thread: EngineThread) => Promise<T>): Promise<T> {
     if (this.released) throw new Error(`engine of ${this.options.modelId} was released`);
     const slot = this.pick();
-    slot.assigned++;
+    slot.assigned += samples;
     try {
       return await work(await slot.thread);
     } finally {
-      slot.assigned--;
+      slot.assigned -= samples;
     }
   }
 
@@ -87,8 +90,7 @@ export class ThreadedEngine implements ReasoningEngine {
   private pick(): Slot {
     const leastBusy = this.slots.reduce<Slot | null>((best, slot) => (best && best.assigned <= slot.assigned ? best : slot), null);
     if (leastBusy && (leastBusy.assigned === 0 || this.slots.length >= this.options.poolSize)) return leastBusy;
-    const { modelId, intraOpThreads } = this.options;
-    return this.adopt(EngineThread.start({ folder: this.folder, modelId, intraOpThreads }));
+    return this.adopt(EngineThread.start(threadData(this.folder, this.options)));
   }
 
   /** Puts a (starting) thread in the pool; it leaves the pool when it fails to start or exits. */
@@ -102,4 +104,9 @@ export class ThreadedEngine implements ReasoningEngine {
     this.slots.push(slot);
     return slot;
   }
+}
+
+function threadData(folder: string, options: ThreadedEngineOptions) {
+  const { modelId, intraOpThreads, batching, maxBatchRows } = options;
+  return { folder, modelId, intraOpThreads, batching, maxBatchRows };
 }

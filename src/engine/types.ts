@@ -103,6 +103,7 @@ export type GenerationEvent =
 export interface GenerationHooks {
   onEvent?: (event: GenerationEvent) => void;
   signal?: AbortSignal; // aborting stops decoding; unfinished samples end with finish_reason "cancelled"
+  tenant?: string; // who asks: the ONNX engine's batch shares its rows fairly across tenants (absent: one anonymous)
 }
 
 export interface ModelDescription {

@@ -20,6 +20,7 @@ export interface ReasonPlan {
   n: number;
   vote: AdaptiveVote;
   promptField: 'messages' | 'prompt';
+  tenant: string; // who asks (the ONNX engine's batch shares its rows fairly across tenants)
 }
 
 function randomSeed(): number {
@@ -58,6 +59,7 @@ async function buildPlan(c: Context<AppEnv>, body: ReasonRequest, idPrefix: stri
   return {
     id: deps.ids.next(idPrefix),
     created: Math.floor(deps.clock.now() / 1000),
+    tenant: c.get('tenantId'),
     model: body.model,
     engine,
     n: body.n,
@@ -90,7 +92,7 @@ async function buildPlan(c: Context<AppEnv>, body: ReasonRequest, idPrefix: stri
 /** Runs the plan; an engine's input error becomes a 400 naming the request field. */
 export async function runPlan(plan: ReasonPlan, hooks: GenerationHooks = {}): Promise<SamplingRun> {
   try {
-    return await runSamples(plan.engine, plan.request, plan.n, plan.vote, hooks);
+    return await runSamples(plan.engine, plan.request, plan.n, plan.vote, { tenant: plan.tenant, ...hooks });
   } catch (error) {
     if (error instanceof EngineInputError) throw inputError(plan, error);
     throw error;

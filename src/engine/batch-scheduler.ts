@@ -1,0 +1,372 @@
+/**
+ * Continuous batching for one ONNX session (one per OnnxEngine, so one per model in each engine thread): the running
+ * samples of every request for the model decode together, one forward of the whole batch per step, and requests
+ * join and leave between steps.
+ *
+ * - Rows. Each sample is a row with its own SampleDecoder (its Philox stream is keyed by seed, sample and step, never
+ *   by its place in the batch), its own position ids and its own length n: its keys are the last n columns of the
+ *   batch cache, and its attention mask hides the columns before them (left padding). Every row's padding is a
+ *   multiple of the session's alignment quantum Q (./batch-alignment.ts), which keeps its logits bit for bit what
+ *   they are when it decodes alone, so every sample is exactly the sample of the same request run alone: same
+ *   tokens, same text, same finish reason, same events.
+ * - Prefill. A request's prompt is prefilled once, alone (B = 1, so exactly as alone), and its samples start from
+ *   that one cache: a row's keys are copied from it when the row joins the batch.
+ * - Joining. Rows join between steps. The batch cache has S columns and S - n is a multiple of Q for every row, so
+ *   a request whose prompt length p has S - p not a multiple of Q waits for its turn, at most Q - 1 steps (S grows by
+ *   one a step). A joining row takes a finished row's slot in place when it fits; otherwise, and when too many slots
+ *   are empty or too many columns are padding, the cache is rebuilt compactly.
+ * - Leaving. A row leaves when its sample is done; a request whose caller aborted (hooks.signal: a client that went
+ *   away) leaves at the next step with what its samples have (finish_reason "cancelled"), freeing its rows. Adaptive
+ *   voting (src/reasoning/sampling-run.ts) draws its waves as separate requests, so once the vote is decided none
+ *   of its samples are in the batch.
+ * - Admission. At most `maxRows` rows decode at once. Free rows go, one at a time, to the waiting request whose
+ *   tenant has the fewest rows in the batch, then to the one of that tenant with the fewest rows, then to the oldest:
+ *   one tenant's n = 64 request cannot starve another tenant's n = 1, nor one request a tenant's others. A request
+ *   that must wait for its alignment keeps one free row reserved meanwhile, so later arrivals cannot take every row
+ *   before its turn comes.
+ * Failures: a failing prefill fails its request; a failing batch forward fails the requests with rows in the batch;
+ * a throwing onEvent fails its own request. The others go on.
+ */
+import type { MaskedForward } from "./batch-alignment";
+import { emptyCache, layoutRows, writeRow, type KvCache, type RowSource } from "./kv-cache";
+import { SampleDecoder, type ModelInput } from "./sample-decoder";
+import { StreamEmitter } from "./stream-emitter";
+import type { ChatTokenizer } from "./tokenizer";
+import type { GenerationHooks, GenerationRequest, GenerationResult } from "./types";
+
+export interface BatchSchedulerOptions {
+  maxRows: number; // the cap on rows decoding at once
+  quantum: number; // every row's left padding is a multiple of this (./batch-alignment.ts)
+}
+
+/** What the scheduler holds now, for tests and metrics. */
+export interface BatchStats {
+  rows: number; // samples decoding in the batch
+  slots: number; // rows of the batch tensors (rows + empty slots)
+  columns: number; // S: cache columns of the batch
+  requests: number; // requests not answered yet
+  waiting: number; // samples not started yet
+  steps: number; // batch forwards so far
+  peakRows: number;
+}
+
+interface Prefill {
+  cache: KvCache; // [1, H, p, D]
+  logits: Float32Array; // [V] of the last prompt position
+}
+
+interface Job {
+  readonly order: number;
+  readonly request: GenerationRequest;
+  readonly tenant: string;
+  readonly promptIds: number[];
+  readonly decoders: SampleDecoder[]; // in the order of request.samples
+  readonly stream: StreamEmitter | null;
+  readonly signal?: AbortSignal;
+  readonly resolve: (result: GenerationResult) => void;
+  readonly reject: (error: unknown) => void;
+  started: number; // decoders started so far, in order
+  rows: number; // rows of this job in the batch (joining ones included)
+  prefill: Prefill | null; // kept until every sample has started
+  settled: boolean;
+}
+
+interface Row {
+  readonly job: Job;
+  readonly decoder: SampleDecoder;
+  length: number; // n: positions in the cache (prompt + generated inputs)
+  logits: Float32Array; // [V] of its last position
+  input: ModelInput | null; // its next input, after advance()
+  source: RowSource | null; // where a joining row's keys come from (the prefill)
+}
+
+const aligned = (columns: number, length: number, quantum: number) => (((columns - length) % quantum) + quantum) % quantum === 0;
+
+export class BatchScheduler {
+  private readonly jobs: Job[] = [];
+  private slots: Array<Row | null> = [];
+  private cache: KvCache | null = null;
+  private columns = 0;
+  private readonly tenantRows = new Map<string, number>();
+  private running: Promise<void> | null = null;
+  private arrivals = 0;
+  private steps = 0;
+  private peakRows = 0;
+
+  constructor(
+    private readonly model: MaskedForward,
+    private readonly tokenizer: ChatTokenizer,
+    readonly options: BatchSchedulerOptions,
+  ) {
+    for (const [name, value] of Object.entries(options)) {
+      if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+    }
+  }
+
+  /** Decodes the request's samples in the batch; resolves as OnnxEngine.generateAlone would for it. */
+  submit(request: GenerationRequest, promptIds: number[], maxTokens: number, hooks: GenerationHooks = {}): Promise<GenerationResult> {
+    const special = { thinkEndId: this.tokenizer.thinkEndId, eosId: this.tokenizer.eosId };
+    const decoders = request.samples.map((sample) => new SampleDecoder(sample, request, special, maxTokens, this.tokenizer));
+    return new Promise<GenerationResult>((resolve, reject) => {
+      this.jobs.push({
+        order: this.arrivals++,
+        request,
+        tenant: hooks.tenant ?? "",
+        promptIds,
+        decoders,
+        stream: hooks.onEvent ? new StreamEmitter(decoders, this.tokenizer, hooks.onEvent) : null,
+        signal: hooks.signal,
+        resolve,
+        reject,
+        started: 0,
+        rows: 0,
+        prefill: null,
+        settled: false,
+      });
+      this.wake();
+    });
+  }
+
+  stats(): BatchStats {
+    const rows = this.slots.filter((row) => row !== null).length;
+    const waiting = this.jobs.reduce((sum, job) => sum + job.decoders.length - job.started, 0);
+    return { rows, slots: this.slots.length, columns: this.columns, requests: this.jobs.length, waiting, steps: this.steps, peakRows: this.peakRows };
+  }
+
+  /** Resolves once no request is left (the session is not in use by this scheduler then). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private wake(): void {
+    if (this.running) return;
+    this.running = this.run().finally(() => {
+      this.running = null;
+      if (this.jobs.length > 0) this.wake(); // submitted after the loop saw none left, before it ended
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (this.jobs.length > 0) await this.step();
+    this.slots = [];
+    this.cache = null;
+    this.columns = 0;
+  }
+
+  private async step(): Promise<void> {
+    const advanced = new Map<Job, SampleDecoder[]>();
+    // requests whose caller went away leave with what they have
+    for (const job of [...this.jobs]) if (job.signal?.aborted) this.settle(job);
+    // every row consumes the logits of its last position
+    this.slots.forEach((row, slot) => {
+      if (!row) return;
+      row.input = row.decoder.advance(row.logits);
+      note(advanced, row);
+      if (row.decoder.done) this.vacate(slot);
+    });
+    const joiners = await this.admit(advanced);
+    for (const [job, decoders] of advanced) this.emit(job, decoders);
+    for (const job of [...this.jobs]) if (job.started === job.decoders.length && job.decoders.every((d) => d.done)) this.settle(job);
+    this.place(joiners.filter((row) => !row.job.settled));
+    for (const job of this.jobs) if (job.started === job.decoders.length) job.prefill = null;
+    if (this.slots.some((row) => row !== null)) await this.decode();
+  }
+
+  /**
+   * Starts waiting samples while rows are free: the fairest request first (see the module comment), each started
+   * sample advanced on its prompt's logits. Returns the rows to place in the batch (a sample may finish at once).
+   */
+  private async admit(advanced: Map<Job, SampleDecoder[]>): Promise<Row[]> {
+    const joiners: Row[] = [];
+    const live = this.slots.filter((row) => row !== null).length;
+    let anchor: number | null = live > 0 ? this.columns : null; // S of the next forward, modulo the quantum
+    let reserved = 0;
+    const passed = new Set<Job>();
+    for (;;) {
+      if (this.options.maxRows - live - joiners.length <= reserved) break;
+      const job = this.fairest(passed);
+      if (!job) break;
+      const length = job.promptIds.length;
+      if (anchor !== null && !aligned(anchor, length, this.options.quantum)) {
+        passed.add(job); // its turn comes within quantum - 1 steps; keep a row for it
+        reserved++;
+        continue;
+      }
+      if (!job.prefill) {
+        try {
+          job.prefill = await this.prefill(job.promptIds);
+        } catch (error) {
+          this.fail(job, error);
+          continue;
+        }
+      }
+      const decoder = job.decoders[job.started++];
+      const row: Row = { job, decoder, length, logits: job.prefill.logits, input: null, source: { cache: job.prefill.cache, row: 0, length } };
+      row.input = decoder.advance(row.logits);
+      note(advanced, row);
+      if (decoder.done) continue;
+      joiners.push(row);
+      job.rows++;
+      this.addTenantRows(job.tenant, 1);
+      anchor ??= length;
+    }
+    return joiners;
+  }
+
+  /** The waiting request to start a sample of next: fewest rows of its tenant, then of its own, then oldest. */
+  private fairest(passed: Set<Job>): Job | null {
+    let best: Job | null = null;
+    let bestKey: [number, number, number] | null = null;
+    for (const job of this.jobs) {
+      if (job.settled || passed.has(job) || job.started === job.decoders.length) continue;
+      const key: [number, number, number] = [this.tenantRows.get(job.tenant) ?? 0, job.rows, job.order];
+      if (!bestKey || key[0] < bestKey[0] || (key[0] === bestKey[0] && (key[1] < bestKey[1] || (key[1] === bestKey[1] && key[2] < bestKey[2])))) {
+        best = job;
+        bestKey = key;
+      }
+    }
+    return best;
+  }
+
+  private async prefill(promptIds: number[]): Promise<Prefill> {
+    const n = promptIds.length;
+    const vocab = this.model.geometry.vocabSize;
+    const ids = BigInt64Array.from(promptIds, (id) => BigInt(id));
+    const out = await this.model.forward(ids, new Float32Array(n).fill(1), [1, n, 1], emptyCache(this.model.geometry, 1), [promptIds.map((_, i) => i)]);
+    return { cache: out.cache, logits: out.logits.subarray((n - 1) * vocab, n * vocab) };
+  }
+
+  /**
+   * Puts the joining rows in the batch: into empty slots in place when they fit, else (or when a quarter of the slots
+   * are empty, or a quarter of the columns padding for every row) a compact rebuild of S = the longest row.
+   */
+  private place(joiners: Row[]): void {
+    const live = this.slots.flatMap((row, slot) => (row ? [{ row, slot }] : []));
+    if (live.length + joiners.length === 0) {
+      this.slots = [];
+      this.cache = null;
+      this.columns = 0;
+      return;
+    }
+    const needed = Math.max(...live.map(({ row }) => row.length), ...joiners.map((row) => row.length));
+    const empty = this.slots.flatMap((row, slot) => (row ? [] : [slot]));
+    const fits = this.cache !== null && needed <= this.columns && joiners.length <= empty.length;
+    const emptyAfter = empty.length - joiners.length;
+    if (fits && emptyAfter * 4 <= this.slots.length && (this.columns - needed) * 4 <= this.columns) {
+      joiners.forEach((row, i) => {
+        writeRow(this.cache!, empty[i], row.source!);
+        row.source = null;
+        this.slots[empty[i]] = row;
+      });
+    } else {
+      const sources: RowSource[] = [
+        ...live.map(({ row, slot }) => ({ cache: this.cache!, row: slot, length: row.length })),
+        ...joiners.map((row) => row.source!),
+      ];
+      this.cache = layoutRows(sources, needed, this.model.geometry);
+      this.slots = [...live.map(({ row }) => row), ...joiners];
+      this.columns = needed;
+      for (const row of joiners) row.source = null;
+    }
+    this.peakRows = Math.max(this.peakRows, live.length + joiners.length);
+  }
+
+  /** One forward of the batch: each row its input at its own position, seeing its own columns only. */
+  private async decode(): Promise<void> {
+    const batch = this.slots.length;
+    const columns = this.columns;
+    const vocab = this.model.geometry.vocabSize;
+    let k = 1;
+    for (const row of this.slots) if (row) k = Math.max(k, row.input!.ids.length);
+    const ids = new BigInt64Array(batch * k); // empty slots and narrower inputs: id 0, weight 0
+    const weights = new Float32Array(batch * k);
+    const mask = new BigInt64Array(batch * (columns + 1));
+    const positions: number[][] = [];
+    this.slots.forEach((row, r) => {
+      const end = (r + 1) * (columns + 1);
+      if (!row) {
+        mask[end - 1] = 1n; // an empty slot sees only its own (zero) input
+        positions.push([0]);
+        return;
+      }
+      const input = row.input!;
+      for (let i = 0; i < input.ids.length; i++) {
+        ids[r * k + i] = BigInt(input.ids[i]);
+        weights[r * k + i] = input.weights[i];
+      }
+      mask.fill(1n, end - 1 - row.length, end);
+      positions.push([row.length]);
+    });
+    let out: { logits: Float32Array; cache: KvCache };
+    try {
+      out = await this.model.forward(ids, weights, [batch, 1, k], this.cache!, positions, mask);
+    } catch (error) {
+      const inBatch = new Set(this.slots.flatMap((row) => (row ? [row.job] : [])));
+      for (const job of inBatch) this.fail(job, error);
+      this.slots = [];
+      this.cache = null;
+      this.columns = 0;
+      return;
+    }
+    this.steps++;
+    this.cache = out.cache;
+    this.columns++;
+    this.slots.forEach((row, r) => {
+      if (!row) return;
+      row.logits = out.logits.subarray(r * vocab, (r + 1) * vocab);
+      row.length++;
+      row.input = null;
+    });
+  }
+
+  private emit(job: Job, decoders: SampleDecoder[]): void {
+    if (!job.stream || job.settled) return;
+    const order = new Map(job.decoders.map((d, i) => [d, i]));
+    try {
+      job.stream.afterStep(decoders.sort((a, b) => order.get(a)! - order.get(b)!));
+    } catch (error) {
+      this.fail(job, error); // as alone: a throwing onEvent ends its request with its error
+    }
+  }
+
+  private vacate(slot: number): void {
+    const row = this.slots[slot]!;
+    this.slots[slot] = null;
+    row.job.rows--;
+    this.addTenantRows(row.job.tenant, -1);
+  }
+
+  private addTenantRows(tenant: string, delta: number): void {
+    const rows = (this.tenantRows.get(tenant) ?? 0) + delta;
+    if (rows === 0) this.tenantRows.delete(tenant);
+    else this.tenantRows.set(tenant, rows);
+  }
+
+  /** Answers a request (its unfinished samples "cancelled"); its rows leave the batch. */
+  private settle(job: Job): void {
+    if (!this.remove(job)) return;
+    const decode = (ids: number[]) => this.tokenizer.decode(ids);
+    job.resolve({ prompt_tokens: job.promptIds.length, samples: job.decoders.map((d) => d.toResult(decode)) });
+  }
+
+  private fail(job: Job, error: unknown): void {
+    if (this.remove(job)) job.reject(error);
+  }
+
+  private remove(job: Job): boolean {
+    if (job.settled) return false;
+    job.settled = true;
+    this.slots.forEach((row, slot) => row?.job === job && (this.slots[slot] = null));
+    this.addTenantRows(job.tenant, -job.rows);
+    job.rows = 0;
+    job.prefill = null;
+    this.jobs.splice(this.jobs.indexOf(job), 1);
+    return true;
+  }
+}
+
+function note(advanced: Map<Job, SampleDecoder[]>, row: Row): void {
+  const list = advanced.get(row.job);
+  if (list) list.push(row.decoder);
+  else advanced.set(row.job, [row.decoder]);
+}
