@@ -11,7 +11,8 @@
  * the parent process (`kill <npm pid>` does not reach this process through npm's `sh -c`).
  * Run directly: `npx tsx scripts/start-stack.ts` (after scripts/bootstrap.sh). Environment: PORT, DATA_DIR,
  * MODELS_DIR, WORKER_TOKEN (default: generated into DATA_DIR/secrets.json), LEASE_SECONDS, WORKER_DEVICE
- * (default cpu), START_WORKER=0 (API only). The e2e tests import `startStack` to run the same stack.
+ * (default cpu), WORKER_DEVICES (the worker's --devices: 2 takes 2-device jobs and runs them as 2 CPU ranks under
+ * torchrun), START_WORKER=0 (API only). The e2e tests import `startStack` to run the same stack.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -150,7 +151,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     worker: null,
     startWorker() {
       if (!existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: run scripts/bootstrap.sh (uv sync) first`);
-      const args = ['-m', 'softgrpo.worker', '--api', url, '--work-dir', join(dataDir, 'worker'), '--device', env.WORKER_DEVICE ?? 'cpu', ...(opts.workerArgs ?? [])];
+      const args = ['-m', 'softgrpo.worker', '--api', url, '--work-dir', join(dataDir, 'worker'), '--device', env.WORKER_DEVICE ?? 'cpu', ...(env.WORKER_DEVICES ? ['--devices', env.WORKER_DEVICES] : []), ...(opts.workerArgs ?? [])];
       // the token goes through the environment, not argv (argv is visible to every user in `ps`)
       const child = spawn(PYTHON, args, { cwd: join(ROOT, 'gpu-worker'), env: { ...env, WORKER_TOKEN: workerToken, PYTHONUNBUFFERED: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
       pipeLines(child, '', log);

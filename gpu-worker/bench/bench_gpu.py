@@ -15,6 +15,8 @@
    d 1536, V 151936, N 16384, k 5, for a thinking-heavy mix (75% soft rows) and an all-discrete batch.
    (c) kernel 1 vs the plain torch chain (sampler.filtered_probs + sort + top-k + Gumbel + softmax + mix, noise
    precomputed on the device so the baseline has no host work) at B 64, V 151936.
+   (d) with 2 or more GPUs: a training job under torchrun with FSDP2 and NCCL on all of them vs the same job on one
+   (bench/bench_distributed.py: same rollouts, parameters within 1e-3, step time ratio). Not measured yet.
 Rows are appended to bench/results.md (what, size, baseline, ours, ratio, device, versions, date).
 Departures: the naive decode loop's sampler gets its Philox noise precomputed on the device (a stronger baseline
 than the reference sampler, which draws it on the host); weights are random (speed does not depend on them).
@@ -394,12 +396,32 @@ def print_table(rows, device_name):
         print(f"{what:<{w}}  {size:<{s}}  {base:>10.4g}  {ours:>10.4g}  {ratio:>7.3g}  {notes}")
 
 
+def distributed_part(args, device, rows) -> None:
+    """(d) the worker's multi-device path (bench/bench_distributed.py): FSDP2 under torchrun with NCCL on every visible
+    GPU against one GPU, same job and seed. Runs by itself with 2 or more GPUs; on one GPU it says it was not
+    measured (its rows then stay absent from results.md)."""
+    import bench_distributed
+
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if gpus < 2 and not args.distributed:
+        print(f"(d) distributed: {gpus} GPU(s) visible; the NCCL path needs 2 or more: NOT MEASURED", flush=True)
+        return
+    print(f"(d) distributed, {gpus or 2} ranks", flush=True)
+    try:
+        bench_distributed.bench_distributed("cuda" if gpus >= 2 else "cpu", gpus if gpus >= 2 else 2,
+                                            "dry" if args.dry_run else "quick" if args.quick else "full", rows)
+    except bench_distributed.Failed as err:
+        raise Failed(f"distributed: {err}") from None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes: a GPU smoke run")
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU (Triton via TRITON_INTERPRET=1)")
     ap.add_argument("--results", default=str(ROOT / "bench" / "results.md"))
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: parity,decode,kernel2,kernel1")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: parity,decode,kernel2,kernel1,distributed")
+    ap.add_argument("--distributed", action="store_true",
+                    help="run the multi-device part even where it would not run by itself (a dry run: 2 gloo ranks)")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     device = torch.device("cuda" if torch.cuda.is_available() and not args.dry_run else "cpu")
@@ -442,6 +464,8 @@ def main(argv=None):
             print("(a) decode", flush=True)
             config, B, P, T = sizes["dec"]
             bench_decode(device, config, B, P, T, backend if device.type == "cuda" else "torch", rows)
+        if "distributed" not in skip:
+            distributed_part(args, device, rows)
     except Failed as e:
         print(f"PARITY FAILED: {e}", flush=True)
         return 1
