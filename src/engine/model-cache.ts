@@ -1,8 +1,12 @@
 /**
  * Model folders in the blob store (fine-tuned checkpoints, base models without engine configuration), fetched into
  * a local cache directory and loaded as ONNX engines, with a bound on loaded sessions: at most `maxLoaded` engines
- * and `maxLoadedBytes` of ONNX weights (model.onnx + model.onnx.data);
+ * and `maxLoadedBytes` of ONNX weights (the served graph and its external data);
  * the least recently used engine is released (once its in-flight requests finish) when a new one exceeds either.
+ *
+ * A folder with an int8 variant (model.int8.onnx, written by `npm run import-model -- --int8`) is served in int8:
+ * the variant is fetched under the name model.onnx (its external data keeps the name the graph refers to,
+ * model.int8.onnx.data), and the float32 export stays in the blob store.
  *
  * Each file is verified against the SHA-256 the checkpoint registered, written to a temporary name and renamed,
  * so a crash never leaves a half-written file that a later request would trust.
@@ -36,6 +40,14 @@ export const SERVING_FILES = ["config.json", "tokenizer.json", "tokenizer_config
 /** Fetched when the checkpoint has them: the manifest (context length) and the external weights of big exports. */
 export const OPTIONAL_SERVING_FILES = ["manifest.json", "model.onnx.data"];
 
+/** The ONNX graph served from a folder with these files and the weight files it reads: the int8 variant where
+ * present, else the float32 model.onnx; each with its external data when the folder has it. */
+export function servedOnnxFiles(names: Iterable<string>): { graph: string; files: string[] } {
+  const present = new Set(names);
+  const graph = present.has("model.int8.onnx") ? "model.int8.onnx" : "model.onnx";
+  return { graph, files: [graph, `${graph}.data`].filter((name) => present.has(name)) };
+}
+
 interface Entry {
   engine: Promise<LoadedEngine>;
   bytes: number;
@@ -58,7 +70,8 @@ export class ModelFolderCache {
   async engine(ref: ModelRef & { files: ModelFileRef[] }): Promise<ReasoningEngine> {
     let entry = this.entries.get(ref.id);
     if (!entry) {
-      const weights = ref.files.filter((f) => f.name === "model.onnx" || f.name === "model.onnx.data");
+      const served = servedOnnxFiles(ref.files.map((f) => f.name)).files;
+      const weights = ref.files.filter((f) => served.includes(f.name));
       const bytes = weights.reduce((sum, f) => sum + f.bytes, 0);
       entry = { engine: this.fetchAndLoad(ref), bytes, inFlight: 0, evicted: false, lastUsed: 0 };
       this.entries.set(ref.id, entry);
@@ -103,10 +116,14 @@ export class ModelFolderCache {
     const content = ref.files.map((f) => `${f.name}:${f.sha256}`).sort().join("\n");
     const folder = join(this.options.dir, createHash("sha256").update(content).digest("hex").slice(0, 32));
     await mkdir(folder, { recursive: true });
-    for (const name of [...SERVING_FILES, ...OPTIONAL_SERVING_FILES]) {
+    const served = servedOnnxFiles(ref.files.map((f) => f.name));
+    // the int8 graph is stored as model.onnx; its external data keeps its own name (the graph refers to it)
+    const local = (name: string) => (name === served.graph ? "model.onnx" : name);
+    const wanted = served.graph === "model.onnx" ? [...SERVING_FILES, ...OPTIONAL_SERVING_FILES] : [...SERVING_FILES.filter((n) => n !== "model.onnx"), "manifest.json", ...served.files];
+    for (const name of wanted) {
       const file = ref.files.find((f) => f.name === name);
       if (!file && SERVING_FILES.includes(name)) throw new Error(`model ${ref.id} lacks ${name}`);
-      if (file) await this.fetchFile(file, join(folder, name));
+      if (file) await this.fetchFile(file, join(folder, local(name)));
     }
     return this.options.load(folder, ref.id);
   }

@@ -28,6 +28,11 @@ function synchronousLevel(value: string | undefined): SynchronousLevel | undefin
   if (!SYNCHRONOUS_LEVELS.includes(level)) throw new Error(`SQLITE_SYNCHRONOUS must be one of ${SYNCHRONOUS_LEVELS.join(', ')}, got '${value}'`);
   return level;
 }
+function positiveNumber(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got '${value}'`);
+  return n;
+}
 const port = Number(env.PORT ?? 8787);
 const host = env.HOST ?? '127.0.0.1';
 const dataDir = env.DATA_DIR ?? './.data';
@@ -56,6 +61,10 @@ deps.engines = new ReplicaEngineRegistry(
     models: env.ENGINE_MODELS ? parseEngineModels(env.ENGINE_MODELS) : {},
     blobs: deps.blobs,
     cacheDir: join(dataDir, 'model-cache'),
+    // MODEL_CACHE_BYTES (default 2 GiB) / MODEL_CACHE_MODELS (default 4): the memory budget of models served from
+    // the blob store; the least recently used one is evicted beyond either (src/engine/model-cache.ts)
+    ...(env.MODEL_CACHE_BYTES ? { maxLoadedCheckpointBytes: positiveNumber('MODEL_CACHE_BYTES', env.MODEL_CACHE_BYTES) } : {}),
+    ...(env.MODEL_CACHE_MODELS ? { maxLoadedCheckpoints: positiveNumber('MODEL_CACHE_MODELS', env.MODEL_CACHE_MODELS) } : {}),
   }),
 );
 const app = createApp(deps);

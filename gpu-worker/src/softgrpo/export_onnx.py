@@ -79,8 +79,9 @@ def export(model: SoftTokenLM, out_path: str | Path, full: bool = False) -> Path
         return export_full(model, out_path)
 
 
-def export_full(model: SoftTokenLM, out_path: str | Path) -> Path:
-    """Run torch.onnx's dynamo exporter on a float32 CPU copy of `model` (or `model` itself when it is one)."""
+def export_full(model: SoftTokenLM, out_path: str | Path, external_data: bool | None = None) -> Path:
+    """Run torch.onnx's dynamo exporter on a float32 CPU copy of `model` (or `model` itself when it is one).
+    external_data: weights in out_path + '.data' (None: only above BIG_MODEL_BYTES; model import always asks)."""
     param = next(model.parameters())
     if param.dtype != torch.float32 or param.device.type != "cpu":
         model = copy.deepcopy(model).to("cpu", torch.float32)
@@ -90,7 +91,7 @@ def export_full(model: SoftTokenLM, out_path: str | Path) -> Path:
     dyn = torch.export.Dim.DYNAMIC
     # the signature is (ids, weights, attention_mask, position_ids, *past_flat): the past is one nested tuple
     shapes = ({0: B, 1: T, 2: k}, {0: B, 1: T, 2: k}, {0: B, 1: dyn}, {0: B, 1: T}, ({0: B, 2: P},) * (2 * n_layers))
-    big = sum(p.numel() for p in model.parameters()) * 4 > BIG_MODEL_BYTES
+    big = sum(p.numel() for p in model.parameters()) * 4 > BIG_MODEL_BYTES if external_data is None else external_data
     out_path = Path(out_path)
     with torch.no_grad():
         program = torch.onnx.export(

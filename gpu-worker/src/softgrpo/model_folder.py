@@ -11,7 +11,8 @@ from pathlib import Path
 from softgrpo.model import ModelFolderError
 
 MANIFEST_FORMAT = "softgrpo-model/1"
-MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors", "model.onnx")
+MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors", "model.onnx",
+               "model.onnx.data", "model.int8.onnx", "model.int8.onnx.data", "generation_config.json")
 REQUIRED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors")
 
 
@@ -24,7 +25,8 @@ def sha256_file(path: str | Path) -> str:
 
 
 def file_hashes(folder: str | Path) -> dict[str, str]:
-    """sha256 of the model files present in the folder (model.onnx is optional, the others are required)."""
+    """sha256 of the model files present in the folder (the ONNX exports, their external data and
+    generation_config.json are optional, the others are required)."""
     folder = Path(folder)
     missing = [n for n in REQUIRED_FILES if not (folder / n).is_file()]
     if missing:
