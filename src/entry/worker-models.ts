@@ -3,6 +3,9 @@
  * `models/<id>/` (manifest.json plus the files it lists), by `npm run upload-model -- models/tiny` (scripts/
  * upload-model.ts; `--remote` for the deployed bucket).
  *
+ * BASE_MODELS = "*" offers every folder under models/ in the bucket, looked for again every minute, so uploading
+ * a new base model needs no redeploy either.
+ *
  * Read per isolate: the manifest and a listing per model. A listed model that is not (yet) in the bucket is reported
  * as missing (on /healthz, and as an unknown model), never as a broken deployment: every other route keeps working,
  * and the Workers entry looks again shortly, so an upload takes effect without a redeploy.
@@ -27,8 +30,24 @@ export function baseModelIds(modelIds: string | undefined): string[] {
     .filter(Boolean);
 }
 
+/** BASE_MODELS = "*": every folder under models/ in the bucket is a base model (no redeploy to add one). */
+export const EVERY_UPLOADED_MODEL = '*';
+
+async function uploadedModelIds(bucket: R2Bucket): Promise<string[]> {
+  const ids: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await bucket.list({ prefix: 'models/', delimiter: '/', cursor });
+    ids.push(...page.delimitedPrefixes.map((p) => p.slice('models/'.length, -1)));
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return ids;
+}
+
 export async function loadBaseModelsFromR2(bucket: R2Bucket, blobs: BlobStore, modelIds: string | undefined): Promise<LoadedBaseModels> {
-  const settled = await Promise.allSettled(baseModelIds(modelIds).map((id) => loadBaseModel(bucket, blobs, id)));
+  const listed = baseModelIds(modelIds);
+  const ids = listed.length === 1 && listed[0] === EVERY_UPLOADED_MODEL ? await uploadedModelIds(bucket) : listed;
+  const settled = await Promise.allSettled(ids.map((id) => loadBaseModel(bucket, blobs, id)));
   const out: LoadedBaseModels = { models: [], missing: [] };
   for (const s of settled) {
     if (s.status === 'fulfilled') out.models.push(s.value);

@@ -29,7 +29,7 @@ import { sweepReplicas } from '../replicas/store';
 import { createIds, systemClock } from '../lib/ids';
 import { tenantLimitsFromEnv } from '../tenants/limits';
 import { DEFAULT_LIMITS, defaultConfig, type BlobUrlSigner, type Config, type Deps } from '../ports';
-import { loadBaseModelsFromR2 } from './worker-models';
+import { EVERY_UPLOADED_MODEL, loadBaseModelsFromR2 } from './worker-models';
 
 export interface WorkerEnv {
   DB: D1Database;
@@ -177,8 +177,9 @@ export async function workerDeps(env: WorkerEnv, { withBaseModels = true } = {})
 }
 
 type App = ReturnType<typeof createApp>;
-/** How soon an isolate whose base models were incomplete looks for them again. */
+/** How soon an isolate whose base models were incomplete looks for them again; with BASE_MODELS = "*", for new ones. */
 const MISSING_MODELS_RETRY_MS = 10_000;
+const DISCOVER_MODELS_EVERY_MS = 60_000;
 // One app per isolate and env (bindings and vars do not change within an isolate); rebuilt while models are missing.
 const apps = new WeakMap<WorkerEnv, { app: Promise<App>; until: number }>();
 
@@ -188,6 +189,7 @@ function appFor(env: WorkerEnv): Promise<App> {
   const entry: { app: Promise<App>; until: number } = { app: null as never, until: Infinity };
   entry.app = workerDeps(env).then((deps) => {
     if (deps.missingBaseModels?.length) entry.until = Date.now() + MISSING_MODELS_RETRY_MS;
+    else if (env.BASE_MODELS?.trim() === EVERY_UPLOADED_MODEL) entry.until = Date.now() + DISCOVER_MODELS_EVERY_MS;
     return createApp(deps);
   });
   // A failed start (e.g. missing secret) is retried on the next request rather than cached.

@@ -378,6 +378,16 @@ describe('configuration from env', () => {
     expect((await call('/healthz', {})).status).toBe(200);
   });
 
+  it('offers_every_model_folder_in_the_bucket_when_base_models_is_a_star', async () => {
+    await env.BLOBS.put('models/second-model/config.json', '{}');
+    await env.BLOBS.put('models/second-model/manifest.json', JSON.stringify({ format: 'softgrpo-model/1', base: 'second-model', files: { 'config.json': '44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a' } }));
+    const { key } = await newTenant();
+    const res = await call('/v1/models', { BASE_MODELS: '*' }, { headers: { authorization: `Bearer ${key}` } });
+    const ids = ((await res.json()) as { data: { id: string }[] }).data.map((m) => m.id);
+    expect(ids).toEqual(expect.arrayContaining(['tiny-arith', 'second-model']));
+    await env.BLOBS.delete(['models/second-model/config.json', 'models/second-model/manifest.json']);
+  });
+
   it('answers_healthz_and_every_route_when_a_listed_base_model_is_not_uploaded', async () => {
     const over = { BASE_MODELS: 'tiny-arith,not-uploaded' };
     const health = await call('/healthz', over);
