@@ -1,12 +1,18 @@
 /**
- * Node engine benchmark: onnxruntime-node soft-thinking decode (src/engine/onnx-engine.ts) against the PyTorch engine
- * (softgrpo.rollout, gpu-worker/bench/bench_cpu_rollout.py) on the same CPU in the same run, n = 1, 8, 32 samples
- * of one prompt, same request JSON, same intra-op thread count. Prints a table and appends rows to
- * bench/results-engine.md.
+ * Node engine benchmark, two tables, both appended to bench/results-engine.md:
+ *
+ * - Concurrency (bench/engine-concurrency.ts): 1, 8, 32 and 64 concurrent n = 1 requests and a mixed-n load on one
+ *   engine thread, continuous batching against the unbatched engine in the same run: requests/s, tokens/s, p50/p99
+ *   latency, and whether both engines gave the same samples. Targets (issue 14): tokens/s at 32 concurrent at least
+ *   4x the unbatched engine's; p99 at 8 concurrent at most 2x the p99 of lone requests (1 concurrent).
+ * - Speed: onnxruntime-node soft-thinking decode (src/engine/onnx-engine.ts, generateAlone) against the PyTorch
+ *   engine (softgrpo.rollout, gpu-worker/bench/bench_cpu_rollout.py) on the same CPU in the same run, n = 1, 8, 32
+ *   samples of one prompt, same request JSON, same intra-op thread count.
  *
  *   npm run bench:engine -- [--model models/tiny] [--repeats 3] [--threads 1] [--max-tokens 64]
+ *                           [--sections concurrency,speed] [--loads "1 ,32 "]
  *
- * tokens/s = generated steps summed over the n samples / wall time of the request (prefill included);
+ * Speed: tokens/s = generated steps summed over the n samples / wall time of the request (prefill included);
  * latency = median wall time of one request.
  */
 import { execFileSync } from 'node:child_process';
@@ -16,6 +22,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OnnxEngine } from '../src/engine/onnx-engine';
+import { measureConcurrency, type ConcurrencyRow } from './engine-concurrency';
 import type { GenerationRequest } from '../src/engine/types';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -25,8 +32,11 @@ const { values: args } = parseArgs({
     repeats: { type: 'string', default: '3' },
     threads: { type: 'string', default: '1' },
     'max-tokens': { type: 'string', default: '64' },
+    sections: { type: 'string', default: 'concurrency,speed' },
+    loads: { type: 'string' }, // only the loads whose names start with one of these (comma-separated)
   },
 });
+const sections = args.sections!.split(',');
 const folder = resolve(ROOT, args.model!);
 const repeats = Number(args.repeats);
 const threads = Number(args.threads);
@@ -54,15 +64,15 @@ interface Measurement {
 }
 
 async function measureNode(): Promise<Measurement[]> {
-  const engine = await OnnxEngine.load(folder, { modelId: 'bench', intraOpThreads: threads });
+  const engine = await OnnxEngine.load(folder, { modelId: 'bench', intraOpThreads: threads, batching: false });
   const out: Measurement[] = [];
   for (const n of SIZES) {
-    await engine.generate(requestFor(n)); // warm-up
+    await engine.generateAlone(requestFor(n)); // warm-up
     const latency: number[] = [];
     const rates: number[] = [];
     for (let r = 0; r < repeats; r++) {
       const start = performance.now();
-      const result = await engine.generate(requestFor(n));
+      const result = await engine.generateAlone(requestFor(n));
       const ms = performance.now() - start;
       latency.push(ms);
       rates.push(result.samples.reduce((s, x) => s + x.token_ids.length, 0) / (ms / 1000));
@@ -102,27 +112,82 @@ function versions(): string {
   return `node ${process.version}, onnxruntime-node ${ort}, torch ${torch}`;
 }
 
-const node = await measureNode();
-const torch = measureTorch();
 const machine = `${cpus()[0]?.model.trim() ?? 'cpu'} x${cpus().length}`;
-const date = new Date().toISOString().slice(0, 16).replace('T', ' ') + 'Z';
-const load = loadavg()[0].toFixed(1);
-const header = '| what | n | torch tokens/s | node tokens/s | tokens/s ratio | torch latency ms | node latency ms | latency ratio | threads | max tokens | versions | machine | load 1m | date |';
-const rows = SIZES.map((n) => {
-  const a = torch.find((m) => m.n === n)!;
-  const b = node.find((m) => m.n === n)!;
-  return `| soft decode, ${args.model} | ${n} | ${a.tokensPerS.toFixed(0)} | ${b.tokensPerS.toFixed(0)} | ${(b.tokensPerS / a.tokensPerS).toFixed(2)} | ${a.latencyMs.toFixed(0)} | ${b.latencyMs.toFixed(0)} | ${(b.latencyMs / a.latencyMs).toFixed(2)} | ${threads} | ${maxTokens} | ${versions()} | ${machine} | ${load} | ${date} |`;
-});
-console.log([header, separatorOf(header), ...rows].join('\n'));
+const date = () => new Date().toISOString().slice(0, 16).replace('T', ' ') + 'Z';
+const load1m = () => loadavg()[0].toFixed(1);
 
-appendRows(
-  'Speed',
-  [
-    'Rows appended by `npm run bench:engine`: onnxruntime-node (ours) against the PyTorch engine (softgrpo.rollout, baseline)',
-    'on the same CPU in the same run, one prompt, n samples decoded as one batch, soft mode with Gumbel noise, the same',
-    'intra-op thread count. Ratios are node / torch (tokens/s above 1 and latency below 1 favour node).',
-  ],
-  header,
-  rows,
-);
-console.log(`\nappended ${rows.length} rows to bench/results-engine.md`);
+if (sections.includes('concurrency')) {
+  const rows = await measureConcurrency(folder, maxTokens, args.loads?.split(','));
+  writeConcurrency(rows);
+}
+if (sections.includes('speed')) writeSpeed(await measureNode(), measureTorch());
+
+function writeConcurrency(rows: ConcurrencyRow[]): void {
+  const header =
+    '| load | requests | unbatched req/s | batched req/s | unbatched tokens/s | batched tokens/s | tokens/s ratio | unbatched tokens/CPU-s | batched tokens/CPU-s | CPU ratio | unbatched p50 ms | batched p50 ms | unbatched p99 ms | batched p99 ms | same samples | max tokens | machine | load 1m | date |';
+  const lines = rows.map(({ load, unbatched: a, batched: b, identical }) =>
+    [
+      load.name,
+      load.requests,
+      a.requestsPerS.toFixed(1),
+      b.requestsPerS.toFixed(1),
+      a.tokensPerS.toFixed(0),
+      b.tokensPerS.toFixed(0),
+      (b.tokensPerS / a.tokensPerS).toFixed(2),
+      a.tokensPerCpuS.toFixed(0),
+      b.tokensPerCpuS.toFixed(0),
+      (b.tokensPerCpuS / a.tokensPerCpuS).toFixed(2),
+      a.p50Ms.toFixed(0),
+      b.p50Ms.toFixed(0),
+      a.p99Ms.toFixed(0),
+      b.p99Ms.toFixed(0),
+      identical ? 'yes' : 'NO',
+      maxTokens,
+      machine,
+      load1m(),
+      date(),
+    ].join(' | '),
+  ).map((line) => `| ${line} |`);
+  console.log([header, separatorOf(header), ...lines].join('\n'));
+  const lone = rows.find((r) => r.load.clients === 1 && r.load.name.endsWith('n=1'));
+  const eight = rows.find((r) => r.load.clients === 8);
+  const thirtyTwo = rows.find((r) => r.load.clients === 32);
+  if (thirtyTwo) console.log(`target: tokens/s at 32 concurrent >= 4x unbatched: ${(thirtyTwo.batched.tokensPerS / thirtyTwo.unbatched.tokensPerS).toFixed(2)}x`);
+  if (lone && eight) console.log(`target: p99 at 8 concurrent <= 2x a lone request's p99: ${(eight.batched.p99Ms / lone.batched.p99Ms).toFixed(2)}x`);
+  appendRows(
+    'Concurrency',
+    [
+      'Rows appended by `npm run bench:engine` (bench/engine-concurrency.ts): closed-loop clients on one engine thread',
+      '(ThreadedEngine, pool 1, one intra-op thread), continuous batching (batched) against each request decoded alone',
+      '(unbatched), the same requests in the same run: prompts of models/tiny/data/test.jsonl (30 to 64 tokens), soft',
+      'thinking with Gumbel noise, seed per request. "same samples": both engines answered every request identically.',
+      'Each load runs in two halves, alternating the engines. tokens/CPU-s: tokens over the CPU time of the process',
+      '(all threads), steadier than wall time when other work shares the machine: its "load 1m" column is the load',
+      'average while the rows ran (2 cores).',
+    ],
+    header,
+    lines,
+  );
+  console.log(`\nappended ${lines.length} rows to bench/results-engine.md (Concurrency)`);
+}
+
+function writeSpeed(node: Measurement[], torch: Measurement[]): void {
+  const header = '| what | n | torch tokens/s | node tokens/s | tokens/s ratio | torch latency ms | node latency ms | latency ratio | threads | max tokens | versions | machine | load 1m | date |';
+  const rows = SIZES.map((n) => {
+    const a = torch.find((m) => m.n === n)!;
+    const b = node.find((m) => m.n === n)!;
+    return `| soft decode, ${args.model} | ${n} | ${a.tokensPerS.toFixed(0)} | ${b.tokensPerS.toFixed(0)} | ${(b.tokensPerS / a.tokensPerS).toFixed(2)} | ${a.latencyMs.toFixed(0)} | ${b.latencyMs.toFixed(0)} | ${(b.latencyMs / a.latencyMs).toFixed(2)} | ${threads} | ${maxTokens} | ${versions()} | ${machine} | ${load1m()} | ${date()} |`;
+  });
+  console.log([header, separatorOf(header), ...rows].join('\n'));
+  appendRows(
+    'Speed',
+    [
+      'Rows appended by `npm run bench:engine`: onnxruntime-node (ours) against the PyTorch engine (softgrpo.rollout, baseline)',
+      'on the same CPU in the same run, one prompt, n samples decoded as one batch, soft mode with Gumbel noise, the same',
+      'intra-op thread count. Ratios are node / torch (tokens/s above 1 and latency below 1 favour node).',
+    ],
+    header,
+    rows,
+  );
+  console.log(`\nappended ${rows.length} rows to bench/results-engine.md (Speed)`);
+}

@@ -10,7 +10,8 @@
  *   they are when it decodes alone, so every sample is exactly the sample of the same request run alone: same
  *   tokens, same text, same finish reason, same events.
  * - Prefill. A request's prompt is prefilled once, alone (B = 1, so exactly as alone), and its samples start from
- *   that one cache: a row's keys are copied from it when the row joins the batch.
+ *   that one cache: a row's keys are copied from it when the row joins the batch. Recent prefills are kept by their
+ *   token ids (./prefill-cache.ts), so the next wave of an adaptive vote, or the same prompt again, skips it.
  * - Joining. Rows join between steps. The batch cache has S columns and S - n is a multiple of Q for every row, so
  *   a request whose prompt length p has S - p not a multiple of Q waits for its turn, at most Q - 1 steps (S grows by
  *   one a step). A joining row takes a finished row's slot in place when it fits; otherwise, and when too many slots
@@ -29,6 +30,7 @@
  */
 import type { MaskedForward } from "./batch-alignment";
 import { emptyCache, layoutRows, writeRow, type KvCache, type RowSource } from "./kv-cache";
+import { PrefillCache, type Prefill } from "./prefill-cache";
 import { SampleDecoder, type ModelInput } from "./sample-decoder";
 import { StreamEmitter } from "./stream-emitter";
 import type { ChatTokenizer } from "./tokenizer";
@@ -48,11 +50,7 @@ export interface BatchStats {
   waiting: number; // samples not started yet
   steps: number; // batch forwards so far
   peakRows: number;
-}
-
-interface Prefill {
-  cache: KvCache; // [1, H, p, D]
-  logits: Float32Array; // [V] of the last prompt position
+  prefillHits: number; // prompts that started from a kept prefill
 }
 
 interface Job {
@@ -92,6 +90,7 @@ export class BatchScheduler {
   private arrivals = 0;
   private steps = 0;
   private peakRows = 0;
+  private readonly prefills = new PrefillCache();
 
   constructor(
     private readonly model: MaskedForward,
@@ -130,7 +129,8 @@ export class BatchScheduler {
   stats(): BatchStats {
     const rows = this.slots.filter((row) => row !== null).length;
     const waiting = this.jobs.reduce((sum, job) => sum + job.decoders.length - job.started, 0);
-    return { rows, slots: this.slots.length, columns: this.columns, requests: this.jobs.length, waiting, steps: this.steps, peakRows: this.peakRows };
+    const { slots, columns, jobs, steps, peakRows } = this;
+    return { rows, slots: slots.length, columns, requests: jobs.length, waiting, steps, peakRows, prefillHits: this.prefills.hits };
   }
 
   /** Resolves once no request is left (the session is not in use by this scheduler then). */
@@ -229,11 +229,15 @@ export class BatchScheduler {
   }
 
   private async prefill(promptIds: number[]): Promise<Prefill> {
+    const kept = this.prefills.get(promptIds);
+    if (kept) return kept;
     const n = promptIds.length;
     const vocab = this.model.geometry.vocabSize;
     const ids = BigInt64Array.from(promptIds, (id) => BigInt(id));
     const out = await this.model.forward(ids, new Float32Array(n).fill(1), [1, n, 1], emptyCache(this.model.geometry, 1), [promptIds.map((_, i) => i)]);
-    return { cache: out.cache, logits: out.logits.subarray((n - 1) * vocab, n * vocab) };
+    const prefill = { cache: out.cache, logits: out.logits.slice((n - 1) * vocab, n * vocab) };
+    this.prefills.set(promptIds, prefill);
+    return prefill;
   }
 
   /**

@@ -148,11 +148,17 @@ describe('continuous batching', () => {
     }
   }, 60_000);
 
-  it('prefills each request once, whatever its number of samples', async () => {
-    const requests = [{ ...varied(0), samples: [0, 1, 2, 3, 4, 5, 6, 7] }, { ...varied(1), samples: [4, 9] }, varied(2)];
-    const { value, prefills } = await countingPrefills(engine, () => Promise.all(requests.map((r) => engine.generate(r))));
-    expect(prefills).toBe(requests.length);
-    for (const [i, request] of requests.entries()) expect(value[i]).toEqual(await aloneResult(request));
+  it('prefills each request once, whatever its number of samples, and a prompt seen before not at all', async () => {
+    const fresh = (i: number) => ({ ...varied(i), messages: [{ role: 'user' as const, content: `${PROMPTS[i]} (${i})` }] });
+    const requests = [{ ...fresh(100), samples: [0, 1, 2, 3, 4, 5, 6, 7] }, { ...fresh(101), samples: [4, 9] }, fresh(102)];
+    const first = await countingPrefills(engine, () => Promise.all(requests.map((r) => engine.generate(r))));
+    expect(first.prefills).toBe(requests.length);
+    for (const [i, request] of requests.entries()) expect(first.value[i]).toEqual(await aloneResult(request));
+    const hits = engine.batchStats()!.prefillHits;
+    const again = await countingPrefills(engine, () => engine.generate({ ...requests[1], seed: 5, samples: [0] }));
+    expect(again.prefills).toBe(0); // the same prompt starts from the kept prefill...
+    expect(engine.batchStats()!.prefillHits).toBe(hits + 1);
+    expect(again.value).toEqual(await alone.generateAlone({ ...requests[1], seed: 5, samples: [0] })); // ...exactly
   }, 60_000);
 
   it('never decodes more rows than the cap, and a request larger than the cap still completes exactly', async () => {
@@ -200,17 +206,28 @@ describe('continuous batching', () => {
     expect(engine.batchStats()!.requests).toBe(0);
   }, 60_000);
 
-  it('adaptive voting gives the same samples and vote batched as alone', async () => {
-    const request = { ...varied(0), soft_thinking: { ...SOFT, noise_scale: 0 }, answer: { ...ANSWER, temperature: 0 } };
+  it('adaptive voting gives the same samples and vote batched as alone, its waves sharing one prefill', async () => {
+    const request = {
+      ...varied(0),
+      messages: [{ role: 'user' as const, content: `${PROMPTS[3]} (adaptive)` }],
+      soft_thinking: { ...SOFT, noise_scale: 0 },
+      answer: { ...ANSWER, temperature: 0 },
+    };
+    const busyRequest = { ...varied(11), messages: [{ role: 'user' as const, content: `${PROMPTS[4]} (busy)` }] };
     const vote = { extract: 'regex' as const, pattern: '[\\s\\S]*', normalize: 'exact' as const, adaptive: true, adaptive_batch_size: 2 };
-    const [batched, reference, busy] = await Promise.all([
-      runSamples(engine, request, 8, vote),
-      runSamples({ describe: () => alone.describe(), generate: (r, h) => alone.generateAlone(r, h) }, request, 8, vote),
-      engine.generate(varied(11)), // another request in the batch meanwhile
-    ]);
+    const reference = await runSamples({ describe: () => alone.describe(), generate: (r, h) => alone.generateAlone(r, h) }, request, 8, vote);
+    const { value, prefills } = await countingPrefills(engine, () =>
+      Promise.all([
+        runSamples(engine, request, 8, vote),
+        engine.generate(busyRequest), // another request in the batch meanwhile
+      ]),
+    );
+    const [batched, busy] = value;
     expect(batched).toEqual(reference);
     expect(batched.samples.length).toBeLessThan(8); // decided early: later waves never entered the batch
-    expect(busy).toEqual(await aloneResult(varied(11)));
+    expect(batched.samples.length).toBeGreaterThan(2); // several waves...
+    expect(prefills).toBe(2); // ...one prefill, and the other request's
+    expect(busy).toEqual(await aloneResult(busyRequest));
   }, 60_000);
 });
 
