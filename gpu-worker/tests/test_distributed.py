@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from softgrpo import train as train_module
+from softgrpo.distributed import Ranks, check_devices, rank_rows
 from softgrpo.rewards import make_grader
 from softgrpo.train import RunConfig, train
 from softgrpo.worker.launcher import rank_pids, torchrun_command, torchrun_training, write_run_file
@@ -89,6 +90,22 @@ def max_difference(a: dict, b: dict) -> float:
 
 def metrics(events: list[dict]) -> list[dict]:
     return [e for e in events if e["type"] == "metrics"]
+
+
+def test_each_rank_takes_an_equal_contiguous_part_of_every_mini_batch():
+    rows = [rank_rows(16, 8, Ranks(rank, 2)) for rank in (0, 1)]
+    assert rows == [[0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]]
+    assert rank_rows(16, 8, Ranks()) == list(range(16))
+    assert sorted(sum((rank_rows(24, 12, Ranks(r, 4)) for r in range(4)), [])) == list(range(24))
+
+
+def test_devices_must_divide_a_mini_batch_and_lora_trains_on_one():
+    check_devices(4, group_size=4, mini_batch_size=2, lora_rank=0)
+    check_devices(1, group_size=3, mini_batch_size=1, lora_rank=8)
+    with pytest.raises(ValueError, match="resources.devices: 3 devices must divide the 8 rollouts"):
+        check_devices(3, group_size=4, mini_batch_size=2, lora_rank=0)
+    with pytest.raises(ValueError, match="LoRA"):
+        check_devices(2, group_size=4, mini_batch_size=1, lora_rank=8)
 
 
 @pytest.fixture(scope="module")
