@@ -47,6 +47,8 @@ export class ReasonStreamPrinter {
     if (this.live) {
       const write = this.io.write!;
       if (this.inline.phase !== phase) {
+        text = text.replace(/^\n+/, ''); // the answer starts on the line after </think>: the label says so already
+        if (text === '') return;
         if (!this.inline.atLineStart) write('\n');
         write(phase === 'thinking' ? 'thinking: ' : 'answer: ');
         this.inline.phase = phase;

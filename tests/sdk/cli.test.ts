@@ -93,7 +93,7 @@ describe('soft-reason CLI', () => {
     expect(r.code, r.err).toBe(0);
     const c = whole.choices[0];
     expect(writes.length).toBeGreaterThan(4); // token by token, not one block
-    expect(writes.join('')).toBe(`thinking: ${c.reasoning}answer: ${c.answer}\n`);
+    expect(writes.join('')).toBe(`thinking: ${c.reasoning}answer: ${c.answer.replace(/^\n+/, '')}\n`);
     expect(r.out).toContain(`[0] done: ${c.finish_reason}, thinking ended: ${c.thinking_end}, extracted ${c.extracted_answer ?? '-'}`);
     expect(r.out).toContain(`answer: ${whole.aggregate.answer ?? '-'}  (${whole.aggregate.votes}/1 votes, seed 5`);
   }, 60_000);

@@ -104,6 +104,9 @@ describe.skipIf(!CHROMIUM)('dashboard in headless Chromium', () => {
     const job = (await e2e.api('GET', `/v1/finetune/${jobId}`)).body;
     expect(job.method.hyperparameters).toMatchObject({ n_steps: 60, group_size: 2, learning_rate: 1e-5, eval_samples: 2 });
     expect(job.validation_file).toBe(fileId);
+    const resolved = await page.$eval('#job-hyperparameters', (e) => e.textContent ?? '');
+    expect(resolved).toContain('group_size 2');
+    expect(resolved).toContain('learning_rate 1e-5');
     expect(job.fine_tuned_model ?? `ft:${job.model}:dash:${job.id}`).toContain(':dash:');
   }, 120_000);
 

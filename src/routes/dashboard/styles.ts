@@ -53,5 +53,6 @@ fieldset.nested { border: 1px solid #eef0f2; border-radius: 6px; grid-column: 1 
 .tok-folded { font-size: 0.62rem; color: #98a2b3; text-align: center; }
 .w-bar { position: absolute; left: 0; bottom: 0; height: 2px; background: #1d4ed8; }
 code { font-size: 0.8rem; }
+.hp-list { display: flex; flex-wrap: wrap; gap: 4px 16px; font-size: 0.85rem; margin: 4px 0 8px; }
 body.no-key #new-job { display: none; }
 `;

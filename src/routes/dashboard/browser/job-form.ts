@@ -72,7 +72,7 @@ function graderFields(schema) {
   };
   select.addEventListener('change', pick);
   pick();
-  const node = el('div', {}, [el('label', { class: 'field' }, [el('span', { class: 'field-name' }, 'grader'), select]), slot]);
+  const node = el('div', {}, [el('div', { class: 'row' }, el('label', {}, ['grader ', select])), slot]);
   return { node, read: () => { const r = group.read(); return r.error ? r : { value: Object.assign({ type: select.value }, r.value || {}) }; } };
 }
 
@@ -135,7 +135,7 @@ export async function buildJobForm(models) {
     el('div', { class: 'row' }, [el('label', {}, ['base model ', modelSel]), el('label', {}, ['method ', methodSel])]),
     grader.node,
     others.node,
-    el('details', { id: 'hyperparameters' }, [el('summary', {}, 'Hyperparameters (empty = the default shown; the API resolves "auto" at create)'), hp.node]),
+    el('details', { id: 'hyperparameters' }, [el('summary', {}, 'Hyperparameters (empty = the default shown; the API resolves "auto" at create, from the base model\'s recommendations where it has them, and the job page lists the values it chose)'), hp.node]),
     el('div', { class: 'row' }, [submit]),
     createError,
   ]);

@@ -70,6 +70,8 @@ function render(view, job, events, checkpoints) {
     el('p', { class: 'muted' }, job.method.type + ' on ' + job.model + ', ' + job.trained_steps + ' steps trained, attempt ' + job.attempts +
       (job.fine_tuned_model ? ', model ' + job.fine_tuned_model : '') + (job.error ? ', error: ' + job.error.message : '')),
   );
+  const hp = Object.entries(job.method.hyperparameters || {});
+  view.hyperparameters.replaceChildren(el('div', { class: 'hp-list' }, hp.map(([k, v]) => el('span', {}, [el('code', {}, k), ' ', formatNumber(v)]))));
   view.charts.update(events, checkpoints.map((c) => c.step_number));
   view.table.replaceChildren(metricsTable(events, checkpoints));
   const cp = el('table');
@@ -109,13 +111,14 @@ export async function showJob(jobId) {
     head: el('div'),
     charts: null,
     table: el('div'),
+    hyperparameters: el('div'),
     checkpoints: el('div'),
     log: el('div'),
     timer: null,
   };
   const chartBox = el('div', { class: 'charts', id: 'charts' });
   view.charts = new JobCharts(chartBox);
-  box.replaceChildren(view.head, chartBox, el('h3', {}, 'Metrics'), view.table, el('h3', {}, 'Checkpoints'), view.checkpoints, el('h3', {}, 'Latest events'), view.log);
+  box.replaceChildren(view.head, el('details', { id: 'job-hyperparameters' }, [el('summary', {}, 'Hyperparameters (as resolved at create)'), view.hyperparameters]), chartBox, el('h3', {}, 'Metrics'), view.table, el('h3', {}, 'Checkpoints'), view.checkpoints, el('h3', {}, 'Latest events'), view.log);
   current = view;
   const tick = async () => {
     if (current !== view) return;
