@@ -60,7 +60,7 @@ describe.skipIf(!HAVE_MODEL)('reasoning through the SDK (bundled tiny model)', (
     expect(plain).toHaveLength(3);
     expect(plain.at(-1)).toMatch(new RegExp(`^answer: .* \\(${json.aggregate.votes}/2 votes`));
     const streamed = await run('--stream');
-    expect(streamed.at(-1)).toBe(`answer: ${json.aggregate.answer ?? '-'}  (${json.aggregate.votes}/${json.aggregate.samples} votes)`);
+    expect(streamed.at(-1)).toBe(`answer: ${json.aggregate.answer ?? '-'}  (${json.aggregate.votes}/${json.aggregate.samples} votes, seed 11, ${json.usage.total_tokens} tokens)`);
     expect(streamed.filter((l) => /^\[\d\] done: /.test(l))).toHaveLength(2);
   }, 120_000);
 });
