@@ -98,7 +98,27 @@ describe('a serving replica that registers itself', () => {
 
     const held = await waitFor('a heartbeat with the held model', async () => (await replicas())[0]?.models.find((m) => m.startsWith('tiny-arith@')));
     expect(held).toMatch(/^tiny-arith@[0-9a-f]{16}$/);
-  });
+  }, 180_000); // python start-up, model download and load, on a busy CPU
+
+  it('stops_decoding_on_the_replica_when_the_client_goes_away', async () => {
+    const controller = new AbortController();
+    const res = await fetch(`${server.base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      // hot sampling: the tiny model rambles to the end of its context (about 200 steps) unless stopped
+      body: JSON.stringify({ ...chat, temperature: 2, max_tokens: 200, stream: true, soft_thinking: { temperature: 2, max_thinking_tokens: 180 } }),
+      signal: controller.signal,
+    });
+    expect(res.status, res.status === 200 ? '' : await res.text()).toBe(200);
+    const reader = res.body!.getReader();
+    await reader.read(); // the first chunk arrived: decoding is under way
+    controller.abort();
+    const line = await waitFor('the replica to report the cancellation', async () =>
+      output.join('').match(/generation cancelled after (\d+) of at most (\d+) steps/),
+    );
+    expect(Number(line[1])).toBeLessThan(Number(line[2]));
+    await waitFor('the replica to be idle again', async () => (await replicas())[0]?.load === 0);
+  }, 60_000);
 
   it('drops_out_when_the_replica_stops', async () => {
     replica!.kill('SIGTERM');

@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -185,9 +186,10 @@ def generation_result(served: ServedModel, request: dict, emit: Callable[[dict],
     served.check_request(cfg)
     decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # noqa: E731
     streams = [SampleTextStream(decode, tok.think_end_id, tok.eos_id, stop) for _ in samples]
-    cancelled = []
+    cancelled, steps = [], []
 
     def on_step(tokens: list[int], thinking: list[bool], active: list[bool]) -> bool:
+        steps.append(1)
         try:
             for row, (token, think, live) in enumerate(zip(tokens, thinking, active)):
                 for phase, text in streams[row].push(token, think) if live else []:
@@ -222,6 +224,9 @@ def generation_result(served: ServedModel, request: dict, emit: Callable[[dict],
             if top is not None:
                 result["logprobs"] = answer_logprobs(served, r, len(answer), top) if answer else []
             out.append(result)
+    if cancelled:
+        print(f"generation cancelled after {len(steps)} of at most {max_tokens} steps: the client went away",
+              file=sys.stderr, flush=True)
     if emit and not cancelled:
         for stream, result in zip(streams, out):
             rest = stream.finish("reasoning", result["reasoning"])
