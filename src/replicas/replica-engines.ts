@@ -9,6 +9,8 @@ import { RemoteEngine, RemoteEngineUnreachableError, type RemoteModelFiles } fro
 import type { ModelRef } from '../engine/registry';
 import type { EngineRegistry, GenerationHooks, GenerationRequest, GenerationResult, ModelDescription, ReasoningEngine } from '../engine/types';
 import type { ServeReplicaRow } from '../db/schema';
+import { EngineInputError } from '../engine/types';
+import { ApiError } from '../errors';
 import type { Deps } from '../ports';
 import { pickReplica } from './routing';
 import { liveReplicas } from './store';
@@ -63,11 +65,19 @@ class ReplicaEngine implements ReasoningEngine {
   }
 
   async generate(request: GenerationRequest, hooks: GenerationHooks = {}): Promise<GenerationResult> {
-    // A replica that died since its last heartbeat refuses the connection: try the next one (nothing was sent yet).
+    // A replica that died since its last heartbeat (connection refused), or that fails before sending anything
+    // (e.g. it cannot fetch the model), is skipped for the next one; once output has streamed, a failure is final.
     const candidates = [...this.replicas];
+    let emitted = false;
+    const counted: GenerationHooks = { ...hooks, onEvent: (event) => ((emitted = true), hooks.onEvent?.(event)) };
+    const failures: string[] = [];
     for (;;) {
       const replica = pickReplica(candidates, this.model.key, (id) => this.inFlight.get(id) ?? 0);
-      if (!replica) throw new Error(`no serving replica answered for ${this.model.id}`);
+      if (!replica) {
+        throw new ApiError(503, `No serving replica could answer for '${this.model.id}' now (${failures.join('; ')}); try again.`, {
+          code: 'replicas_unavailable',
+        });
+      }
       this.inFlight.set(replica.id, (this.inFlight.get(replica.id) ?? 0) + 1);
       try {
         const engine = new RemoteEngine({
@@ -77,9 +87,11 @@ class ReplicaEngine implements ReasoningEngine {
           token: replica.token,
           files: await this.signedFiles(replica.apiOrigin),
         });
-        return await engine.generate(request, hooks);
+        return await engine.generate(request, counted);
       } catch (err) {
-        if (!(err instanceof RemoteEngineUnreachableError) || candidates.length === 1) throw err;
+        if (err instanceof EngineInputError || emitted || hooks.signal?.aborted) throw err;
+        console.error(`replica ${replica.id} (${replica.url}) failed:`, (err as Error).message);
+        failures.push(err instanceof RemoteEngineUnreachableError ? 'unreachable' : 'failed');
         candidates.splice(candidates.indexOf(replica), 1);
       } finally {
         this.inFlight.set(replica.id, (this.inFlight.get(replica.id) ?? 1) - 1);

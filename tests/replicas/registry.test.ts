@@ -65,3 +65,25 @@ describe('the replica registry', () => {
     }
   });
 });
+
+describe('routing to replicas that cannot answer', () => {
+  it('answers_503_replicas_unavailable_when_every_live_replica_is_unreachable', async () => {
+    const { ReplicaEngineRegistry } = await import('../../src/replicas/replica-engines');
+    t.deps.engines = new ReplicaEngineRegistry(() => t.deps);
+    const { freePort } = await import('../e2e/stack');
+    for (let i = 0; i < 2; i++) {
+      const res = await call('/replicas', { url: `http://127.0.0.1:${await freePort()}`, load: 0, models: [] }); // nothing listens there
+      expect(res.status).toBe(201);
+    }
+    const { key } = await t.newTenant();
+    const res = await t.fetch('http://api.test/v1/chat/completions', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny-arith', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(res.status).toBe(503);
+    expect(body.error.code).toBe('replicas_unavailable');
+    expect(body.error.message).toContain('unreachable; unreachable');
+  });
+});
