@@ -4,7 +4,7 @@
  * As a person would: enter the key, upload a JSONL file with a bad line and read the API's line error, upload a good
  * one, fill the hyperparameter form built from the API's schema (and read the API's 400 for an out-of-range value),
  * create a job that the worker runs, watch its charts grow with checkpoints marked, hover a chart for its values,
- * read the metrics table (a learning rate of 1e-5 does not show as 0), cancel the job; then run the playground on the
+ * read the metrics table (a learning rate of 1e-5 does not show as 0), pause, resume and cancel the job; then run the playground on the
  * base model against the job's checkpoint with one seed and see both vote histograms and the soft-thought view.
  * Screenshots are saved under test-artifacts/dashboard/ (tests/helpers/browser.ts). Skipped without Chromium.
  */
@@ -110,7 +110,7 @@ describe.skipIf(!CHROMIUM)('dashboard in headless Chromium', () => {
     expect(job.fine_tuned_model ?? `ft:${job.model}:dash:${job.id}`).toContain(':dash:');
   }, 120_000);
 
-  it('shows live charts that grow as the worker trains, with checkpoints, hover values and a metrics table; cancels', async () => {
+  it('shows live charts that grow as the worker trains, with checkpoints, hover values and a metrics table; pauses, resumes, cancels', async () => {
     const points = async () => Number(await dataset('#chart-reward', 'points'));
     await waitFor('two steps on the reward chart', async () => (await points()) >= 2, 150_000, 500);
     const first = await points();
@@ -135,6 +135,17 @@ describe.skipIf(!CHROMIUM)('dashboard in headless Chromium', () => {
     expect(table).toMatch(/ckpt \d+/);
     await screenshot(page, 'job-live', '#job-detail');
     await screenshot(page, 'job-live-page');
+
+    // pause, then resume: the buttons follow the status
+    const status = () => text('#job-status');
+    await page.click('#job-pause');
+    await page.waitForFunction(() => ['pausing', 'paused'].includes(document.getElementById('job-status')?.textContent ?? ''), { timeout: 30_000 });
+    await page.waitForSelector('#job-resume', { timeout: 30_000 });
+    expect(await page.$('#job-pause')).toBeNull();
+    await page.click('#job-resume');
+    await page.waitForFunction(() => ['queued', 'running'].includes(document.getElementById('job-status')?.textContent ?? ''), { timeout: 30_000 });
+    expect(['queued', 'running']).toContain(await status());
+    await page.waitForSelector('#job-pause', { timeout: 30_000 });
 
     await page.click('#job-cancel');
     await page.waitForFunction(() => document.getElementById('job-status')?.textContent === 'cancelled', { timeout: 30_000 });
