@@ -27,6 +27,9 @@ export const SERVING_FILES = new Set([
   'chat_template.jinja',
 ]);
 
+/** Replicas one request tries before it answers 503 (each failed one may have cost a connect timeout). */
+const MAX_REPLICA_ATTEMPTS = 3;
+
 /** Context length when neither the model nor its base manifest states one; the replica checks the real one. */
 const UNSTATED_CONTEXT_LENGTH = 32768;
 
@@ -72,7 +75,7 @@ class ReplicaEngine implements ReasoningEngine {
     const counted: GenerationHooks = { ...hooks, onEvent: (event) => ((emitted = true), hooks.onEvent?.(event)) };
     const failures: string[] = [];
     for (;;) {
-      const replica = pickReplica(candidates, this.model.key, (id) => this.inFlight.get(id) ?? 0);
+      const replica = failures.length < MAX_REPLICA_ATTEMPTS ? pickReplica(candidates, this.model.key, (id) => this.inFlight.get(id) ?? 0) : null;
       if (!replica) {
         throw new ApiError(503, `No serving replica could answer for '${this.model.id}' now (${failures.join('; ')}); try again.`, {
           code: 'replicas_unavailable',
