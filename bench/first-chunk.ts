@@ -9,7 +9,7 @@
  * chunk far ahead of the last; a remote engine that answers whole shows them together. Prints a table and appends
  * its rows to bench/results-streaming.md.
  *
-  *   npm run bench:first-chunk             (BENCH_REQUESTS=20 for more; BENCH_MAX_TOKENS, default 64)
+ *   npm run bench:first-chunk            (BENCH_REQUESTS=20 for more; BENCH_MAX_TOKENS, default 64)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
