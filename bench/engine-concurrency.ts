@@ -6,9 +6,9 @@
  *
  * A load is C clients in a closed loop, each sending its next request as soon as its last one is answered, until R
  * requests are answered. Request i is the same for both engines: prompt i of models/tiny/data/test.jsonl (30 to 64
- * prompt tokens, so prompts of mixed lengths share the batch), seed i, soft thinking with Gumbel noise, max_tokens
- * as given; n samples (1, or the mixed-n cycle). Both engines must answer every request with the same samples; the
- * table says whether they did.
+ * prompt tokens, so prompts of mixed lengths share the batch; one load asks one prompt throughout), seed i, soft
+ * thinking with Gumbel noise, max_tokens as given; n samples (1, or the mixed-n cycle). Both engines must answer
+ * every request with the same samples; the table says whether they did.
  *
  * requests/s and tokens/s: answered requests and generated tokens (every sample's token_ids) over the load's wall
  * time; p50/p99: per-request latency, submit to answer; tokens per CPU-second: generated tokens over the CPU time
@@ -26,6 +26,7 @@ export interface Load {
   clients: number;
   requests: number;
   n: (i: number) => number; // samples of request i
+  prompt?: (i: number) => number; // the test.jsonl line of request i's prompt (default i)
 }
 
 export interface LoadMeasurement {
@@ -55,14 +56,17 @@ export function loads(): Load[] {
     nOne(32, 128),
     nOne(64, 192),
     { name: `16 concurrent, n in {${MIXED_N.join(',')}}`, clients: 16, requests: 72, n: (i) => MIXED_N[i % MIXED_N.length] },
+    // every request the same question (its own seed): the batch's kept prefill serves them all, the unbatched engine
+    // prefills each; the gap to the 32-concurrent row is what distinct prompts' prefills cost
+    { ...nOne(32, 128), name: '32 concurrent, n=1, one prompt', prompt: () => 0 },
   ];
 }
 
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 
-export function requestFor(prompts: string[], i: number, n: number, maxTokens: number): GenerationRequest {
+export function requestFor(prompts: string[], i: number, n: number, maxTokens: number, prompt = i): GenerationRequest {
   return {
-    messages: [{ role: 'user', content: prompts[i % prompts.length] }],
+    messages: [{ role: 'user', content: prompts[prompt % prompts.length] }],
     mode: 'soft',
     soft_thinking: { temperature: 1, top_k: 5, top_p: 0.95, min_p: 0, max_topk: 5, gumbel_tau: 0.1, noise_scale: 1, max_thinking_tokens: maxTokens, cold_stop: null },
     answer: { temperature: 1, top_k: 5, top_p: 0.95, min_p: 0 },
@@ -91,7 +95,7 @@ export async function runLoad(engine: ThreadedEngine, load: Load, prompts: strin
       while (next < to) {
         const i = next++;
         const sent = performance.now();
-        results[i - from] = await engine.generate(requestFor(prompts, i, load.n(i), maxTokens));
+        results[i - from] = await engine.generate(requestFor(prompts, i, load.n(i), maxTokens, load.prompt?.(i)));
         latenciesMs.push(performance.now() - sent);
       }
     }),
