@@ -14,7 +14,9 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dataLines, startE2E, waitFor, type E2E } from '../e2e/stack';
+import { createNodeEngineRegistry } from '../../src/engine/node-engines';
 import { CHROMIUM, launchBrowser, openPage, screenshot } from '../helpers/browser';
+import { startSdkServer } from './server';
 
 let e2e: E2E;
 let browser: Browser;
@@ -195,4 +197,28 @@ describe.skipIf(!CHROMIUM)('dashboard in headless Chromium', () => {
     await screenshot(page, 'playground-compare', '#playground');
     expect(problems).toEqual([]);
   }, 240_000);
+});
+
+describe.skipIf(!CHROMIUM)('dashboard playground with a remote engine', () => {
+  it('asks again without soft thoughts when the model\'s engine cannot record them, and says so', async () => {
+    // The real app with tiny-arith served by a remote engine (nothing listens there): /v1/reason answers the
+    // soft_thoughts request with its 400 before any engine call; the retry reaches the engine and fails.
+    const remote = await startSdkServer();
+    remote.t.deps.engines = createNodeEngineRegistry({ models: { 'tiny-arith': { engine: 'remote', url: 'http://127.0.0.1:9', context_length: 512 } } });
+    const { page: p } = await openPage(browser);
+    try {
+      await p.goto(`${remote.base}/dashboard#key=${encodeURIComponent(remote.key)}`, { waitUntil: 'networkidle0' });
+      await p.waitForSelector('#model option[value="tiny-arith"]');
+      await p.click('#run');
+      await p.waitForSelector('#run-0 .note', { timeout: 30_000 });
+      await p.waitForFunction(() => (document.querySelector('#run-0 .vote')?.textContent ?? '') !== 'running...', { timeout: 30_000 });
+      expect(await p.$eval('#run-0 .note', (e) => e.textContent)).toMatch(/^no soft thoughts: soft_thoughts: .*remote/);
+      // the retry went to the engine: its failure (an error event inside the stream) is shown, not the 400 again
+      expect(await p.$eval('#run-0 .vote', (e) => e.className)).toBe('vote error');
+      expect(await p.$eval('#run-0 .vote', (e) => e.textContent ?? '')).not.toContain('soft_thoughts');
+    } finally {
+      await p.close();
+      await remote.close();
+    }
+  }, 60_000);
 });

@@ -114,8 +114,15 @@ async function runOne(column, body) {
       }
     }
   } catch (e) {
-    vote.textContent = '';
-    vote.className = 'error';
+    // Only the in-process engine records soft thoughts: for a model served elsewhere, ask again without them.
+    if (e.status === 400 && e.error && e.error.param === 'soft_thoughts' && body.soft_thoughts) {
+      const rest = Object.assign({}, body);
+      delete rest.soft_thoughts;
+      await runOne(column, rest);
+      column.insertBefore(el('div', { class: 'muted note' }, 'no soft thoughts: ' + e.error.message), column.children[1]);
+      return;
+    }
+    vote.className = 'vote error';
     vote.textContent = e.message;
   }
 }
