@@ -45,7 +45,7 @@ export async function followJobProgress(api: SoftReason, job: FineTuningJob, str
     format: 'step {value}/{total} |{bar}| reward {reward} | {status} | ETA {left}',
     barCompleteChar: '\u2588',
     barIncompleteChar: '\u2591',
-    hideCursor: tty,
+    hideCursor: false, // nothing to restore when Ctrl-C ends the process (which stops following, not the job)
     clearOnComplete: false,
   });
   let status = job.status;
