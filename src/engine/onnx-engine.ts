@@ -64,6 +64,8 @@ export class OnnxEngine implements ReasoningEngine {
   ) {}
 
   static async load(folder: string, options: OnnxEngineOptions): Promise<OnnxEngine> {
+    const maxRows = options.maxBatchRows ?? DEFAULT_MAX_BATCH_ROWS;
+    if (!Number.isInteger(maxRows) || maxRows < 1) throw new RangeError(`maxBatchRows must be a positive integer, got ${maxRows}`);
     const [geometry, tokenizer] = await Promise.all([readModelGeometry(folder), loadChatTokenizer(folder)]);
     const session = await ort.InferenceSession.create(join(folder, "model.onnx"), {
       intraOpNumThreads: options.intraOpThreads ?? 1,
@@ -71,11 +73,10 @@ export class OnnxEngine implements ReasoningEngine {
       graphOptimizationLevel: "all",
     });
     const engine = new OnnxEngine(options.modelId, session, tokenizer, geometry);
-    engine.maxRows = options.maxBatchRows ?? DEFAULT_MAX_BATCH_ROWS;
-    if (!Number.isInteger(engine.maxRows) || engine.maxRows < 1) throw new RangeError(`maxBatchRows must be a positive integer, got ${engine.maxRows}`);
+    engine.maxRows = maxRows;
     if (options.batching ?? true) {
       const quantum = options.alignmentQuantum ?? (await probeAlignment(engine));
-      if (quantum !== null) engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows: engine.maxRows, quantum });
+      if (quantum !== null) engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows, quantum });
       else console.warn(`onnx engine ${options.modelId}: no padding keeps this session's logits exact; requests decode alone`);
     }
     return engine;
