@@ -33,13 +33,13 @@ export interface E2E {
   close(): Promise<void>;
 }
 
-export async function startE2E(env: Record<string, string> = {}): Promise<E2E> {
+export async function startE2E(env: Record<string, string> = {}, modelsDir = MODELS_DIR): Promise<E2E> {
   const dataDir = mkdtempSync(join(tmpdir(), 'e2e-stack-'));
   const output: string[] = [];
   const stack = await startStack({
     port: await freePort(),
     dataDir,
-    modelsDir: MODELS_DIR,
+    modelsDir,
     env,
     workerArgs: ['--poll-seconds', '0.5'],
     log: (line) => {
