@@ -59,6 +59,10 @@ class JobMethod(TypedDict):
     hyperparameters: dict[str, Any]
 
 
+class JobResources(TypedDict):
+    devices: int
+
+
 class FineTuningJob(TypedDict):
     id: str
     object: Literal["fine_tuning.job"]
@@ -85,6 +89,7 @@ class FineTuningJob(TypedDict):
     estimated_finish: int | None
     integrations: list[dict[str, Any]]
     user_provided_suffix: str | None
+    resources: JobResources
 
 
 class FineTuningJobList(TypedDict):
@@ -246,6 +251,7 @@ class CreateFineTuningJob(TypedDict):
     seed: NotRequired[int]
     metadata: NotRequired[dict[str, str] | None]
     integrations: NotRequired[list[Any] | None]
+    resources: NotRequired[JobResources]
 
 
 SPEC_SCHEMAS: dict[str, type] = {
