@@ -126,6 +126,37 @@ def test_a_client_that_goes_away_cancels_the_generation(replica):
     assert 2 <= len(steps) < CONTEXT - prompt - 10  # stopped soon after the client left, not at the context end
 
 
+def test_the_static_engine_streams_per_window_and_stops_when_the_client_leaves(model_folder):  # noqa: F811
+    """--engine static (softgrpo.gpu_engine, eager on CPU): deltas still add up to the result, and they are sent
+    while decoding (a client that leaves after two lines stops it before the end of the context)."""
+    served = load_served_model(model_folder, "cpu", engine="static", backend="torch")
+    srv = _start(make_server({"tiny": served}, "127.0.0.1", 0))
+    try:
+        port = srv.server_address[1]
+        status, lines = stream_lines(port, {"model": "tiny", "request": request_body(max_tokens=40)})
+        assert status == 200 and lines[-1]["type"] == "result"
+        for sample in lines[-1]["result"]["samples"]:
+            deltas = [x for x in lines if x["type"] == "delta" and x["sample"] == sample["sample"]]
+            assert "".join(d["text"] for d in deltas if d["phase"] == "answer") == sample["answer"]
+            assert "".join(d["text"] for d in deltas if d["phase"] == "reasoning") == sample["reasoning"]
+        steps, original = [], served.generate
+
+        def counting(prompts, cfg, seed, samples, on_step=None):
+            return original(prompts, cfg, seed, samples, lambda *a: steps.append(1) or on_step(*a))
+
+        served.generate = counting
+        long = request_body(max_tokens=None, samples=[0], soft_thinking={**request_body()["soft_thinking"],
+                                                                         "max_thinking_tokens": 80})
+        status, lines = stream_lines(port, {"model": "tiny", "request": long}, keep=2)
+        assert status == 200
+        with served.lock:
+            pass
+        prompt = len(served.tokenizer.encode_chat(long["messages"]))
+        assert 2 <= len(steps) < CONTEXT - prompt - 10
+    finally:
+        srv.shutdown()
+
+
 def test_a_model_named_by_signed_urls_is_loaded_cached_and_reported(replica, files_server, model_folder):  # noqa: F811
     port = replica.server_address[1]
     spec = files_spec(model_folder, files_server, key="ft:tiny::ftjob-1:ckpt-2@abc")

@@ -278,8 +278,11 @@ class GpuRolloutEngine:
 
     # ---- generation ---------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], seed: int, samples=None) -> list[Rollout]:
-        """Same contract as softgrpo.rollout.generate. len(prompts) must equal the engine's batch size."""
+    def generate(self, prompts: list[list[int]], seed: int, samples=None, on_step=None) -> list[Rollout]:
+        """Same contract as softgrpo.rollout.generate. len(prompts) must equal the engine's batch size.
+        on_step (serve's streaming) sees the steps of each `sync_every` window when the host looks at the state
+        anyway, so streaming adds no synchronisation; returning True stops decoding (rows still running end
+        "cancelled")."""
         B, st = self.B, self.st
         if len(prompts) != B:
             raise ValueError(f"engine built for batch {B}, got {len(prompts)} prompts")
@@ -324,7 +327,8 @@ class GpuRolloutEngine:
             buf.zero_()
 
         clock = _Clock(self.device)
-        steps = 0
+        steps = streamed = 0
+        cancelled = False
         for t in range(self.T_max):
             kv_len = self._kv_len(t)
             if self.use_graph:
@@ -333,10 +337,33 @@ class GpuRolloutEngine:
             else:
                 self._step(kv_len)
             steps += 1
-            if (t + 1) % self.sync_every == 0 and bool(st.done.all()):
-                break
+            if (t + 1) % self.sync_every == 0:
+                if on_step is not None:
+                    cancelled, streamed = self._stream_steps(streamed, steps, on_step), steps
+                    if cancelled:
+                        break
+                if bool(st.done.all()):
+                    break
+        if on_step is not None and not cancelled and streamed < steps:
+            self._stream_steps(streamed, steps, on_step)
         self.timing = {"decode_s": clock.seconds(), "steps": steps, "batch": B}
-        return self._collect(prompts)
+        rollouts = self._collect(prompts)
+        if cancelled:
+            for r, done in zip(rollouts, st.done.tolist()):
+                if not done:
+                    r.finish_reason = "cancelled"
+        return rollouts
+
+    def _stream_steps(self, start: int, end: int, on_step) -> bool:
+        """on_step(tokens [B], thinking [B], active [B]) for steps start..end-1 (rollout.generate's hook); a step
+        belongs to a row while it is within the row's length, and is a thinking step while within its n_thinking."""
+        st = self.st
+        tokens = st.out["tokens"][:, start:end].tolist()
+        lengths, n_thinking = st.lengths.tolist(), st.n_thinking.tolist()
+        for i, t in enumerate(range(start, end)):
+            if on_step([row[i] for row in tokens], [t < n for n in n_thinking], [t < n for n in lengths]):
+                return True
+        return False
 
     def _capture(self, kv_len: int) -> torch.cuda.CUDAGraph:
         """Capture the step for one cache bucket. Capturing executes nothing; before the first capture, two eager

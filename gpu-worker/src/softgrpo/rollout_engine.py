@@ -35,7 +35,7 @@ def make_rollout_engine(kind: str, backend: str, model, tokenizer, max_prompt_le
 
     engines: OrderedDict = OrderedDict()
 
-    def static_generate(prompts, cfg, seed, samples):
+    def static_generate(prompts, cfg, seed, samples, on_step=None):
         width = max_prompt_len
         if prompt_bucket:
             width = -(-max(len(p) for p in prompts) // prompt_bucket) * prompt_bucket
@@ -46,7 +46,7 @@ def make_rollout_engine(kind: str, backend: str, model, tokenizer, max_prompt_le
         engines[key] = engine  # most recently used last
         while len(engines) > keep:
             engines.popitem(last=False)
-        return engine.generate(prompts, seed, samples)
+        return engine.generate(prompts, seed, samples, on_step=on_step)
     static_generate.engines = engines  # for tests and memory accounting
     return static_generate
 

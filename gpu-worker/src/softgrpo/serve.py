@@ -24,8 +24,8 @@ reasoning_tokens, answer_tokens, finish_reason, thinking_end, logprobs}]). As in
 Models: `--model id=folder` pins a folder at start-up; any other model comes with `files` (signed GET URLs of its
 serving files and a cache key, sent by the API) and is loaded on first use into an LRU cache within
 --memory-budget-gb (softgrpo.model_store). Streaming is token by token with the plain engine (a step hook in
-softgrpo.rollout.generate); the static engine decodes a whole batch and streams it when done. A streamed request
-whose client goes away is cancelled: the next write fails and decoding stops at that step.
+softgrpo.rollout.generate) and in windows of 16 steps with the static engine (where its host loop syncs anyway). A
+streamed request whose client goes away is cancelled: the next write fails and decoding stops there.
 
     gpu-worker/.venv/bin/python -m softgrpo.serve [--model tiny-arith=models/tiny] --port 8100 [--token SECRET] \
         [--api https://api.example --worker-token WT [--public-url http://this-host:8100]] \
@@ -106,14 +106,15 @@ class ServedModel:
 
     def generate(self, prompts: list[list[int]], cfg: RolloutConfig, seed: int, samples: list[int],
                  on_step=None) -> list[Rollout]:
-        """Decode with the chosen engine (softgrpo.rollout_engine). Call under `lock`. on_step (the plain engine
-        only: softgrpo.rollout.generate) sees each step's tokens, for streaming, and may stop decoding."""
+        """Decode with the chosen engine (softgrpo.rollout_engine). Call under `lock`. on_step sees each step's
+        tokens, for streaming, and may stop decoding: at every step with the plain engine (softgrpo.rollout), per
+        `sync_every` window (16 steps) with the static one (softgrpo.gpu_engine), where the host syncs anyway."""
         if self.engine == "plain":
             return generate(self.model, self.tokenizer, prompts, cfg, seed, samples, on_step=on_step)
         if self.rollout is None:
             self.rollout = make_rollout_engine(self.engine, self.backend, self.model, self.tokenizer, 0,
                                                keep=STATIC_ENGINES_KEPT, prompt_bucket=PROMPT_BUCKET)
-        return self.rollout(prompts, cfg, seed, samples)
+        return self.rollout(prompts, cfg, seed, samples, on_step=on_step)
 
 
 def load_served_model(folder: str | Path, device: str, engine: str = "plain", backend: str = "torch") -> ServedModel:
