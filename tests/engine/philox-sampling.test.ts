@@ -40,6 +40,14 @@ describe("philox4x32-10", () => {
       expect(Math.abs(gumbel(at) - v.gumbel)).toBeLessThan(1e-5);
     }
   });
+
+  it("draws each uniform from exactly the first word of philox4x32 (the allocation-free hot path)", () => {
+    for (let i = 0; i < 2000; i++) {
+      const at = { seed: (i * 2654435761) % 2 ** 53, sample: i % 37, step: (i * 7) % 5000, slot: i % 8, stream: i % 2 };
+      const x0 = philox4x32(seedKey(at.seed), [at.slot, at.step, at.sample, at.stream])[0];
+      expect(uniform(at)).toBe(Math.fround((x0 >>> 8) + 0.5) / 16777216);
+    }
+  });
 });
 
 describe("sampling rules", () => {
