@@ -5,7 +5,8 @@
  * comparisons include each soft step's mixture weights (soft_thoughts) and the answer logprobs, which are computed
  * from the logits in float64: a logit off by one bit changes them, so equal results mean equal logits, not only equal
  * tokens. Also: one prefill per request, the cap on rows, fair admission across tenants and requests, a cancelled
- * request freeing its rows, a failing request leaving the others alone, adaptive voting, and the alignment quantum.
+ * request freeing its rows, a failing request leaving the others alone, adaptive voting, random churn (arrivals,
+ * cancellations, a small cap, several tenants), and the alignment quantum.
  */
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
@@ -70,10 +71,10 @@ async function streamedAlone(request: GenerationRequest) {
   return { result, events };
 }
 
-/** Resolves once the engine's batch has run `steps` more forwards. */
+/** Resolves once the engine's batch has run `steps` more forwards (or has nothing left to run). */
 async function afterSteps(e: OnnxEngine, steps: number): Promise<void> {
   const target = e.batchStats()!.steps + steps;
-  while (e.batchStats()!.steps < target) await new Promise((r) => setImmediate(r));
+  while (e.batchStats()!.steps < target && e.batchStats()!.requests > 0) await new Promise((r) => setImmediate(r));
 }
 
 /** Counts the engine's prefills (forwards of more than one position) while `work` runs. */
@@ -229,6 +230,44 @@ describe('continuous batching', () => {
     expect(prefills).toBe(2); // ...one prefill, and the other request's
     expect(busy).toEqual(await aloneResult(busyRequest));
   }, 60_000);
+});
+
+describe('continuous batching under churn', () => {
+  it('random arrivals, cancellations and a small cap: every finished sample equals alone, the books balance', async () => {
+    const quantum = engine.describeBatching().quantum!;
+    const churn = await OnnxEngine.load(FOLDER, { modelId: 'tiny', maxBatchRows: 5, alignmentQuantum: quantum });
+    try {
+      let state = 12345;
+      const rand = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
+      const runs: Array<Promise<{ request: GenerationRequest; result: GenerationResult; cancelled: boolean }>> = [];
+      for (let i = 0; i < 30; i++) {
+        const request = { ...varied(40 + i), samples: Array.from({ length: 1 + Math.floor(rand() * 3) }, (_, j) => j) };
+        const abort = new AbortController();
+        const cancel = rand() < 0.2;
+        const tenant = ['A', 'B', 'C'][Math.floor(rand() * 3)];
+        runs.push(churn.generate(request, { signal: abort.signal, tenant }).then((result) => ({ request, result, cancelled: cancel })));
+        if (cancel) void afterSteps(churn, 1 + Math.floor(rand() * 6)).then(() => abort.abort());
+        await afterSteps(churn, Math.floor(rand() * 3));
+      }
+      for (const { request, result, cancelled } of await Promise.all(runs)) {
+        const reference = await aloneResult(request);
+        result.samples.forEach((sample, i) => {
+          if (sample.finish_reason === 'cancelled') {
+            expect(cancelled).toBe(true);
+            expect(reference.samples[i].token_ids.slice(0, sample.token_ids.length)).toEqual(sample.token_ids); // a prefix of alone
+          } else {
+            expect(sample).toEqual(reference.samples[i]);
+          }
+        });
+        if (!cancelled) expect(result).toEqual(reference);
+      }
+      const stats = churn.batchStats()!;
+      expect(stats).toMatchObject({ rows: 0, requests: 0, waiting: 0, slots: 0 });
+      expect(stats.peakRows).toBe(5);
+    } finally {
+      await churn.release();
+    }
+  }, 120_000);
 });
 
 describe('admission (a stand-in model whose every sample runs exactly max_tokens)', () => {
