@@ -174,6 +174,28 @@ def test_a_model_named_by_signed_urls_is_loaded_cached_and_reported(replica, fil
     assert status == 400 and lines[0]["error"]["param"] == "files.files.0"
 
 
+def test_a_pinned_model_named_by_its_key_is_served_without_a_download(model_folder, tmp_path):  # noqa: F811
+    from softgrpo.model_store import pinned_key
+    served = load_served_model(model_folder, "cpu")
+    key = pinned_key("tiny-arith", model_folder)
+    store = ModelStore(lambda folder: pytest.fail("must not load"), budget_bytes=0, cache_dir=tmp_path,
+                       pinned={"tiny-arith": served}, pinned_keys={key: "tiny-arith"})
+    unreachable = [{"name": "model.safetensors", "bytes": 1, "sha256": "0" * 64, "url": "http://127.0.0.1:9/x"}]
+    assert store.get("tiny-arith", {"key": key, "files": unreachable}) is served
+    assert key in store.held()
+
+
+def test_pinned_keys_are_the_keys_the_api_gives_a_base_model():
+    """src/replicas/model-key.ts names a base model `<id>@<first 16 hex of its model.safetensors sha256>`, with the
+    hash the API holds (manifest.json's `files`, as the Node and Workers loaders read it)."""
+    from pathlib import Path
+
+    from softgrpo.model_store import pinned_key
+    folder = Path(__file__).resolve().parents[2] / "models" / "tiny"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert pinned_key("tiny-arith", folder) == "tiny-arith@" + manifest["files"]["model.safetensors"][:16]
+
+
 def test_the_store_drops_the_least_recently_used_model_beyond_its_budget(files_server, model_folder, tmp_path):  # noqa: F811
     one = model_bytes(load_served_model(model_folder, "cpu"))
     store = ModelStore(lambda folder: load_served_model(folder, "cpu"), budget_bytes=2 * one, cache_dir=tmp_path)

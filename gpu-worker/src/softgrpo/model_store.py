@@ -27,6 +27,15 @@ from softgrpo.serve_request import RequestError
 SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
+def pinned_key(model_id: str, folder: str | Path) -> str:
+    """The key the API gives a model folder (src/replicas/model-key.ts): id @ 16 hex digits of the weights' sha256."""
+    digest = hashlib.sha256()
+    with open(Path(folder) / "model.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"{model_id}@{digest.hexdigest()[:16]}"
+
+
 class ModelLoadError(RuntimeError):
     """A model's files could not be fetched or loaded (answered 502: not the client's fault)."""
 
@@ -54,11 +63,13 @@ def _checked_files(files) -> tuple[str, list[dict]]:
 
 class ModelStore:
     def __init__(self, load, budget_bytes: int, cache_dir: str | Path, pinned: dict | None = None,
-                 client: httpx.Client | None = None):
-        """load(folder) -> ServedModel (serve.load_served_model with the replica's device and engine)."""
+                 client: httpx.Client | None = None, pinned_keys: dict[str, str] | None = None):
+        """load(folder) -> ServedModel (serve.load_served_model with the replica's device and engine).
+        pinned_keys: model key -> pinned id, so a request naming a pinned model's weights by key uses it."""
         self.load, self.budget = load, budget_bytes
         self.cache_dir = Path(cache_dir)
         self.pinned = dict(pinned or {})
+        self.pinned_keys = dict(pinned_keys or {})
         self.loaded: OrderedDict[str, tuple[object, int]] = OrderedDict()  # key -> (ServedModel, bytes), LRU first
         self.lock = threading.Lock()
         self.loading: dict[str, threading.Lock] = {}
@@ -67,7 +78,7 @@ class ModelStore:
     def held(self) -> list[str]:
         """Ids of the pinned models and keys of the loaded ones (what heartbeats report)."""
         with self.lock:
-            return sorted(self.pinned) + list(self.loaded)
+            return sorted(self.pinned) + sorted(self.pinned_keys) + list(self.loaded)
 
     def used_bytes(self) -> int:
         with self.lock:
@@ -81,6 +92,8 @@ class ModelStore:
             raise RequestError("model", f"model {model_id!r} is not served here and no files were given "
                                         f"(serving {sorted(self.pinned)})")
         key, entries = _checked_files(files)
+        if key in self.pinned_keys:
+            return self.pinned[self.pinned_keys[key]]
         with self.lock:
             if key in self.loaded:
                 self.loaded.move_to_end(key)

@@ -59,7 +59,7 @@ import torch
 
 from softgrpo.config import TRITON_MAX_TOPK, check_engine_options
 from softgrpo.model import SoftTokenLM
-from softgrpo.model_store import ModelLoadError, ModelStore
+from softgrpo.model_store import ModelLoadError, ModelStore, pinned_key
 from softgrpo.replica import ReplicaRegistration
 from softgrpo.rollout import Rollout, RolloutConfig, generate
 from softgrpo.rollout_engine import make_rollout_engine
@@ -430,15 +430,16 @@ def main() -> None:
         parser.error("--api needs --worker-token (or $WORKER_TOKEN)")
     try:
         check_engine_options(backend, engine, args.device)
-        pinned = {}
+        pinned, pinned_keys = {}, {}
         for spec in args.model:
             model_id, _, folder = spec.partition("=")
             pinned[model_id] = load_served_model(folder, args.device, engine, backend)
+            pinned_keys[pinned_key(model_id, folder)] = model_id  # the API names these weights by this key
     except ValueError as err:
         parser.error(str(err))
     budget = int(args.memory_budget_gb * (1 << 30)) if args.memory_budget_gb else _default_budget(args.device)
     store = ModelStore(lambda folder: load_served_model(folder, args.device, engine, backend), budget,
-                       args.cache_dir, pinned)
+                       args.cache_dir, pinned, pinned_keys=pinned_keys)
     server = make_server({}, args.host, args.port, args.token, store=store)
     public_url = args.public_url or f"http://{args.host}:{server.server_address[1]}"
     if args.api:
