@@ -128,12 +128,12 @@ export interface ConcurrencyRow {
   identical: boolean;
 }
 
-/** Every load on both engines (a warm-up load first on each). */
-export async function measureConcurrency(folder: string, maxTokens: number, only?: string[]): Promise<ConcurrencyRow[]> {
+/** Every load on both engines (a warm-up load first on each), each engine in `poolSize` threads. */
+export async function measureConcurrency(folder: string, maxTokens: number, only?: string[], poolSize = 1): Promise<ConcurrencyRow[]> {
   const prompts = readPrompts(folder);
   const [unbatched, batched] = await Promise.all([
-    ThreadedEngine.load(folder, { modelId: 'bench', poolSize: 1, batching: false }),
-    ThreadedEngine.load(folder, { modelId: 'bench', poolSize: 1 }),
+    ThreadedEngine.load(folder, { modelId: 'bench', poolSize, batching: false }),
+    ThreadedEngine.load(folder, { modelId: 'bench', poolSize }),
   ]);
   try {
     const warmUp: Load = { name: 'warm-up', clients: 8, requests: 16, n: () => 1 };

@@ -2,7 +2,7 @@
  * Node engine benchmark, two tables, both appended to bench/results-engine.md:
  *
  * - Concurrency (bench/engine-concurrency.ts): 1, 8, 32 and 64 concurrent n = 1 requests and a mixed-n load on one
- *   engine thread, continuous batching against the unbatched engine in the same run: requests/s, tokens/s, p50/p99
+ *   engine thread (--pool: more), continuous batching against the unbatched engine in the same run: requests/s, tokens/s, p50/p99
  *   latency, and whether both engines gave the same samples. Targets (issue 14): tokens/s at 32 concurrent at least
  *   4x the unbatched engine's; p99 at 8 concurrent at most 2x the p99 of lone requests (1 concurrent).
  * - Speed: onnxruntime-node soft-thinking decode (src/engine/onnx-engine.ts, generateAlone) against the PyTorch
@@ -10,7 +10,7 @@
  *   samples of one prompt, same request JSON, same intra-op thread count.
  *
  *   npm run bench:engine -- [--model models/tiny] [--repeats 3] [--threads 1] [--max-tokens 64]
- *                           [--sections concurrency,speed] [--loads "1 ,32 "]
+ *                           [--sections concurrency,speed] [--loads "1 ,32 "] [--pool 1]
  *
  * Speed: tokens/s = generated steps summed over the n samples / wall time of the request (prefill included);
  * latency = median wall time of one request.
@@ -34,6 +34,7 @@ const { values: args } = parseArgs({
     'max-tokens': { type: 'string', default: '64' },
     sections: { type: 'string', default: 'concurrency,speed' },
     loads: { type: 'string' }, // only the loads whose names start with one of these (comma-separated)
+    pool: { type: 'string', default: '1' }, // engine threads of each engine in the concurrency table
   },
 });
 const sections = args.sections!.split(',');
@@ -117,17 +118,18 @@ const date = () => new Date().toISOString().slice(0, 16).replace('T', ' ') + 'Z'
 const load1m = () => loadavg()[0].toFixed(1);
 
 if (sections.includes('concurrency')) {
-  const rows = await measureConcurrency(folder, maxTokens, args.loads?.split(','));
+  const rows = await measureConcurrency(folder, maxTokens, args.loads?.split(','), Number(args.pool));
   writeConcurrency(rows);
 }
 if (sections.includes('speed')) writeSpeed(await measureNode(), measureTorch());
 
 function writeConcurrency(rows: ConcurrencyRow[]): void {
   const header =
-    '| load | requests | unbatched req/s | batched req/s | unbatched tokens/s | batched tokens/s | tokens/s ratio | unbatched tokens/CPU-s | batched tokens/CPU-s | CPU ratio | unbatched p50 ms | batched p50 ms | unbatched p99 ms | batched p99 ms | same samples | max tokens | machine | load 1m | date |';
+    '| load | threads | requests | unbatched req/s | batched req/s | unbatched tokens/s | batched tokens/s | tokens/s ratio | unbatched tokens/CPU-s | batched tokens/CPU-s | CPU ratio | unbatched p50 ms | batched p50 ms | unbatched p99 ms | batched p99 ms | same samples | max tokens | machine | load 1m | date |';
   const lines = rows.map(({ load, unbatched: a, batched: b, identical }) =>
     [
       load.name,
+      args.pool,
       load.requests,
       a.requestsPerS.toFixed(1),
       b.requestsPerS.toFixed(1),
@@ -157,8 +159,8 @@ function writeConcurrency(rows: ConcurrencyRow[]): void {
   appendRows(
     'Concurrency',
     [
-      'Rows appended by `npm run bench:engine` (bench/engine-concurrency.ts): closed-loop clients on one engine thread',
-      '(ThreadedEngine, pool 1, one intra-op thread), continuous batching (batched) against each request decoded alone',
+      'Rows appended by `npm run bench:engine` (bench/engine-concurrency.ts): closed-loop clients on the engine threads',
+      '(ThreadedEngine, pool of "threads", one intra-op thread each), continuous batching (batched) against each request decoded alone',
       '(unbatched), the same requests in the same run: prompts of models/tiny/data/test.jsonl (30 to 64 tokens), soft',
       'thinking with Gumbel noise, seed per request. "same samples": both engines answered every request identically.',
       'Each load runs in two halves, alternating the engines. tokens/CPU-s: tokens over the CPU time of the process',
