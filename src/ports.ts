@@ -137,6 +137,9 @@ export interface Config {
   signedUrlSeconds: number;
   /** Server-sent events: poll interval of the event table, keep-alive comment interval, longest stream. */
   sse: { pollMs: number; keepAliveMs: number; maxStreamMs: number };
+  /** Memory of one device of the deployment's workers: a job whose estimate exceeds it is refused at creation
+   * (src/models/memory-estimate.ts; default 80 GiB). */
+  workerDeviceMemoryBytes?: number;
 }
 
 /** The inference engines /v1/reason and /v1/chat/completions use (model -> engine), see src/engine/types.ts. */

@@ -44,7 +44,12 @@ const deps = await buildNodeDeps({
   signingSecret: env.SIGNING_SECRET,
   // LEASE_SECONDS: how long a claim / heartbeat holds a job (default 120); the e2e tests use a short lease
   // TENANT_REQUESTS_PER_MINUTE, TENANT_CONCURRENT_SAMPLES, TENANT_ACTIVE_JOBS: per-tenant limits (src/tenants/limits.ts)
-  config: { ...(env.LEASE_SECONDS ? { leaseSeconds: Number(env.LEASE_SECONDS) } : {}), tenantLimits: tenantLimitsFromEnv(env) },
+  config: {
+    ...(env.LEASE_SECONDS ? { leaseSeconds: Number(env.LEASE_SECONDS) } : {}),
+    tenantLimits: tenantLimitsFromEnv(env),
+    // WORKER_DEVICE_MEMORY_GB: memory of one worker device; a job estimated above it is refused (default 80)
+    ...(env.WORKER_DEVICE_MEMORY_GB ? { workerDeviceMemoryBytes: positiveNumber('WORKER_DEVICE_MEMORY_GB', env.WORKER_DEVICE_MEMORY_GB) * 1024 ** 3 } : {}),
+  },
   synchronous: synchronousLevel(env.SQLITE_SYNCHRONOUS),
 });
 const recovered = await recoverAfterCrash(deps, dataDir);

@@ -3,6 +3,7 @@
  * cancel, pause, resume, events (page or server-sent events) and checkpoints. Tenant-scoped: another tenant's
  * job id answers 404. Status changes go through src/jobs/lifecycle.ts (illegal ones answer 409).
  */
+import { checkBaseModelMemory } from '../../models/memory-estimate';
 import { createRoute } from '@hono/zod-openapi';
 import { and, asc, desc, eq, gt, isNull, lt, sql } from 'drizzle-orm';
 import { checkpoints, files, jobEvents, jobs } from '../../db/schema';
@@ -68,6 +69,7 @@ finetuneRouter.openapi(
       validation_file: found.validation_file ?? null,
     });
     checkJobResources(body.resources.devices, hyperparameters);
+    await checkBaseModelMemory(deps, base, hyperparameters, body.resources.devices);
     await checkJobQuota(c, deps, tenantId);
     const now = deps.clock.now();
     const id = deps.ids.next('ftjob');
