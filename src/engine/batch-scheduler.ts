@@ -51,6 +51,8 @@ export interface BatchStats {
   steps: number; // batch forwards so far
   peakRows: number;
   prefillHits: number; // prompts that started from a kept prefill
+  rebuilds: number; // compact cache rebuilds (the other joins took an empty slot in place)
+  paddedColumns: number; // mean share of the batch's cache that was padding or empty slots, over the forwards
 }
 
 interface Job {
@@ -91,6 +93,8 @@ export class BatchScheduler {
   private steps = 0;
   private peakRows = 0;
   private readonly prefills = new PrefillCache();
+  private rebuilds = 0;
+  private padding = 0; // summed over forwards: 1 - (sum of row lengths) / (slots x columns)
 
   constructor(
     private readonly model: MaskedForward,
@@ -130,7 +134,8 @@ export class BatchScheduler {
     const rows = this.slots.filter((row) => row !== null).length;
     const waiting = this.jobs.reduce((sum, job) => sum + job.decoders.length - job.started, 0);
     const { slots, columns, jobs, steps, peakRows } = this;
-    return { rows, slots: slots.length, columns, requests: jobs.length, waiting, steps, peakRows, prefillHits: this.prefills.hits };
+    const paddedColumns = steps > 0 ? this.padding / steps : 0;
+    return { rows, slots: slots.length, columns, requests: jobs.length, waiting, steps, peakRows, prefillHits: this.prefills.hits, rebuilds: this.rebuilds, paddedColumns };
   }
 
   /** Resolves once no request is left (the session is not in use by this scheduler then). */
@@ -268,6 +273,7 @@ export class BatchScheduler {
         ...joiners.map((row) => row.source!),
       ];
       this.cache = layoutRows(sources, needed, this.model.geometry);
+      this.rebuilds++;
       this.slots = [...live.map(({ row }) => row), ...joiners];
       this.columns = needed;
       for (const row of joiners) row.source = null;
@@ -313,6 +319,7 @@ export class BatchScheduler {
       return;
     }
     this.steps++;
+    this.padding += 1 - this.slots.reduce((sum, row) => sum + (row?.length ?? 0), 0) / (batch * columns);
     this.cache = out.cache;
     this.columns++;
     this.slots.forEach((row, r) => {
