@@ -140,8 +140,8 @@ def main(argv=None) -> int:
         device_name = "cpu (dry run)"
     rows: list = []
     try:
-        bench_distributed("cuda" if cuda else "cpu", ranks, "dry" if args.dry_run else "quick" if args.quick else "full",
-                          rows)
+        size = "dry" if args.dry_run else "quick" if args.quick else "full"
+        bench_distributed("cuda" if cuda else "cpu", ranks, size, rows)
     except Failed as err:
         print(f"CHECK FAILED: {err}", flush=True)
         return 1

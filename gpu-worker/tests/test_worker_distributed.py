@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from test_train import EXAMPLES
-from test_worker_protocol import WORKER_TOKEN, api, create_job, metric_steps, upload, wait_for, worker_events  # noqa: F401
+from test_worker_protocol import api  # noqa: F401  (the fixture: a Node API server process)
+from test_worker_protocol import WORKER_TOKEN, create_job, metric_steps, upload, wait_for, worker_events
 from softgrpo.api_client import WorkerApi
 from softgrpo.worker import run_worker
 
@@ -84,7 +85,8 @@ def test_a_two_device_job_survives_a_killed_rank_and_succeeds_resuming_from_its_
 
     retried = user.get(f"/v1/finetune/{job['id']}").json()
     assert retried["status"] == "queued" and retried["attempts"] == 1, retried
-    messages = [e["message"] for e in user.get(f"/v1/finetune/{job['id']}/events", params={"limit": 100}).json()["data"]]
+    listed = user.get(f"/v1/finetune/{job['id']}/events", params={"limit": 100}).json()["data"]
+    messages = [e["message"] for e in listed]
     assert any(m.startswith("Attempt 1 failed (A training process ended without finishing (torchrun exit code")
                and m.endswith("job re-queued.") for m in messages), messages
     last = max(c["step_number"] for c in user.get(f"/v1/finetune/{job['id']}/checkpoints").json()["data"])

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 from softgrpo.distributed import SINGLE, Ranks, barrier
 from softgrpo.model_folder import write_manifest
@@ -31,9 +30,16 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 STATE_FORMAT = "softgrpo-train-state/2"
 STATE_FORMAT_V1 = "softgrpo-train-state/1"  # one process: trainable.safetensors + optimizer.pt (still resumable)
 DCP_DIR = "dcp"
-# trained parameters only (LoRA: the adapters; the frozen base comes from the base model folder); strict=False
-# because the frozen ones are left out, the loaded keys are the saved ones (the DCP planner refuses missing keys)
-STATE_OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)
+
+
+def _state_dict_api():
+    """torch.distributed.checkpoint's state-dict helpers and the options of this module, imported when a training
+    state is read or written (the import costs seconds, which serving and the CLI's checks need not pay).
+    Trained parameters only (LoRA: the adapters; the frozen base comes from the base model folder); strict=False
+    because the frozen ones are left out: the loaded keys are the saved ones (the DCP planner refuses missing keys)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+    return get_state_dict, set_state_dict, StateDictOptions(ignore_frozen_params=True, strict=False)
 
 
 def checkpoint_dir(out_dir: str | Path, step: int) -> Path:
@@ -93,7 +99,8 @@ def save_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.o
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     barrier(ranks)
-    model_state, optimizer_state = get_state_dict(model, optimizer, options=STATE_OPTIONS)
+    get_state_dict, _, options = _state_dict_api()
+    model_state, optimizer_state = get_state_dict(model, optimizer, options=options)
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=tmp / DCP_DIR)
     if ranks.is_main:
         torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
@@ -133,11 +140,12 @@ def load_training_state(folder: str | Path, model: torch.nn.Module, optimizer: t
     else:
         import torch.distributed.checkpoint as dcp
 
-        model_state, optimizer_state = get_state_dict(model, optimizer, options=STATE_OPTIONS)
+        get_state_dict, set_state_dict, options = _state_dict_api()
+        model_state, optimizer_state = get_state_dict(model, optimizer, options=options)
         loaded = {"model": model_state, "optimizer": optimizer_state}
         dcp.load(loaded, checkpoint_id=folder / DCP_DIR)
         set_state_dict(model, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optimizer"],
-                       options=STATE_OPTIONS)
+                       options=options)
     rng = torch.load(folder / "rng.pt", weights_only=True)
     return rng, state
 

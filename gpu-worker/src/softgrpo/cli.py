@@ -10,6 +10,11 @@ training starts: the model folder, every dataset line, the hyperparameters and t
 command with exit code 2 and a message that names it. Events (start, metrics, eval, checkpoint, done) are printed
 to stdout as JSON lines. --backend / --rollout-engine choose the kernels and the rollout loop (softgrpo.train's
 docstring); they default to triton + static on CUDA and torch + plain on CPU, and the start event records them.
+
+On more than one device, the same command under torchrun (every rank runs it; rank 0 prints the events; --out on
+storage every rank sees, one node or several):
+
+    torchrun --nproc_per_node=8 -m softgrpo.cli train --model ... --train ... --out /shared/runs/demo --device cuda
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import torch
 from softgrpo.config import (BACKENDS, METHODS, ROLLOUT_ENGINES, Hyperparameters, check_engine_options,
                              resolve_hyperparameters, rollout_config)
 from softgrpo.data import load_jsonl
+from softgrpo.distributed import ranks_from_env
 from softgrpo.model import ModelConfig, ModelFolderError
 from softgrpo.rewards import make_grader
 from softgrpo.tokenizer import ChatTokenizer
@@ -133,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                    validation_examples=inputs.validation_examples, seed=inputs.seed, resume=args.resume,
                    run=RunConfig(device=args.device, backend=backend, rollout_engine=rollout_engine,
                                  export_onnx=args.onnx))
+    main_rank = ranks_from_env().is_main
     for event in events:
-        print(json.dumps(event), flush=True)
+        if main_rank:
+            print(json.dumps(event), flush=True)
     return 0
 
 

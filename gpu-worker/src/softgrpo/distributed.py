@@ -25,11 +25,15 @@ What is split how:
 """
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+
+COLLECTIVE_TIMEOUT_MINUTES = 60
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ def init_distributed(device: str) -> tuple[Ranks, str, object | None]:
         torch.cuda.set_device(ranks.local_rank)
         device = f"cuda:{ranks.local_rank}"
     if not dist.is_initialized():
-        dist.init_process_group(backend_for(device))
+        # rank 0 evaluates and writes the model folder while the others wait in a collective: allow for long waits
+        dist.init_process_group(backend_for(device), timeout=datetime.timedelta(minutes=COLLECTIVE_TIMEOUT_MINUTES))
     mesh = init_device_mesh("cuda" if device.startswith("cuda") else "cpu", (ranks.world,))
     return ranks, device, mesh
 

@@ -371,7 +371,8 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
         rollouts = rollouts_in_chunks(rollout, [prompts[j] for j in rows], rollout_cfg,
                                       derive_seed(seed, SEED_ROLLOUT, step), run.rollout_batch_size, samples=rows)
         t_rollout = time.perf_counter() - t_start
-        local_rewards = [grader(graded_text(r, grader), train_examples[indices[j // G]]) for j, r in zip(rows, rollouts)]
+        local_rewards = [grader(graded_text(r, grader), train_examples[indices[j // G]])
+                         for j, r in zip(rows, rollouts)]
         rewards = torch.zeros(B * G)  # every rank's rewards, in the 1-rank order: advantages over whole groups
         for part_rows, part in all_gather_objects((rows, local_rewards), ranks):
             rewards[part_rows] = torch.tensor(part)

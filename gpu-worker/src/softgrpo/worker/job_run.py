@@ -122,8 +122,9 @@ def run_job(api: WorkerApi, claim: Claim, work_root: Path, options: WorkerOption
     out_dir.mkdir(parents=True)
     run = JobRun(api, claim, options, work_root, out_dir, heartbeat)
     resume = claim["resume_from"]
+    resuming = f", resuming at step {resume['step']}" if resume else ""
     log(f"job {job_id}: attempt {claim['attempt']}/{claim['max_attempts']} ({run.method} on {job['model']}, "
-        f"{run.devices} device{'s' if run.devices > 1 else ''}{', resuming at step %d' % resume['step'] if resume else ''})")
+        f"{run.devices} device{'s' if run.devices > 1 else ''}{resuming})")
     try:
         return _run(run)
     except StopJob as stop:

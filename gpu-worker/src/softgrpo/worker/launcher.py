@@ -6,8 +6,9 @@ devices == 1: softgrpo.train.train itself, in this process (as the worker always
 devices  > 1: `torchrun --standalone --nproc_per_node=N -m softgrpo.rank_entry <out>/run.json` in a new session.
               Rank 0 appends its events to <out>/events.jsonl; this relay reads them and yields them, so the worker
               posts them and keeps heartbeating in its own process. send("stop") (a pause) writes <out>/control,
-              which rank 0 obeys at the next step end. close() ends every process: the relay closes on done,
-              pause, cancel, a lost lease, a failure or the worker's own exit, and then
+              which rank 0 obeys at the next step end. A cancel or a lost lease is noticed while waiting for
+              events (the heartbeat's check), not only between them. close() ends every process: the relay
+              closes on done, pause, cancel, a lost lease, a failure or the worker's own exit, and then
                 1. SIGTERM to torchrun (its agent stops the ranks), SIGKILL after a grace period;
                 2. any rank still alive (each wrote <out>/ranks/<r>.pid) is killed by its pid.
               torchrun and the ranks also die with their parent (PR_SET_PDEATHSIG), so a worker killed with SIGKILL
@@ -50,7 +51,7 @@ def start_training(run, resumed: bool) -> Iterator[dict]:
                               validation=run.validation, hp=run.hp.to_dict(), method=run.method,
                               grader=run.job["grader"], seed=int(run.job["seed"]), resume=resumed,
                               job_id=run.job_id, config=config, threads=run.options.threads)
-    return torchrun_training(run_file, run.devices, run.out_dir)
+    return torchrun_training(run_file, run.devices, run.out_dir, check=run.heartbeat.check)
 
 
 def write_run_file(out_dir: Path, *, base_dir: Path, train_examples: list[dict], validation: list[dict] | None,
@@ -63,7 +64,8 @@ def write_run_file(out_dir: Path, *, base_dir: Path, train_examples: list[dict],
     (out_dir / "run-train.jsonl").write_text("".join(json.dumps(e) + "\n" for e in train_examples))
     if validation:
         (out_dir / "run-validation.jsonl").write_text("".join(json.dumps(e) + "\n" for e in validation))
-    spec = {"format": RUN_FILE_FORMAT, "model_folder": str(base_dir), "train_examples": str(out_dir / "run-train.jsonl"),
+    spec = {"format": RUN_FILE_FORMAT, "model_folder": str(base_dir),
+            "train_examples": str(out_dir / "run-train.jsonl"),
             "validation_examples": str(out_dir / "run-validation.jsonl") if validation else None,
             "hyperparameters": hp, "method": method, "grader": grader, "out_dir": str(out_dir), "seed": seed,
             "resume": resume, "job_id": job_id, "run": asdict(config), "threads": threads}
@@ -77,20 +79,24 @@ def torchrun_command(run_file: Path, devices: int) -> list[str]:
             "--max_restarts=0", "-m", "softgrpo.rank_entry", str(run_file)]
 
 
-def torchrun_training(run_file: Path, devices: int, out_dir: Path) -> Iterator[dict]:
-    """Launch the ranks and relay rank 0's events (module docstring)."""
+def torchrun_training(run_file: Path, devices: int, out_dir: Path, check=None,
+                      command: list[str] | None = None) -> Iterator[dict]:
+    """Launch the ranks and relay rank 0's events (module docstring). check: called while waiting for the next event
+    (the heartbeat's check): whatever it raises (StopJob on a cancel or a lost lease) ends the ranks at once, even in
+    the middle of a step or of torchrun's start. command: torchrun_command(run_file, devices) unless given (a test's
+    wrapper of rank_entry)."""
     events_path, control = out_dir / "events.jsonl", out_dir / "control"
     for stale in (events_path, control):
         stale.unlink(missing_ok=True)
     for stale in (out_dir / "ranks").glob("*") if (out_dir / "ranks").is_dir() else []:
         stale.unlink()
     with (out_dir / "torchrun.log").open("ab") as log_file:
-        process = subprocess.Popen(torchrun_command(run_file, devices), stdout=log_file, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command or torchrun_command(run_file, devices), stdout=log_file, stderr=subprocess.STDOUT,
                                    start_new_session=True, preexec_fn=die_with_parent)
     log(f"torchrun pid {process.pid}: {devices} ranks ({out_dir / 'torchrun.log'})")
     last = None
     try:
-        with _follow(events_path, process) as lines:
+        with _follow(events_path, process, check) as lines:
             for line in lines:
                 event = json.loads(line)
                 last = event["type"]
@@ -108,8 +114,9 @@ def torchrun_training(run_file: Path, devices: int, out_dir: Path) -> Iterator[d
 class _follow:
     """Lines appended to a file by another process, until that process exits and the file is drained."""
 
-    def __init__(self, path: Path, process: subprocess.Popen):
+    def __init__(self, path: Path, process: subprocess.Popen, check=None):
         self.path, self.process, self.handle, self.buffer = path, process, None, ""
+        self.check = check or (lambda: None)
 
     def __enter__(self):
         return self._lines()
@@ -135,6 +142,7 @@ class _follow:
                     if line.strip():
                         yield line
                 return
+            self.check()
             time.sleep(POLL_SECONDS)
 
 

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backend", choices=("torch", "triton"), default=None,
                     help="torch references or the Triton kernels (default: triton on CUDA, torch on CPU)")
     ap.add_argument("--rollout-engine", choices=("plain", "static"), default=None,
-                    help="plain = softgrpo.rollout, static = softgrpo.gpu_engine (default: static on CUDA, plain on CPU)")
+                    help="plain = softgrpo.rollout, static = softgrpo.gpu_engine "
+                         "(default: static on CUDA, plain on CPU)")
     ap.add_argument("--no-onnx", dest="onnx", action="store_false",
                     help="skip the ONNX export of checkpoints (they then cannot be served by the ONNX engine)")
     args = ap.parse_args(argv)
