@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from safetensors.torch import load_file, save_file
 
 SUPPORTED_MODEL_TYPES = ("qwen2", "llama")
@@ -222,6 +223,8 @@ def position_ids_from_mask(attention_mask: torch.Tensor, T: int) -> torch.Tensor
 
 
 class SoftTokenLM(nn.Module):
+    gradient_checkpointing = False  # training forwards recompute each decoder layer in backward (RunConfig option)
+
     def __init__(self, config: dict):
         super().__init__()
         self.config_dict = dict(config)
@@ -347,9 +350,13 @@ class SoftTokenLM(nn.Module):
         mask = None if plain_causal else attention_bias(attention_mask, T, x.dtype)
 
         presents = []
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i, layer in enumerate(self.model.layers):
             past = None if past_key_values is None else past_key_values[i]
-            x, present = layer(x, cos, sin, mask, past)
+            if recompute:  # keep each layer's input only; its activations are recomputed in the backward pass
+                x, present = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask, past, use_reentrant=False)
+            else:
+                x, present = layer(x, cos, sin, mask, past)
             presents.append(present)
         hidden = self.model.norm(x)
         logits = self.lm_head(hidden) if return_logits else None

@@ -39,7 +39,7 @@ import json
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -254,6 +254,8 @@ class RunConfig:
     micro_batch_size: int | None = None
     rollout_batch_size: int | None = None
     export_onnx: bool = False
+    gradient_checkpointing: bool = False  # recompute decoder layers in backward: activations of one layer, not all
+    bf16: bool = False  # log-prob forwards (old, reference, PPO) under torch.autocast bfloat16; weights stay float32
 
 
 def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparameters, method: str,
@@ -275,6 +277,8 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
     base_manifest = _read_json(model_folder / "manifest.json")
     tokenizer = ChatTokenizer.from_pretrained(model_folder)
     model = SoftTokenLM.from_pretrained(model_folder, device=device)
+    model.gradient_checkpointing = run.gradient_checkpointing
+    autocast = partial(torch.autocast, torch.device(device).type, dtype=torch.bfloat16, enabled=run.bf16)
     peft_model = None
     if hp.lora_rank > 0:
         from peft import LoraConfig, get_peft_model
@@ -386,11 +390,13 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
                 micro = []
                 for part in chunks(group, run.micro_batch_size):
                     batch = build_batch([rollouts[j] for j in part], advantages[[rows[j] for j in part]], device)
-                    old = sequence_logprobs(model, batch, hp.loss, backend=run.backend)[0]
+                    with autocast():
+                        old = sequence_logprobs(model, batch, hp.loss, backend=run.backend)[0]
                     ref = None
                     if hp.kl_beta > 0:
                         with peft_model.disable_adapter() if peft_model is not None else nullcontext():
-                            ref = sequence_logprobs(reference or model, batch, hp.loss, backend=run.backend)[0]
+                            with autocast():
+                                ref = sequence_logprobs(reference or model, batch, hp.loss, backend=run.backend)[0]
                     micro.append((batch, old, ref))
                 minibatches.append(micro)
         if reference is not None:
@@ -405,8 +411,9 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
                 optimizer.zero_grad(set_to_none=True)
                 n_tokens = sum_across(float(sum(batch.loss_mask.sum() for batch, _, _ in micro)), ranks, device)
                 for batch, old, ref in micro:
-                    logp, entropy = sequence_logprobs(model, batch, hp.loss, with_entropy=hp.entropy_coef > 0,
-                                                      backend=run.backend)
+                    with autocast():
+                        logp, entropy = sequence_logprobs(model, batch, hp.loss, with_entropy=hp.entropy_coef > 0,
+                                                          backend=run.backend)
                     loss, parts = grpo_objective(logp, old, ref, batch.advantages, batch.loss_mask, hp.clip_eps,
                                                  hp.dual_clip, hp.kl_beta, n_tokens)
                     if hp.entropy_coef > 0:
