@@ -9,9 +9,12 @@
  *   multiple of the session's alignment quantum Q (./batch-alignment.ts), which keeps its logits bit for bit what
  *   they are when it decodes alone, so every sample is exactly the sample of the same request run alone: same
  *   tokens, same text, same finish reason, same events.
- * - Prefill. A request's prompt is prefilled once, alone (B = 1, so exactly as alone), and its samples start from
- *   that one cache: a row's keys are copied from it when the row joins the batch. Recent prefills are kept by their
- *   token ids (./prefill-cache.ts), so the next wave of an adaptive vote, or the same prompt again, skips it.
+ * - Prefill. A request's prompt is prefilled once, and its samples start from that one cache: a row's keys are copied
+ *   from it when the row joins the batch. When a request's prefill is due, the other waiting requests without one
+ *   (oldest first, up to the free rows and `maxPrefillBatch`) are prefilled in the same forward, right-padded so
+ *   each is exactly its prefill alone (./batch-prefill.ts; 1 when the session's probe says that does not hold).
+ *   Recent prefills are kept by their token ids (./prefill-cache.ts), so the next wave of an adaptive vote, or the
+ *   same prompt again, skips it.
  * - Joining. Rows join between steps. The batch cache has S columns and S - n is a multiple of Q for every row, so
  *   a request whose prompt length p has S - p not a multiple of Q waits for its turn, at most Q - 1 steps (S grows by
  *   one a step). A joining row takes a finished row's slot in place when it fits; otherwise, and when too many slots
@@ -29,7 +32,8 @@
  * a throwing onEvent fails its own request. The others go on.
  */
 import type { MaskedForward } from "./batch-alignment";
-import { emptyCache, layoutRows, writeRow, type KvCache, type RowSource } from "./kv-cache";
+import { prefillTogether } from "./batch-prefill";
+import { layoutRows, writeRow, type KvCache, type RowSource } from "./kv-cache";
 import { PrefillCache, type Prefill } from "./prefill-cache";
 import { SampleDecoder, type ModelInput } from "./sample-decoder";
 import { StreamEmitter } from "./stream-emitter";
@@ -39,6 +43,7 @@ import type { GenerationHooks, GenerationRequest, GenerationResult } from "./typ
 export interface BatchSchedulerOptions {
   maxRows: number; // the cap on rows decoding at once
   quantum: number; // every row's left padding is a multiple of this (./batch-alignment.ts)
+  maxPrefillBatch?: number; // prompts prefilled in one forward at most (default 1: each alone; ./batch-prefill.ts)
 }
 
 /** What the scheduler holds now, for tests and metrics. */
@@ -51,6 +56,8 @@ export interface BatchStats {
   steps: number; // batch forwards so far
   peakRows: number;
   prefillHits: number; // prompts that started from a kept prefill
+  prefills: number; // prompts prefilled
+  prefillForwards: number; // forwards that prefilled them (fewer when several are prefilled together)
   rebuilds: number; // compact cache rebuilds (the other joins took an empty slot in place)
   paddedColumns: number; // mean share of the batch's cache that was padding or empty slots, over the forwards
 }
@@ -94,6 +101,8 @@ export class BatchScheduler {
   private peakRows = 0;
   private readonly prefills = new PrefillCache();
   private rebuilds = 0;
+  private prefilled = 0;
+  private prefillForwards = 0;
   private padding = 0; // summed over forwards: 1 - (sum of row lengths) / (slots x columns)
 
   constructor(
@@ -102,6 +111,7 @@ export class BatchScheduler {
     readonly options: BatchSchedulerOptions,
   ) {
     for (const [name, value] of Object.entries(options)) {
+      if (value === undefined) continue;
       if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
     }
   }
@@ -135,7 +145,8 @@ export class BatchScheduler {
     const waiting = this.jobs.reduce((sum, job) => sum + job.decoders.length - job.started, 0);
     const { slots, columns, jobs, steps, peakRows } = this;
     const paddedColumns = steps > 0 ? this.padding / steps : 0;
-    return { rows, slots: slots.length, columns, requests: jobs.length, waiting, steps, peakRows, prefillHits: this.prefills.hits, rebuilds: this.rebuilds, paddedColumns };
+    const { prefilled: prefills, prefillForwards, rebuilds } = this;
+    return { rows, slots: slots.length, columns, requests: jobs.length, waiting, steps, peakRows, prefillHits: this.prefills.hits, prefills, prefillForwards, rebuilds, paddedColumns };
   }
 
   /** Resolves once no request is left (the session is not in use by this scheduler then). */
@@ -198,12 +209,8 @@ export class BatchScheduler {
         continue;
       }
       if (!job.prefill) {
-        try {
-          job.prefill = await this.prefill(job.promptIds);
-        } catch (error) {
-          this.fail(job, error);
-          continue;
-        }
+        await this.prefill(job, this.options.maxRows - live - joiners.length - reserved);
+        if (!job.prefill) continue; // its prefill failed, and so did its request
       }
       const decoder = job.decoders[job.started++];
       const row: Row = { job, decoder, length, logits: job.prefill.logits, input: null, source: { cache: job.prefill.cache, row: 0, length } };
@@ -233,16 +240,56 @@ export class BatchScheduler {
     return best;
   }
 
-  private async prefill(promptIds: number[]): Promise<Prefill> {
-    const kept = this.prefills.get(promptIds);
-    if (kept) return kept;
-    const n = promptIds.length;
-    const vocab = this.model.geometry.vocabSize;
-    const ids = BigInt64Array.from(promptIds, (id) => BigInt(id));
-    const out = await this.model.forward(ids, new Float32Array(n).fill(1), [1, n, 1], emptyCache(this.model.geometry, 1), [promptIds.map((_, i) => i)]);
-    const prefill = { cache: out.cache, logits: out.logits.slice((n - 1) * vocab, n * vocab) };
-    this.prefills.set(promptIds, prefill);
-    return prefill;
+  /**
+   * Gives `first` its prefill, and with it (one forward) the other waiting requests without one, oldest first, as
+   * many as `room` free rows and maxPrefillBatch allow. Kept prefills are reused; a prompt asked by several requests
+   * is prefilled once. A failing forward of several prompts is retried prompt by prompt, so a failing prefill fails
+   * its own request only.
+   */
+  private async prefill(first: Job, room: number): Promise<void> {
+    const limit = Math.max(1, Math.min(room, this.options.maxPrefillBatch ?? 1));
+    const group = [first];
+    for (const job of this.jobs) {
+      if (group.length >= limit) break;
+      if (job !== first && !job.settled && !job.prefill && job.started < job.decoders.length) group.push(job);
+    }
+    const due = new Map<string, Job[]>(); // prompt -> its requests
+    for (const job of group) {
+      const kept = this.prefills.get(job.promptIds);
+      if (kept) job.prefill = kept;
+      else {
+        const key = job.promptIds.join(",");
+        due.set(key, [...(due.get(key) ?? []), job]);
+      }
+    }
+    const waiting = [...due.values()];
+    if (waiting.length === 0) return;
+    const prompts = waiting.map((jobs) => jobs[0].promptIds);
+    let prefills: Prefill[] | null = null;
+    try {
+      prefills = await prefillTogether(this.model, prompts);
+      this.prefillForwards++;
+    } catch (error) {
+      if (waiting.length === 1) {
+        for (const job of waiting[0]) this.fail(job, error);
+        return;
+      }
+    }
+    for (const [i, jobs] of waiting.entries()) {
+      let prefill = prefills?.[i];
+      if (!prefill) {
+        try {
+          [prefill] = await prefillTogether(this.model, [prompts[i]]);
+          this.prefillForwards++;
+        } catch (error) {
+          for (const job of jobs) this.fail(job, error);
+          continue;
+        }
+      }
+      this.prefilled++;
+      this.prefills.set(prompts[i], prefill);
+      for (const job of jobs) if (!job.settled) job.prefill = prefill;
+    }
   }
 
   /**

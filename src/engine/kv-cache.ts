@@ -101,3 +101,20 @@ function copyRow(target: KvCache, row: number, source: RowSource, clear: boolean
     }
   }
 }
+
+/** A [1, H, length, D] copy of columns start..start+length-1 of row `row` of the cache. */
+export function sliceRow(cache: KvCache, row: number, start: number, length: number): KvCache {
+  const out: KvCache = {};
+  for (const [name, tensor] of Object.entries(cache)) {
+    const [batch, heads, columns, dim] = tensor.dims as number[];
+    if (row < 0 || row >= batch || start < 0 || start + length > columns) throw new RangeError(`columns ${start}..${start + length} of row ${row} outside [${batch}, ${columns}]`);
+    const source = tensor.data as Float32Array;
+    const data = new Float32Array(heads * length * dim);
+    for (let h = 0; h < heads; h++) {
+      const from = ((row * heads + h) * columns + start) * dim;
+      data.set(source.subarray(from, from + length * dim), h * length * dim);
+    }
+    out[name] = new ort.Tensor("float32", data, [1, heads, length, dim]);
+  }
+  return out;
+}

@@ -3,7 +3,8 @@
  * decoding with the key-value cache.
  *
  * generate() decodes in the engine's continuous batch (./batch-scheduler.ts): the samples of every request in flight
- * for this model share one forward per step, each sample exactly what it is alone. Batching needs the session's
+ * for this model share one forward per step, each sample exactly what it is alone, and waiting prompts are prefilled
+ * together (./batch-prefill.ts, when its probe at load holds). Batching needs the session's
  * alignment quantum (./batch-alignment.ts), measured at load; an engine loaded with `batching: false`, or whose
  * session has no quantum, decodes each request alone instead (generateAlone).
  *
@@ -15,6 +16,7 @@
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { probeAlignment } from "./batch-alignment";
+import { prefillTogetherHolds } from "./batch-prefill";
 import { BatchScheduler, type BatchStats } from "./batch-scheduler";
 import { cacheFromOutputs, emptyCache, gatherRows, type KvCache } from "./kv-cache";
 import { loadChatTokenizer, readModelGeometry, type ModelGeometry } from "./model-folder";
@@ -36,6 +38,7 @@ export interface OnnxEngineOptions {
   batching?: boolean; // continuous batching across requests (default true); false: each request decodes alone
   maxBatchRows?: number; // the cap on rows (samples) in the batch (default DEFAULT_MAX_BATCH_ROWS)
   alignmentQuantum?: number; // skip the measurement at load and use this quantum (tests)
+  prefillTogether?: boolean; // prefill waiting prompts together when the session's probe allows (default true)
 }
 
 export const DEFAULT_MAX_BATCH_ROWS = 32;
@@ -76,8 +79,14 @@ export class OnnxEngine implements ReasoningEngine {
     engine.maxRows = maxRows;
     if (options.batching ?? true) {
       const quantum = options.alignmentQuantum ?? (await probeAlignment(engine));
-      if (quantum !== null) engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows, quantum });
-      else console.warn(`onnx engine ${options.modelId}: no padding keeps this session's logits exact; requests decode alone`);
+      if (quantum !== null) {
+        let maxPrefillBatch = 1;
+        if (options.prefillTogether ?? true) {
+          if (await prefillTogetherHolds(engine)) maxPrefillBatch = maxRows;
+          else console.warn(`onnx engine ${options.modelId}: prompts prefilled together differ from alone on this session; each is prefilled alone`);
+        }
+        engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows, quantum, maxPrefillBatch });
+      } else console.warn(`onnx engine ${options.modelId}: no padding keeps this session's logits exact; requests decode alone`);
     }
     return engine;
   }

@@ -13,6 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeAlignment, type MaskedForward } from '../../src/engine/batch-alignment';
+import { prefillTogether, prefillTogetherHolds } from '../../src/engine/batch-prefill';
 import { BatchScheduler } from '../../src/engine/batch-scheduler';
 import { emptyCache, layoutRows, writeRow, type KvCache } from '../../src/engine/kv-cache';
 import { loadChatTokenizer, type ModelGeometry } from '../../src/engine/model-folder';
@@ -77,12 +78,12 @@ async function afterSteps(e: OnnxEngine, steps: number): Promise<void> {
   while (e.batchStats()!.steps < target && e.batchStats()!.requests > 0) await new Promise((r) => setImmediate(r));
 }
 
-/** Counts the engine's prefills (forwards of more than one position) while `work` runs. */
+/** Counts the prompts the engine prefills (rows of forwards of more than one position) while `work` runs. */
 async function countingPrefills<T>(e: OnnxEngine, work: () => Promise<T>): Promise<{ value: T; prefills: number }> {
   const forward = e.forward.bind(e);
   let prefills = 0;
   e.forward = (ids, weights, dims, cache, positions, mask) => {
-    if (dims[1] > 1) prefills++;
+    if (dims[1] > 1) prefills += dims[0];
     return forward(ids, weights, dims, cache, positions, mask);
   };
   try {
@@ -154,6 +155,8 @@ describe('continuous batching', () => {
     const requests = [{ ...fresh(100), samples: [0, 1, 2, 3, 4, 5, 6, 7] }, { ...fresh(101), samples: [4, 9] }, fresh(102)];
     const first = await countingPrefills(engine, () => Promise.all(requests.map((r) => engine.generate(r))));
     expect(first.prefills).toBe(requests.length);
+    const stats = engine.batchStats()!;
+    expect(stats.prefillForwards).toBeLessThan(stats.prefills); // submitted together, prefilled together
     for (const [i, request] of requests.entries()) expect(first.value[i]).toEqual(await aloneResult(request));
     const hits = engine.batchStats()!.prefillHits;
     const again = await countingPrefills(engine, () => engine.generate({ ...requests[1], seed: 5, samples: [0] }));
@@ -407,6 +410,21 @@ describe('alignment quantum', () => {
       expect(differing.some(Boolean)).toBe(true);
     } finally {
       await loose.release();
+    }
+  }, 60_000);
+
+  it('prompts prefilled together (right-padded) give each prompt its logits and keys alone, bit for bit', async () => {
+    expect(await prefillTogetherHolds(engine)).toBe(true);
+    const prompts = [3, 10, 17, 24, 31, 38, 45].map((i) => engine.tokenizer.encodeChat([{ role: 'user', content: PROMPTS[i] }]));
+    expect(new Set(prompts.map((p) => p.length)).size).toBeGreaterThan(3); // mixed lengths: most rows padded
+    const together = await prefillTogether(engine, prompts);
+    for (const [i, prompt] of prompts.entries()) {
+      const [solo] = await prefillTogether(engine, [prompt]);
+      expect(together[i].cache['past_key_values.0.key'].dims).toEqual(solo.cache['past_key_values.0.key'].dims);
+      expect(Array.from(together[i].logits)).toEqual(Array.from(solo.logits));
+      for (const name of Object.keys(solo.cache)) {
+        expect(Array.from(together[i].cache[name].data as Float32Array)).toEqual(Array.from(solo.cache[name].data as Float32Array));
+      }
     }
   }, 60_000);
 
