@@ -33,6 +33,8 @@ class WorkerOptions:
     backend: str = "torch"
     rollout_engine: str = "plain"
     threads: int | None = None
+    bf16: bool = False  # train.RunConfig.bf16: log-prob forwards under bfloat16 autocast
+    gradient_checkpointing: bool = False  # train.RunConfig.gradient_checkpointing
 
 
 @dataclass

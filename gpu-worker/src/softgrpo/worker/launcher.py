@@ -42,7 +42,8 @@ def start_training(run, resumed: bool) -> Iterator[dict]:
     from softgrpo.train import RunConfig, train
 
     config = RunConfig(device=run.options.device, backend=run.options.backend, rollout_engine=run.rollout_engine,
-                       export_onnx=run.options.export_onnx)
+                       export_onnx=run.options.export_onnx, bf16=run.options.bf16,
+                       gradient_checkpointing=run.options.gradient_checkpointing)
     if run.devices == 1:
         return train(run.base_dir, run.train_examples, run.hp, run.method, make_grader(run.job["grader"]),
                      run.out_dir, validation_examples=run.validation, seed=int(run.job["seed"]), resume=resumed,

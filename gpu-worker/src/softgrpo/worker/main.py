@@ -29,10 +29,11 @@ from softgrpo.worker.lease import log
 def run_worker(api: WorkerApi, heartbeat_api: WorkerApi, worker_id: str, work_root: Path, once: bool,
                poll_seconds: float, device: str, export_onnx: bool, models: list[str] | None = None,
                backend: str = "torch", rollout_engine: str = "plain", devices: int = 1,
-               threads: int | None = None) -> None:
+               threads: int | None = None, bf16: bool = False, gradient_checkpointing: bool = False) -> None:
     """Claim and run jobs until stopped (or one claim with `once`)."""
     options = WorkerOptions(device=device, devices=devices, export_onnx=export_onnx, backend=backend,
-                            rollout_engine=rollout_engine, threads=threads)
+                            rollout_engine=rollout_engine, threads=threads, bf16=bf16,
+                            gradient_checkpointing=gradient_checkpointing)
     while True:
         try:
             claim = api.claim(worker_id, models, devices=devices)
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
                          "(default: static on CUDA, plain on CPU)")
     ap.add_argument("--no-onnx", dest="onnx", action="store_false",
                     help="skip the ONNX export of checkpoints (they then cannot be served by the ONNX engine)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="train with bfloat16 autocast (float32 weights and optimizer state); meant for GPUs")
+    ap.add_argument("--gradient-checkpointing", action="store_true",
+                    help="recompute decoder layers in the backward pass (less activation memory, ~1/3 more compute)")
     args = ap.parse_args(argv)
     if not args.token:
         ap.error("--token (or env WORKER_TOKEN) is required")
@@ -114,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         f"(work dir {work_root})")
     try:
         run_worker(api, heartbeat_api, args.worker_id, work_root, args.once, args.poll_seconds, device, args.onnx,
-                   args.models, backend, rollout_engine, devices=devices, threads=args.threads)
+                   args.models, backend, rollout_engine, devices=devices, threads=args.threads, bf16=args.bf16,
+                   gradient_checkpointing=args.gradient_checkpointing)
     except KeyboardInterrupt:
         log("stopped")
     finally:
