@@ -140,7 +140,7 @@ describe('the Workers deployment on wrangler dev', () => {
     ).catch((err) => {
       throw new Error(`${err.message}\n${output.slice(-40).join('\n')}`);
     });
-    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect(done.status, `${JSON.stringify(done.error)}\n${output.filter((l) => l.startsWith('[worker]')).slice(-30).join('\n')}`).toBe('succeeded');
     fineTuned = done.fine_tuned_model;
     expect(fineTuned).toBe(`ft:tiny-arith:wk:${jobId}`);
 
