@@ -17,6 +17,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { probeAlignment } from "./batch-alignment";
 import { prefillTogetherHolds } from "./batch-prefill";
+import { raiseMmapThreshold } from "./malloc-threshold";
 import { BatchScheduler, type BatchStats } from "./batch-scheduler";
 import { cacheFromOutputs, emptyCache, gatherRows, type KvCache } from "./kv-cache";
 import { loadChatTokenizer, readModelGeometry, type ModelGeometry } from "./model-folder";
@@ -75,6 +76,7 @@ export class OnnxEngine implements ReasoningEngine {
       interOpNumThreads: 1,
       graphOptimizationLevel: "all",
     });
+    raiseMmapThreshold(); // batch caches reuse heap memory instead of being mapped afresh every step
     const engine = new OnnxEngine(options.modelId, session, tokenizer, geometry);
     engine.maxRows = maxRows;
     if (options.batching ?? true) {
