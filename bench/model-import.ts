@@ -4,7 +4,7 @@
  * data, and the int8 variant) against PyTorch (SoftTokenLM, float32) in the same run, each in its own process.
  *
  *   npm run bench:model-import -- [--shape qwen2.5-0.5b|tiny] [--new-tokens 16] [--prompt-tokens 16] [--threads 2]
- *                                 [--hf <existing HF folder>] [--results bench/results-model-import.md]
+ *                                 [--hf <existing HF folder>] [--batches 1,8] [--results bench/results-model-import.md]
  *
  * Per engine and n (1, 8 rows decoding together): decode tokens/s (rows x steps / seconds, prefill excluded; greedy,
  * one token per step, the same prompt and loop in both runtimes), peak resident memory of the process (load +
@@ -27,6 +27,7 @@ const { values: args } = parseArgs({
     'new-tokens': { type: 'string', default: '16' },
     'prompt-tokens': { type: 'string', default: '16' },
     threads: { type: 'string', default: '2' },
+    batches: { type: 'string', default: '1,8' }, // rows decoding together, one run per value
     hf: { type: 'string' },
     results: { type: 'string', default: 'bench/results-model-import.md' },
     child: { type: 'string' }, // internal: decode with onnxruntime-node in this process
@@ -125,7 +126,7 @@ async function main(): Promise<void> {
 
     const rows: Array<Record<string, any>> = [];
     const logits: Record<string, number[]> = {};
-    for (const batch of [1, 8]) {
+    for (const batch of args.batches!.split(',').map(Number)) {
       const torchLogits = join(work, `torch-${batch}.json`);
       const torch = spawnSync(PYTHON, [join(ROOT, 'bench/model_import_torch.py'), folder, '--batch', String(batch), '--new-tokens', String(NEW), '--prompt-tokens', String(PROMPT), '--threads', String(THREADS), '--logits', torchLogits], { encoding: 'utf8', maxBuffer: 64 << 20 });
       if (torch.status !== 0) throw new Error(`torch decode failed:\n${torch.stderr}`);

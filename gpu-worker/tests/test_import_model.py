@@ -84,6 +84,24 @@ def test_add_think_tokens_uses_spare_embedding_rows(folders, tmp_path):
     assert tok.encode("<think>\n") [0] == tok.think_start_id
 
 
+def test_custom_thinking_markers_from_options_reach_the_tokenizer(folders, tmp_path):
+    src = folders["llama_tied_no_think_tokens"]
+    info = im.inspect(src, think_start="<reasoning>", think_end="</reasoning>", add_think_tokens=True)
+    assert info["markers"] == ("<reasoning>", "</reasoning>") and info["add_tokens"] == ["<reasoning>", "</reasoning>"]
+    im.write_tokenizer(info, tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert (config["think_start"], config["think_end"]) == ("<reasoning>", "</reasoning>")
+    tok = ChatTokenizer.from_pretrained(tmp_path)
+    assert tok.think_start_id == tok.token_id("<reasoning>") and tok.think_end_id == tok.token_id("</reasoning>")
+    assert tok.render_chat([{"role": "user", "content": "2+2?"}]).endswith("<|start_header_id|>assistant<|end_header_id|>\n\n<reasoning>\n")
+
+
+def test_markers_the_chat_template_writes_are_used(folders, tmp_path):
+    src = _broken(folders["llama_tied_no_think_tokens"], tmp_path, lambda d: (d / "chat_template.jinja").write_text(
+        (d / "chat_template.jinja").read_text().replace("<|end_header_id|>\n\n' }}", "<|end_header_id|>\n\n<thinking>\n' }}")))
+    assert im.inspect(src, add_think_tokens=True)["markers"] == ("<thinking>", "</thinking>")
+
+
 def _broken(src, tmp_path, edit):
     dst = tmp_path / "broken"
     shutil.copytree(src, dst)

@@ -2,7 +2,9 @@
  * Chat tokenizer of a model folder: tokenizer.json through @huggingface/tokenizers, the tokenizer_config.json
  * `chat_template` through @huggingface/jinja (which renders with trim_blocks / lstrip_blocks like transformers).
  * Mirrors gpu-worker/src/softgrpo/tokenizer.py: the generation prompt ends with `<think>\n` (appended when a
- * template does not open the thinking block itself), nothing is added around encoded text.
+ * template does not open the thinking block itself), nothing is added around encoded text. A model whose thinking
+ * markers are other tokens names them in tokenizer_config.json as `think_start` / `think_end` (model import writes
+ * them, docs/MODELS.md).
  * Runtime-free (the Workers build tokenizes training prompts at job creation): the Node engines read the files
  * with `loadChatTokenizer` (./model-folder.ts), job creation from the blob store.
  */
@@ -36,6 +38,9 @@ export class ChatTokenizer {
   readonly eosId: number;
   readonly thinkStartId: number;
   readonly thinkEndId: number;
+  /** The thinking markers: `<think>` / `</think>` unless tokenizer_config.json names others. */
+  readonly thinkStart: string;
+  readonly thinkEnd: string;
   private readonly bosToken: string;
   private readonly template: Template;
   private readonly specialIds: Set<number>;
@@ -51,8 +56,10 @@ export class ChatTokenizer {
     this.eosToken = eos;
     this.bosToken = tokenText(config.bos_token as TokenField) ?? "";
     this.eosId = this.tokenId(eos);
-    this.thinkStartId = this.tokenId(THINK_START);
-    this.thinkEndId = this.tokenId(THINK_END);
+    this.thinkStart = tokenText(config.think_start as TokenField) ?? THINK_START;
+    this.thinkEnd = tokenText(config.think_end as TokenField) ?? THINK_END;
+    this.thinkStartId = this.tokenId(this.thinkStart);
+    this.thinkEndId = this.tokenId(this.thinkEnd);
     this.specialIds = new Set(tokenizer.get_added_tokens_decoder().keys());
     const decoder = tokenizer.decoder?.config as { type?: string; decoders?: Array<{ type?: string }> } | undefined;
     this.byteLevel = decoder?.type === "ByteLevel" || (decoder?.decoders ?? []).some((d) => d.type === "ByteLevel");
@@ -78,7 +85,7 @@ export class ChatTokenizer {
       bos_token: this.bosToken,
       eos_token: this.eosToken,
     });
-    if (addGenerationPrompt && !text.endsWith(`${THINK_START}\n`)) text += `${THINK_START}\n`;
+    if (addGenerationPrompt && !text.endsWith(`${this.thinkStart}\n`)) text += `${this.thinkStart}\n`;
     return text;
   }
 

@@ -16,14 +16,14 @@ const work = mkdtempSync(join(tmpdir(), 'model-cache-int8-'));
 const blobs = createLocalBlobStore(join(work, 'blobs'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-async function model(id: string, contents: Record<string, string>): Promise<{ id: string; files: ModelFileRef[] }> {
+async function model(id: string, contents: Record<string, string>): Promise<{ id: string; base: string; files: ModelFileRef[] }> {
   const files: ModelFileRef[] = [];
   for (const [name, text] of Object.entries(contents)) {
     const key = `models/${id}/${name}`;
     const info = await blobs.put(key, new Response(text).body!);
     files.push({ name, key, bytes: info.size, sha256: info.sha256 });
   }
-  return { id, files };
+  return { id, base: id, files };
 }
 
 function cache(maxLoadedBytes: number, loaded: Array<{ id: string; folder: string; released: boolean }>) {

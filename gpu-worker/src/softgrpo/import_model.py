@@ -17,10 +17,11 @@ is reported at once (ImportProblems), naming the file and what to change. Writes
 Registering: on Node, an --out folder under MODELS_DIR is a base model at the next start; on Workers,
 `npm run upload-model -- <out> --remote` puts it in R2 (printed at the end).
 
-Thinking markers: the engines open the thinking block with `<think>` and close it with `</think>`, each a single token.
-They are taken from the chat template when it writes them, else from --think-start/--think-end, else the defaults;
-when the vocabulary lacks them, --add-think-tokens adds them as special tokens at the embedding's spare rows
-(Qwen2.5 checkpoints have 271), or the import says which rows are missing.
+Thinking markers: single tokens that open and close the thinking block, `<think>` / `</think>` unless
+--think-start/--think-end name others or the chat template writes others (`<thinking>`, `<reasoning>`); markers
+other than the defaults go into tokenizer_config.json as `think_start` / `think_end`, which both engines read. When the
+vocabulary lacks them, --add-think-tokens adds them as special tokens at the embedding's spare rows (Qwen2.5
+checkpoints have 271), or the import says there are none.
 """
 
 import argparse
@@ -249,14 +250,12 @@ def inspect(folder: str | Path, think_start: str | None = None, think_end: str |
         if not eos:
             problems.append("tokenizer_config.json: no eos_token")
         markers = thinking_markers(template or "", think_start, think_end)
-        if markers != (ENGINE_THINK_START, ENGINE_THINK_END):
-            problems.append(f"thinking markers {markers[0]!r} / {markers[1]!r}: the engines open and close thinking "
-                            f"with {ENGINE_THINK_START!r} / {ENGINE_THINK_END!r}; use those (with "
-                            "--add-think-tokens if the vocabulary lacks them)")
+        if markers[0] == markers[1]:
+            problems.append(f"thinking markers: start and end are both {markers[0]!r}; they must differ")
     if tokenizer is not None and tok_config is not None:
         if eos and tokenizer.token_to_id(eos) is None:
             problems.append(f"tokenizer.json: eos_token {eos!r} of tokenizer_config.json is not a single token")
-        absent = [m for m in (ENGINE_THINK_START, ENGINE_THINK_END) if tokenizer.token_to_id(m) is None]
+        absent = [m for m in markers if tokenizer.token_to_id(m) is None]
         size = tokenizer.get_vocab_size(with_added_tokens=True)
         if absent and not add_think_tokens:
             problems.append(f"tokenizer.json: no single token {' / '.join(map(repr, absent))}; pass --add-think-tokens "
@@ -264,8 +263,8 @@ def inspect(folder: str | Path, think_start: str | None = None, think_end: str |
         elif absent and cfg is not None:
             if size + len(absent) > cfg.vocab_size:
                 problems.append(f"tokenizer.json: {len(absent)} thinking token(s) to add but the embedding has "
-                                f"{cfg.vocab_size} rows for {size} tokens (no spare rows); choose a model whose "
-                                "vocabulary has <think> / </think>")
+                                f"{cfg.vocab_size} rows for {size} tokens (no spare rows); pass --think-start / "
+                                "--think-end naming two tokens of the vocabulary (e.g. reserved special tokens)")
             else:
                 added = absent
         if cfg is not None and size > cfg.vocab_size:
@@ -274,7 +273,8 @@ def inspect(folder: str | Path, think_start: str | None = None, think_end: str |
         raise ImportProblems(folder, problems)
     context = min(config.get("max_position_embeddings", 32768), int(tok_config.get("model_max_length") or 1 << 30))
     return dict(folder=folder, config=config, cfg=cfg, files=files, n_parameters=n_parameters, dtypes=sorted(dtypes),
-                template=template, tok_config=tok_config, eos=eos, add_tokens=added, context_length=context)
+                template=template, tok_config=tok_config, eos=eos, add_tokens=added, context_length=context,
+                markers=markers)
 
 
 def merge_weights(files: list[Path], out: Path, tied: bool) -> None:
@@ -300,6 +300,8 @@ def write_tokenizer(info: dict, out: Path) -> None:
     else:
         shutil.copyfile(src / "tokenizer.json", out / "tokenizer.json")
     tok_config = dict(info["tok_config"], chat_template=info["template"])
+    if info["markers"] != (ENGINE_THINK_START, ENGINE_THINK_END):  # both engines' tokenizers read these keys
+        tok_config.update(think_start=info["markers"][0], think_end=info["markers"][1])
     (out / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -366,7 +368,7 @@ def import_model(source: str | Path, out: str | Path, model_id: str | None = Non
     timings["total_seconds"] = round(time.perf_counter() - t0, 2)
     manifest = write_manifest(
         out, base=model_id, step=0, context_length=context, eos=info["eos"],
-        think_start=ENGINE_THINK_START, think_end=ENGINE_THINK_END,
+        think_start=info["markers"][0], think_end=info["markers"][1],
         id=model_id, parameters=info["n_parameters"], size_tier=tier,
         recommended_hyperparameters=recommended,
         recommended_hyperparameters_source="contract/model-sizes.json tier " + repr(tier),

@@ -3,6 +3,8 @@
 The template is the Jinja string `chat_template` of tokenizer_config.json (or the file chat_template.jinja),
 rendered the way transformers renders it (sandboxed, trim_blocks, lstrip_blocks, `raise_exception`, `tojson`). Per docs/CONTRACTS.md the generation prompt
 ends with `<think>\\n`: if a model's template does not open the thinking block itself, `render_chat` appends it.
+A model whose thinking markers are other tokens names them in tokenizer_config.json as `think_start` / `think_end`
+(model import writes them; src/engine/tokenizer.ts reads the same keys).
 """
 
 import json
@@ -52,8 +54,10 @@ class ChatTokenizer:
             raise ModelFolderError("tokenizer_config.json: missing eos_token")
         self.eos_id = self.token_id(self.eos_token)
         self.pad_id = self.token_id(self.pad_token)
-        self.think_start_id = self.token_id(THINK_START)
-        self.think_end_id = self.token_id(THINK_END)
+        self.think_start = _token_text(config.get("think_start")) or THINK_START
+        self.think_end = _token_text(config.get("think_end")) or THINK_END
+        self.think_start_id = self.token_id(self.think_start)
+        self.think_end_id = self.token_id(self.think_end)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "ChatTokenizer":
@@ -86,8 +90,8 @@ class ChatTokenizer:
             bos_token=self.bos_token or "",
             eos_token=self.eos_token,
         )
-        if add_generation_prompt and not text.endswith(THINK_START + "\n"):
-            text = text + THINK_START + "\n"
+        if add_generation_prompt and not text.endswith(self.think_start + "\n"):
+            text = text + self.think_start + "\n"
         return text
 
     def encode(self, text: str) -> list[int]:
