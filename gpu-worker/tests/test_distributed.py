@@ -4,7 +4,8 @@
 - loss, rewards and gradient norm of the step, and every parameter after it, equal within TOLERANCE;
 - a checkpoint saved by 2 ranks resumes in 1 process, and one saved by 1 process resumes on 2 ranks, each reaching
   the parameters of the straight single-process run;
-- a cancel (the heartbeat's check raising while the relay waits) ends torchrun and both ranks mid-step.
+- a cancel (the heartbeat's check raising while the relay waits) ends torchrun and both ranks mid-step; a pause
+  (the control file) stops every rank at the next step end with a checkpoint.
 
 Real processes: `torchrun --standalone --nproc_per_node=2` (softgrpo.worker.launcher's command line) running
 softgrpo.rank_entry, through tests/rank_recorder.py where the rollouts are recorded.
@@ -159,18 +160,22 @@ def test_two_ranks_sample_and_step_as_one_process_a_cancel_ends_them_and_one_pro
     assert max_difference(weights(out, 3), weights(root / "one", 3)) < TOLERANCE["parameters"]
 
 
-def test_a_checkpoint_of_one_process_resumes_on_two_ranks(reference, tmp_path):
+def test_a_checkpoint_of_one_process_resumes_on_two_ranks_and_a_pause_stops_them_with_a_checkpoint(reference,
+                                                                                                    tmp_path):
     folder, root, one_events, _ = reference
     out = tmp_path / "one-then-two"
     shutil.copytree(root / "one", out)
     keep_only_step_one(out)  # as if the single process had stopped after step 1
-    result = subprocess.run(torchrun_command(run_file_for(folder, out, resume=True), 2), cwd=HERE.parent,
-                            capture_output=True, text=True, timeout=300)
+    run_file = run_file_for(folder, out, resume=True)
+    (out / "control").write_text("stop")  # what the worker's relay writes on a pause: obeyed at the next step end
+    result = subprocess.run(torchrun_command(run_file, 2), cwd=HERE.parent, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert not any(Path(f"/proc/{pid}").exists() for pid in rank_pids(out))  # no rank outlives torchrun
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert events[-1]["type"] == "exit" and events[0]["resumed_from_step"] == 1
-    assert [m["step"] for m in metrics(events)] == [2, 3]
+    assert events[0]["resumed_from_step"] == 1 and events[0]["world_size"] == 2
+    assert [e["type"] for e in events][-3:] == ["checkpoint", "stopped", "exit"] and events[-2]["step"] == 2
+    assert [m["step"] for m in metrics(events)] == [2]
     assert metrics(events)[0]["pg_loss"] == pytest.approx(metrics(one_events)[1]["pg_loss"], abs=TOLERANCE["loss"])
-    assert max_difference(weights(out, 3), weights(root / "one", 3)) < TOLERANCE["parameters"]
-    assert json.loads((out / "checkpoints/step-000003/state/state.json").read_text())["world_size"] == 2
+    assert max_difference(weights(out, 2), weights(root / "one", 2)) < TOLERANCE["parameters"]
+    assert json.loads((out / "checkpoints/step-000002/state/state.json").read_text())["world_size"] == 2

@@ -30,7 +30,7 @@ import torch
 from softgrpo.config import (BACKENDS, METHODS, ROLLOUT_ENGINES, Hyperparameters, check_engine_options,
                              resolve_hyperparameters, rollout_config)
 from softgrpo.data import load_jsonl
-from softgrpo.distributed import ranks_from_env
+from softgrpo.distributed import destroy, ranks_from_env
 from softgrpo.model import ModelConfig, ModelFolderError
 from softgrpo.rewards import make_grader
 from softgrpo.tokenizer import ChatTokenizer
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     for event in events:
         if main_rank:
             print(json.dumps(event), flush=True)
+    destroy()  # under torchrun: leave the process group before exiting
     return 0
 
 
