@@ -7,6 +7,7 @@
  *   /blobs/<key>?method=&exp=&sig=                                signed URLs (no token)
  *   /openapi.json, /docs, /healthz                                public
  */
+import { modelUploadsRouter } from './routes/model-uploads';
 import type { Context } from 'hono';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { onError, onNotFound, validationHook } from './errors';
@@ -66,6 +67,7 @@ export const OPENAPI_CONFIG = {
     { name: 'Files', description: 'JSONL datasets for fine-tuning' },
     { name: 'Fine-tuning', description: 'SofT-GRPO / GRPO fine-tuning jobs' },
     { name: 'Models', description: 'Base and fine-tuned models' },
+    { name: 'Model uploads', description: "Base models of an organization's own, uploaded through signed URLs (docs/MODELS.md)" },
     { name: 'API keys', description: "The organisation's API keys: list, create, revoke" },
     { name: 'Reasoning', description: 'Soft-thinking reasoning with majority voting, and chat completions' },
     { name: 'Worker protocol', description: 'GPU workers only (worker token); see docs/CONTRACTS.md' },
@@ -91,6 +93,7 @@ export function createApp(deps: Deps) {
   v1.route('/finetune', finetuneRouter);
   v1.route('/fine_tuning/jobs', finetuneRouter);
   v1.route('/models', modelsRouter);
+  v1.route('/model_uploads', modelUploadsRouter);
   v1.route('/reason', reasonRouter);
   v1.route('/chat/completions', chatRouter);
   v1.route('/completions', completionsRouter);

@@ -140,6 +140,8 @@ export interface Config {
   /** Memory of one device of the deployment's workers: a job whose estimate exceeds it is refused at creation
    * (src/models/memory-estimate.ts; default 80 GiB). */
   workerDeviceMemoryBytes?: number;
+  /** Limits of tenant-owned base models (src/models/tenant-models.ts; default DEFAULT_TENANT_MODEL_LIMITS). */
+  tenantModelLimits?: import('./models/tenant-models').TenantModelLimits;
 }
 
 /** The inference engines /v1/reason and /v1/chat/completions use (model -> engine), see src/engine/types.ts. */

@@ -2387,6 +2387,265 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/model_uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List this organization's model uploads */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The uploads, oldest first */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {string} */
+                            object: "list";
+                            data: components["schemas"]["ModelUpload"][];
+                            has_more: boolean;
+                        };
+                    };
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /**
+         * Upload a base model of your own (step 1: declare its files)
+         * @description Declares a model folder written by `npm run import-model` (docs/MODELS.md): config.json, tokenizer.json, tokenizer_config.json, model.safetensors, model.onnx (or model.int8.onnx) and manifest.json are required. Answers one signed PUT URL per file, bound to its sha256. Limits: 16 files, 20 GiB per model, 8 models per organization (deployment defaults), and the blob limit per file. The id is unique across organizations.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["ModelUploadCreate"];
+                };
+            };
+            responses: {
+                /** @description The upload, with its signed URLs */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ModelUploadStarted"];
+                    };
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflict with the current state (illegal status transition, reused idempotency key) */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/model_uploads/{model}/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Upload a base model of your own (step 2: verify the files)
+         * @description Checks every declared file is uploaded with its size and sha256, that config.json is a Qwen2 or Llama model and manifest.json a model manifest; the model is then listed on /v1/models and usable on /v1/reason and /v1/finetune by this organization. A 400 names the file otherwise.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    model: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The ready model */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ModelUpload"];
+                    };
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or owned by another tenant) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/reason": {
         parameters: {
             query?: never;
@@ -4832,6 +5091,41 @@ export interface components {
                 bytes: number;
                 sha256: string;
                 url: string;
+            }[];
+        };
+        ModelUploadStarted: components["schemas"]["ModelUpload"] & {
+            upload_urls: {
+                name: string;
+                url: string;
+            }[];
+            expires_at: number;
+        };
+        ModelUpload: {
+            id: string;
+            /** @enum {string} */
+            object: "model_upload";
+            /** @enum {string} */
+            status: "uploading" | "ready";
+            bytes: number;
+            files: {
+                name: string;
+                bytes: number;
+                sha256: string;
+            }[];
+            created_at: number;
+            parameters: number | null;
+        };
+        ModelUploadCreate: {
+            /** @example acme-qwen2.5-math-1.5b */
+            id: string;
+            files: {
+                /**
+                 * @description A model folder file name
+                 * @enum {string}
+                 */
+                name: "config.json" | "generation_config.json" | "tokenizer.json" | "tokenizer_config.json" | "chat_template.jinja" | "model.safetensors" | "model.onnx" | "model.onnx.data" | "model.int8.onnx" | "model.int8.onnx.data" | "manifest.json";
+                bytes: number;
+                sha256: string;
             }[];
         };
         ReasonResponse: {

@@ -240,6 +240,27 @@ export const serveReplicas = sqliteTable(
   (t) => [index('serve_replicas_expires_idx').on(t.expiresAt)],
 );
 
+/** Base models a tenant uploaded (src/models/tenant-models.ts): visible to that tenant only; ids are unique across
+ * tenants (engines and caches key models by id). */
+export const tenantModels = sqliteTable(
+  'tenant_models',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    /** uploading (signed PUT URLs open) -> ready (files verified, servable and fine-tunable). */
+    status: text('status', { enum: ['uploading', 'ready'] }).notNull(),
+    files: text('files', { mode: 'json' }).notNull().$type<CheckpointFile[]>(),
+    bytes: integer('bytes').notNull(),
+    blobPrefix: text('blob_prefix').notNull(),
+    manifest: text('manifest', { mode: 'json' }).$type<Record<string, unknown>>(),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [index('tenant_models_tenant_idx').on(t.tenantId)],
+);
+
 export const schema = {
   tenants,
   apiKeys,
@@ -251,6 +272,7 @@ export const schema = {
   requestWindows,
   sampleReservations,
   serveReplicas,
+  tenantModels,
 };
 export type Schema = typeof schema;
 export type JobRow = typeof jobs.$inferSelect;
@@ -258,3 +280,4 @@ export type FileRow = typeof files.$inferSelect;
 export type CheckpointRow = typeof checkpoints.$inferSelect;
 export type EventRow = typeof jobEvents.$inferSelect;
 export type ServeReplicaRow = typeof serveReplicas.$inferSelect;
+export type TenantModelRow = typeof tenantModels.$inferSelect;

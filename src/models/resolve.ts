@@ -7,6 +7,7 @@ import { and, desc, eq } from 'drizzle-orm';
 import { checkpoints, jobs, type CheckpointRow, type JobRow } from '../db/schema';
 import type { Deps } from '../ports';
 import { checkpointModelName, fineTunedModelName, parseFineTunedModelName } from './names';
+import { findBaseModel, tenantBaseModels } from './tenant-models';
 
 export interface ResolvedModel {
   id: string;
@@ -36,7 +37,7 @@ function fromCheckpoint(job: JobRow, c: CheckpointRow, id: string, kind: 'fine-t
 
 /** The model with this id as `tenantId` sees it, or null (unknown, or another tenant's). */
 export async function resolveModel(deps: Deps, tenantId: string, id: string): Promise<ResolvedModel | null> {
-  const base = deps.config.baseModels.find((m) => m.id === id);
+  const base = await findBaseModel(deps, tenantId, id); // the deployment's, or the tenant's own upload
   if (base)
     return {
       id: base.id,
@@ -71,7 +72,8 @@ export async function resolveModel(deps: Deps, tenantId: string, id: string): Pr
 /** Every model `tenantId` can use: base models, then per job its latest checkpoint and each checkpoint. */
 export async function listModels(deps: Deps, tenantId: string): Promise<ResolvedModel[]> {
   const out: ResolvedModel[] = [];
-  for (const b of deps.config.baseModels) out.push((await resolveModel(deps, tenantId, b.id))!);
+  for (const b of [...deps.config.baseModels, ...(await tenantBaseModels(deps, tenantId))])
+    out.push((await resolveModel(deps, tenantId, b.id))!);
   const rows = await deps.database.db
     .select({ job: jobs, ckpt: checkpoints })
     .from(checkpoints)

@@ -8,11 +8,12 @@ import type { ReasoningEngine } from '../engine/types';
 import type { Deps } from '../ports';
 import { resolveModel } from '../models/resolve';
 import { modelKey } from '../replicas/model-key';
+import { findBaseModel } from '../models/tenant-models';
 
 export async function engineFor(deps: Deps, tenantId: string, modelId: string): Promise<ReasoningEngine> {
   const model = await resolveModel(deps, tenantId, modelId);
   if (!model) throw notFound('model', modelId, 'model');
-  const base = deps.config.baseModels.find((m) => m.id === model.base);
+  const base = await findBaseModel(deps, tenantId, model.base);
   const stated = Number(base?.manifest.context_length);
   const engine = await deps.engines?.get({
     id: model.id,

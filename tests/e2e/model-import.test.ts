@@ -2,7 +2,8 @@
  * Bring your own model, end to end on CPU (issue 17): random-weight Hugging Face folders saved by transformers at
  * the real Qwen2 and Llama architectures (shrunk; gpu-worker/tests/hf_fixture.py) -> `npm run import-model` into a
  * MODELS_DIR -> the `npm start` stack serves them on /v1/reason (the Qwen2 one in int8) -> a 2-step soft_grpo job on
- * the imported Qwen2 -> its checkpoint answers /v1/reason. A folder that cannot be imported exits 2 naming the file.
+ * the imported Qwen2 -> its checkpoint answers /v1/reason; a tenant uploads an imported folder through signed URLs
+ * (/v1/model_uploads) and reasons with it. A folder that cannot be imported exits 2 naming the file.
  *
  *   npx vitest run tests/e2e/model-import.test.ts          (E2E_VERBOSE=1 prints the stack's output)
  */
@@ -74,6 +75,23 @@ describe('imported Hugging Face models', () => {
     const served = readdirSync(cacheDir).map((d) => join(cacheDir, d, 'model.onnx')).filter((p) => { try { return readFileSync(p).length > 0; } catch { return false; } }).map(sha256);
     expect(served).toContain(sha256(join(modelsDir, 'qwen2-tiny', 'model.int8.onnx')));
     expect(served).toContain(sha256(join(modelsDir, 'llama-tiny', 'model.onnx')));
+  }, 120_000);
+
+  it('serves_a_model_folder_a_tenant_uploads_through_signed_urls', async () => {
+    const folder = join(modelsDir, 'llama-tiny');
+    const names = readdirSync(folder).filter((n) => n !== 'data');
+    const files = names.map((name) => ({ name, bytes: readFileSync(join(folder, name)).length, sha256: sha256(join(folder, name)) }));
+    const started = await e2e.api('POST', '/v1/model_uploads', { id: 'my-llama', files });
+    expect(started.status, JSON.stringify(started.body)).toBe(200);
+    for (const { name, url } of started.body.upload_urls as { name: string; url: string }[]) {
+      const put = await fetch(url, { method: 'PUT', body: readFileSync(join(folder, name)) });
+      expect(put.status, await put.text()).toBe(200);
+    }
+    const done = await e2e.api('POST', '/v1/model_uploads/my-llama/complete');
+    expect(done.body).toMatchObject({ id: 'my-llama', status: 'ready' });
+    const res = await e2e.api('POST', '/v1/reason', { model: 'my-llama', prompt: 'What is 1 + 6?', n: 1, seed: 2, max_tokens: 8 });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body.model).toBe('my-llama');
   }, 120_000);
 
   it('fine_tunes_the_imported_qwen2_two_steps_and_the_checkpoint_answers', async () => {

@@ -11,6 +11,7 @@ import { Hono } from 'hono';
 import { checkBlobSignature } from '../../adapters/signed-urls';
 import { ApiError } from '../../errors';
 import { checkpointUploadRefusal } from '../../jobs/checkpoint-uploads';
+import { modelUploadRefusal } from '../../models/tenant-models';
 import { BlobDigestMismatchError, BlobExistsError, BlobTooLargeError } from '../../lib/streams';
 import type { AppEnv } from '../../router';
 
@@ -54,7 +55,7 @@ blobsRouter.put('/*', async (c) => {
   const max = deps.config.limits.maxBlobBytes;
   if (Number(c.req.header('content-length') ?? 0) > max)
     throw new ApiError(413, `Blob larger than ${max} bytes.`, { code: 'blob_too_large' });
-  const refusal = await checkpointUploadRefusal(deps.database.db, key);
+  const refusal = key.startsWith('tenant-models/') ? await modelUploadRefusal(deps, key) : await checkpointUploadRefusal(deps.database.db, key);
   if (refusal) throw new ApiError(403, `Upload refused: ${refusal}.`, { code: 'upload_closed' });
   if (await deps.blobs.head(key)) throw blobExists(key);
   const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });

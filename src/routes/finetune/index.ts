@@ -4,6 +4,7 @@
  * job id answers 404. Status changes go through src/jobs/lifecycle.ts (illegal ones answer 409).
  */
 import { checkBaseModelMemory } from '../../models/memory-estimate';
+import { findBaseModel } from '../../models/tenant-models';
 import { createRoute } from '@hono/zod-openapi';
 import { and, asc, desc, eq, gt, isNull, lt, sql } from 'drizzle-orm';
 import { checkpoints, files, jobEvents, jobs } from '../../db/schema';
@@ -50,7 +51,7 @@ finetuneRouter.openapi(
     const deps = c.get('deps');
     const { db } = deps.database;
     const tenantId = c.get('tenantId');
-    const base = deps.config.baseModels.find((m) => m.id === body.model);
+    const base = await findBaseModel(deps, tenantId, body.model);
     if (!base) throw notFound('model', body.model, 'model');
     const found: Partial<JobFiles> = {};
     for (const param of ['training_file', 'validation_file'] as const) {

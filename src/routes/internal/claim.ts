@@ -3,6 +3,7 @@
  * src/jobs/claim.ts) with a lease, plus signed download URLs for everything it needs (training/validation files,
  * the base model folder, the last checkpoint to resume from).
  */
+import { findBaseModel } from '../../models/tenant-models';
 import { createRoute } from '@hono/zod-openapi';
 import { and, desc, eq, isNotNull, max } from 'drizzle-orm';
 import { checkpoints, files, jobEvents } from '../../db/schema';
@@ -59,7 +60,7 @@ internalClaimRouter.openapi(
         .where(and(eq(jobEvents.jobId, job.id), isNotNull(jobEvents.seq)))
         .get(),
     ]);
-    const base = deps.config.baseModels.find((m) => m.id === job.model);
+    const base = await findBaseModel(deps, job.tenantId, job.model);
     const missing = !training ? 'training_file' : job.validationFile && !validation ? 'validation_file' : !base ? 'model' : null;
     if (missing) {
       // Deleted file or retired model: the job cannot run anywhere. Fail it and tell the worker nothing to do.
