@@ -44,6 +44,7 @@ export interface BatchSchedulerOptions {
   maxRows: number; // the cap on rows decoding at once
   quantum: number; // every row's left padding is a multiple of this (./batch-alignment.ts)
   maxPrefillBatch?: number; // prompts prefilled in one forward at most (default 1: each alone; ./batch-prefill.ts)
+  maxPrefillTokens?: number; // prompts x longest prompt of one such forward at most (one prompt always goes)
 }
 
 /** What the scheduler holds now, for tests and metrics. */
@@ -242,16 +243,22 @@ export class BatchScheduler {
 
   /**
    * Gives `first` its prefill, and with it (one forward) the other waiting requests without one, oldest first, as
-   * many as `room` free rows and maxPrefillBatch allow. Kept prefills are reused; a prompt asked by several requests
+   * many as `room` free rows, maxPrefillBatch and maxPrefillTokens allow. Kept prefills are reused; a prompt asked by several requests
    * is prefilled once. A failing forward of several prompts is retried prompt by prompt, so a failing prefill fails
    * its own request only.
    */
   private async prefill(first: Job, room: number): Promise<void> {
     const limit = Math.max(1, Math.min(room, this.options.maxPrefillBatch ?? 1));
+    const tokens = this.options.maxPrefillTokens ?? Infinity;
     const group = [first];
+    let longest = first.promptIds.length;
     for (const job of this.jobs) {
       if (group.length >= limit) break;
-      if (job !== first && !job.settled && !job.prefill && job.started < job.decoders.length) group.push(job);
+      if (job === first || job.settled || job.prefill || job.started === job.decoders.length) continue;
+      const length = Math.max(longest, job.promptIds.length);
+      if ((group.length + 1) * length > tokens) continue; // the batch's padded tokens (and logits) stay bounded
+      group.push(job);
+      longest = length;
     }
     const due = new Map<string, Job[]>(); // prompt -> its requests
     for (const job of group) {

@@ -44,6 +44,15 @@ export interface OnnxEngineOptions {
 
 export const DEFAULT_MAX_BATCH_ROWS = 32;
 
+/**
+ * Positions (prompts x the longest) one forward may prefill together: at most 4096, so a burst of arrivals stalls
+ * the running batch for about one long prompt's prefill, and no more than 64 MiB of float32 logits ([B, T, V], every
+ * position's) for the model's vocabulary. A prompt longer than that is still prefilled, alone.
+ */
+export function prefillTokenBudget(vocabSize: number): number {
+  return Math.max(1, Math.min(4096, Math.floor((64 * 2 ** 20) / (4 * vocabSize))));
+}
+
 /** How an engine decodes: in a continuous batch (with its quantum and cap) or each request alone. */
 export interface BatchingDescription {
   batching: boolean;
@@ -87,7 +96,8 @@ export class OnnxEngine implements ReasoningEngine {
           if (await prefillTogetherHolds(engine)) maxPrefillBatch = maxRows;
           else console.warn(`onnx engine ${options.modelId}: prompts prefilled together differ from alone on this session; each is prefilled alone`);
         }
-        engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows, quantum, maxPrefillBatch });
+        const maxPrefillTokens = prefillTokenBudget(geometry.vocabSize);
+        engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows, quantum, maxPrefillBatch, maxPrefillTokens });
       } else console.warn(`onnx engine ${options.modelId}: no padding keeps this session's logits exact; requests decode alone`);
     }
     return engine;

@@ -277,6 +277,7 @@ describe('admission (a stand-in model whose every sample runs exactly max_tokens
   /** A model that always favours one visible token and keeps a zero cache; records each forward's batch size. */
   function standIn(geometry: ModelGeometry, favoured: number) {
     const batches: Array<{ columns: number; rows: number }> = []; // each decode forward: S and B
+    const prefills: Array<[number, number]> = []; // each prefill forward: prompts and T
     const model: MaskedForward = {
       geometry,
       async forward(_ids, _weights, dims, cache, _positions, _mask) {
@@ -286,21 +287,22 @@ describe('admission (a stand-in model whose every sample runs exactly max_tokens
         const logits = new Float32Array(batch * length * geometry.vocabSize);
         for (let i = 0; i < batch * length; i++) logits[i * geometry.vocabSize + favoured] = 10;
         if (length === 1) batches.push({ columns: past, rows: batch });
+        else prefills.push([batch, length]);
         const next = layoutRows(Array.from({ length: batch }, () => ({ cache, row: 0, length: 0 })), past + length, geometry);
         return { logits, cache: next };
       },
     };
-    return { model, batches };
+    return { model, batches, prefills };
   }
 
-  async function setup(maxRows: number, quantum: number) {
+  async function setup(maxRows: number, quantum: number, prefill: { maxPrefillBatch?: number; maxPrefillTokens?: number } = {}) {
     const tokenizer = await loadChatTokenizer(FOLDER);
     const geometry = { numLayers: 1, numKvHeads: 1, headDim: 1, vocabSize: engine.geometry.vocabSize, contextLength: 256 };
     const favoured = Array.from({ length: geometry.vocabSize }, (_, id) => id).find(
       (id) => id !== tokenizer.eosId && id !== tokenizer.thinkEndId && tokenizer.decode([id]).trim() !== '',
     )!;
-    const { model, batches } = standIn(geometry, favoured);
-    const scheduler = new BatchScheduler(model, tokenizer, { maxRows, quantum });
+    const { model, batches, prefills } = standIn(geometry, favoured);
+    const scheduler = new BatchScheduler(model, tokenizer, { maxRows, quantum, ...prefill });
     const started: string[] = []; // sample starts in order, "name:sample"
     const submit = (name: string, tenant: string, n: number, maxTokens: number, promptLength = 10) => {
       const request: GenerationRequest = {
@@ -324,7 +326,7 @@ describe('admission (a stand-in model whose every sample runs exactly max_tokens
       const target = scheduler.stats().steps + count;
       while (scheduler.stats().steps < target) await new Promise((r) => setImmediate(r));
     };
-    return { scheduler, batches, started, submit, steps };
+    return { scheduler, batches, prefills, started, submit, steps };
   }
 
   it('free rows go to the tenant with the fewest rows, then to the request with the fewest, then the oldest', async () => {
@@ -341,6 +343,21 @@ describe('admission (a stand-in model whose every sample runs exactly max_tokens
     expect(started.slice(6)).toEqual(['a1:4', 'a1:5']);
     expect(Math.max(...batches.map((b) => b.rows))).toBe(3);
     expect(scheduler.stats().peakRows).toBe(3);
+  });
+
+  it('prefills waiting requests together, as many as free rows, maxPrefillBatch and maxPrefillTokens allow', async () => {
+    const { scheduler, prefills, submit } = await setup(4, 1, { maxPrefillBatch: 3, maxPrefillTokens: 40 });
+    // (the stand-in's prompts of one length are one prompt, so the lengths differ.) a starts the scheduler and is
+    // prefilled alone at once; b, c, d, e arrive meanwhile. Three rows are free: b, c and d are prefilled together
+    // (3 prompts x 13 = 39 <= 40 tokens); e once a row frees up
+    const all = [submit('a', 'A', 1, 20, 12), submit('b', 'B', 1, 20, 9), submit('c', 'C', 1, 20, 13), submit('d', 'D', 1, 20, 11), submit('e', 'E', 1, 20, 10)];
+    await Promise.all(all);
+    expect(prefills).toEqual([[1, 12], [3, 13], [1, 10]]);
+    expect(scheduler.stats()).toMatchObject({ prefills: 5, prefillForwards: 3 });
+    // the token bound: after p0, 30 tokens take p1 and p2 (2 x 15), not p3 too (3 x 16 = 48)
+    const bounded = await setup(8, 1, { maxPrefillBatch: 8, maxPrefillTokens: 30 });
+    await Promise.all([14, 15, 13, 16].map((n, i) => bounded.submit(`p${i}`, 'A', 1, 5, n)));
+    expect(bounded.prefills).toEqual([[1, 14], [2, 15], [1, 16]]);
   });
 
   it('a request whose prompt is misaligned with the batch joins within quantum - 1 steps, its row kept for it', async () => {
