@@ -2646,6 +2646,106 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/model_uploads/{model}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a model upload and its files
+         * @description Queued jobs on the model then fail when a worker claims them; checkpoints of finished jobs keep their own files.
+         */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    model: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Deleted */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {string} */
+                            object: "model_upload";
+                            /** @enum {boolean} */
+                            deleted: true;
+                        };
+                    };
+                };
+                /** @description Invalid request (the message names the field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid API key */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or owned by another tenant) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Request body larger than the documented limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A per-organization limit was reached (`rate_limit_exceeded`): requests per minute, concurrent reasoning samples (`param: "n"`, headers `x-ratelimit-*-samples`) or unfinished fine-tuning jobs (headers `x-ratelimit-*-jobs`). Retry after `retry-after` seconds. */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        /** @description Requests allowed per minute. */
+                        "x-ratelimit-limit-requests"?: number;
+                        /** @description Requests left in the current minute. */
+                        "x-ratelimit-remaining-requests"?: number;
+                        /** @description Time until the current minute ends, e.g. `17s`. */
+                        "x-ratelimit-reset-requests"?: string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/reason": {
         parameters: {
             query?: never;

@@ -9,7 +9,8 @@
  *            manifest.json a model manifest -> `ready`; otherwise a 400 naming the file
  *
  * Limits (explicit, TenantModelLimits): files per model, bytes per model, models per tenant; file names from
- * MODEL_FILE_NAMES (the files the trainer and the engines read).
+ * MODEL_FILE_NAMES (the files the trainer and the engines read); JSON and template files at most MAX_TEXT_FILE_BYTES
+ * (the API reads them whole).
  */
 import { and, eq, sql } from 'drizzle-orm';
 import { tenantModels, type TenantModelRow } from '../db/schema';
@@ -40,6 +41,8 @@ export const MODEL_FILE_NAMES = [
 export const REQUIRED_MODEL_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors', 'manifest.json'];
 const SUPPORTED_MODEL_TYPES = ['qwen2', 'llama'];
 export const MODEL_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** config.json, tokenizer files, manifest.json: read whole by the API at completion and job creation. */
+export const MAX_TEXT_FILE_BYTES = 64 * 1024 ** 2;
 
 export interface DeclaredFile {
   name: string;
@@ -66,6 +69,8 @@ export async function startModelUpload(deps: Deps, tenantId: string, id: string,
       throw bad(`files[${i}].name`, `'${f.name}' is not a model folder file (${MODEL_FILE_NAMES.join(', ')})`);
     if (names.has(f.name)) throw bad(`files[${i}].name`, `'${f.name}' is listed twice`);
     names.add(f.name);
+    if (/\.(json|jinja)$/.test(f.name) && f.bytes > MAX_TEXT_FILE_BYTES)
+      throw new ApiError(413, `files[${i}].bytes: ${f.name} has ${f.bytes} bytes; text files may have at most ${MAX_TEXT_FILE_BYTES}`, { param: `files[${i}].bytes`, code: 'model_too_large' });
     if (f.bytes > deps.config.limits.maxBlobBytes)
       throw new ApiError(413, `files[${i}].bytes: ${f.name} has ${f.bytes} bytes; a file may have at most ${deps.config.limits.maxBlobBytes}`, { param: `files[${i}].bytes`, code: 'model_too_large' });
   });
@@ -146,6 +151,14 @@ export async function getTenantModel(deps: Deps, tenantId: string, id: string): 
     .get();
   if (!row) throw new ApiError(404, `No model upload '${id}'.`, { param: 'model', code: 'model_not_found', type: 'not_found_error' });
   return row;
+}
+
+/** Remove the model and its files. Queued jobs on it then fail at claim (model_missing); fine-tuned checkpoints of
+ * finished jobs keep their own files and stay servable. */
+export async function deleteTenantModel(deps: Deps, tenantId: string, id: string): Promise<void> {
+  const row = await getTenantModel(deps, tenantId, id);
+  await deps.database.db.delete(tenantModels).where(and(eq(tenantModels.id, id), eq(tenantModels.tenantId, tenantId)));
+  await Promise.all(row.files.map((f) => deps.blobs.delete(`${row.blobPrefix}${f.name}`)));
 }
 
 export async function listTenantModels(deps: Deps, tenantId: string): Promise<TenantModelRow[]> {

@@ -72,6 +72,13 @@ describe('tenant-owned base models', () => {
     expect(claim.base_model.files.map((f) => f.name).sort()).toEqual([...NAMES].sort());
     const weights = claim.base_model.files.find((f) => f.name === 'model.safetensors')!;
     expect(sha256(await worker.download(weights.url))).toBe(sha256(FILES['model.safetensors']!));
+
+    // deleted: gone from the owner's models, its blobs removed, the id free again; the other tenant cannot delete it
+    expect(t.blobCount('tenant-models')).toBe(NAMES.length);
+    expect((await b.delete('/v1/model_uploads/acme-tiny')).status).toBe(404);
+    expect(await (await a.delete('/v1/model_uploads/acme-tiny')).json()).toEqual({ id: 'acme-tiny', object: 'model_upload', deleted: true });
+    expect((await a.get('/v1/models/acme-tiny')).status).toBe(404);
+    expect(t.blobCount('tenant-models')).toBe(0);
   });
 
   it('answers_4xx_naming_what_is_wrong', async () => {
@@ -80,6 +87,8 @@ describe('tenant-owned base models', () => {
     expect(await error(await a.post('/v1/model_uploads', { id: 'x', files: [...declare(), { name: 'evil.sh', bytes: 1, sha256: sha256('x') }] }))).toMatchObject({ status: 400 });
     expect(await error(await a.post('/v1/model_uploads', { id: 'tiny-arith', files: declare() }))).toMatchObject({ status: 409, code: 'model_exists' });
     expect(await error(await a.post('/v1/model_uploads', { id: 'has space', files: declare() }))).toMatchObject({ status: 400, param: 'id' });
+    const hugeConfig = declare().map((f) => (f.name === 'config.json' ? { ...f, bytes: 2 ** 30 } : f));
+    expect(await error(await a.post('/v1/model_uploads', { id: 'x', files: hugeConfig }))).toMatchObject({ status: 413, param: 'files[0].bytes', code: 'model_too_large' });
 
     // declared but not uploaded -> complete names the file
     const res = await a.post('/v1/model_uploads', { id: 'half', files: declare() });

@@ -6,7 +6,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { errorResponses } from '../../errors';
-import { completeModelUpload, listTenantModels, MODEL_FILE_NAMES, MODEL_ID_RE, startModelUpload } from '../../models/tenant-models';
+import { completeModelUpload, deleteTenantModel, listTenantModels, MODEL_FILE_NAMES, MODEL_ID_RE, startModelUpload } from '../../models/tenant-models';
 import type { TenantModelRow } from '../../db/schema';
 import { createRouter } from '../../router';
 import { bearerSecurity, originOf } from '../common';
@@ -123,5 +123,26 @@ modelUploadsRouter.openapi(
   async (c) => {
     const rows = await listTenantModels(c.get('deps'), c.get('tenantId'));
     return c.json({ object: 'list' as const, data: rows.map(toObject), has_more: false }, 200);
+  },
+);
+
+modelUploadsRouter.openapi(
+  createRoute({
+    method: 'delete',
+    path: '/{model}',
+    tags,
+    summary: 'Delete a model upload and its files',
+    description: 'Queued jobs on the model then fail when a worker claims them; checkpoints of finished jobs keep their own files.',
+    security: bearerSecurity,
+    request: { params: ModelParam },
+    responses: {
+      200: { description: 'Deleted', content: { 'application/json': { schema: z.object({ id: z.string(), object: z.literal('model_upload'), deleted: z.literal(true) }) } } },
+      ...errorResponses(401, 404),
+    },
+  }),
+  async (c) => {
+    const { model } = c.req.valid('param');
+    await deleteTenantModel(c.get('deps'), c.get('tenantId'), model);
+    return c.json({ id: model, object: 'model_upload' as const, deleted: true as const }, 200);
   },
 );
