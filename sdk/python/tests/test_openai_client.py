@@ -22,7 +22,7 @@ from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 WORKER_TOKEN = "py-sdk-worker-token-0000000000"  # conftest.py's server
 TRAIN = b'{"prompt": "What is 2+3?", "answer": 5}\n{"prompt": "What is 7*6?", "answer": "42"}\n'
 # Our fields beyond OpenAI's FineTuningJob (docs/API.md "Fine-tuning with the OpenAI client").
-EXTRA_JOB_FIELDS = {"started_at", "grader", "suffix", "trained_steps", "attempts", "user_provided_suffix"}
+EXTRA_JOB_FIELDS = {"started_at", "grader", "suffix", "trained_steps", "attempts", "user_provided_suffix", "resources"}
 
 
 @pytest.fixture()

@@ -116,6 +116,11 @@ def test_every_public_user_operation_is_covered_or_listed_as_not_wrapped() -> No
         ("GET", "/v1/api_keys"),  # key management: `npm run api-keys` or the HTTP client
         ("POST", "/v1/api_keys"),
         ("POST", "/v1/api_keys/{key_id}/revoke"),
+        # tenant base models: `npm run import-model` + the signed-upload flow in docs/MODELS.md, or the HTTP client
+        ("POST", "/v1/model_uploads"),
+        ("GET", "/v1/model_uploads"),
+        ("POST", "/v1/model_uploads/{model}/complete"),
+        ("DELETE", "/v1/model_uploads/{model}"),
     }
     covered = set(ROUTES.values())
     for path, ops in SPEC["paths"].items():
