@@ -16,7 +16,6 @@ blobs are write-once: a retried PUT whose first try landed answers 409 `blob_exi
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, Iterator, TypedDict
 
 import httpx
+
+from softgrpo.hashing import CHUNK_BYTES, sha256_file, write_hashing
 
 
 @dataclass(frozen=True)
@@ -159,25 +160,21 @@ class WorkerApi:
         """GET a signed URL into dest (streamed), verifying its size and sha256."""
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        digest, size = hashlib.sha256(), 0
+        size, sha256 = 0, ""
         for attempt in self._attempts():
             try:
-                digest, size = hashlib.sha256(), 0
                 with self.blobs.stream("GET", file["url"]) as response, open(dest, "wb") as out:
                     if response.status_code in RETRY_STATUSES and attempt < self.retries:
                         continue
                     if response.status_code != 200:
                         raise DownloadError(f"download of {file['name']} answered HTTP {response.status_code}")
-                    for chunk in response.iter_bytes(1 << 20):
-                        digest.update(chunk)
-                        size += len(chunk)
-                        out.write(chunk)
+                    size, sha256 = write_hashing(response.iter_bytes(CHUNK_BYTES), out)
                 break
             except httpx.TransportError as err:
                 if attempt >= self.retries:
                     raise DownloadError(f"download of {file['name']} failed: {err}") from err
-        if size != file["bytes"] or digest.hexdigest() != file["sha256"]:
-            raise DownloadError(f"download of {file['name']} has {size} bytes / sha256 {digest.hexdigest()}, "
+        if size != file["bytes"] or sha256 != file["sha256"]:
+            raise DownloadError(f"download of {file['name']} has {size} bytes / sha256 {sha256}, "
                                 f"expected {file['bytes']} / {file['sha256']}")
         return dest
 
@@ -186,7 +183,7 @@ class WorkerApi:
         API's /blobs, {} from R2/S3), or {"exists": True} when the key was already written (an earlier try of this
         upload that landed). The file's SHA-256 goes along as x-amz-checksum-sha256 / x-amz-meta-sha256: upload URLs
         are signed with it (src/adapters/signed-urls.ts checksumHeaders), and the store refuses other content."""
-        sha256 = _sha256_file(path)
+        sha256 = sha256_file(path)
         checksum = {"x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(sha256)).decode(), "x-amz-meta-sha256": sha256}
         for attempt in self._attempts():
             try:
@@ -266,14 +263,6 @@ def _retry_after(response: httpx.Response, default: float) -> float:
         return min(max(float(response.headers.get("retry-after", "")), 0.0), 30.0)
     except ValueError:
         return default
-
-
-def _sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _chunks(body, size: int = 1 << 20) -> Iterator[bytes]:

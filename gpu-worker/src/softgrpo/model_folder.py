@@ -4,24 +4,16 @@
      files: {name: sha256}, metrics: {...}, recommended_hyperparameters?: {...}}
 """
 
-import hashlib
 import json
 from pathlib import Path
 
+from softgrpo.hashing import sha256_file
 from softgrpo.model import ModelFolderError
 
 MANIFEST_FORMAT = "softgrpo-model/1"
 MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors", "model.onnx",
                "model.onnx.data", "model.int8.onnx", "model.int8.onnx.data", "generation_config.json")
 REQUIRED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def file_hashes(folder: str | Path) -> dict[str, str]:

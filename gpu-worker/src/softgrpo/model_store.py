@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from softgrpo.hashing import CHUNK_BYTES, sha256_file, write_hashing
 from softgrpo.serve_request import RequestError
 
 SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -29,11 +30,7 @@ SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 
 def pinned_key(model_id: str, folder: str | Path) -> str:
     """The key the API gives a model folder (src/replicas/model-key.ts): id @ 16 hex digits of the weights' sha256."""
-    digest = hashlib.sha256()
-    with open(Path(folder) / "model.safetensors", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"{model_id}@{digest.hexdigest()[:16]}"
+    return f"{model_id}@{sha256_file(Path(folder) / 'model.safetensors')[:16]}"
 
 
 class ModelLoadError(RuntimeError):
@@ -131,17 +128,13 @@ class ModelStore:
         return folder
 
     def _fetch(self, f: dict, dest: Path) -> None:
-        digest, size = hashlib.sha256(), 0
         try:
             with self.client.stream("GET", f["url"]) as response, open(dest, "wb") as out:
                 if response.status_code != 200:
                     raise ModelLoadError(f"download of {f['name']} answered HTTP {response.status_code}")
-                for chunk in response.iter_bytes(1 << 20):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
+                size, sha256 = write_hashing(response.iter_bytes(CHUNK_BYTES), out)
         except httpx.HTTPError as err:
             raise ModelLoadError(f"download of {f['name']} failed: {err}") from err
-        if size != f["bytes"] or digest.hexdigest() != f["sha256"]:
-            raise ModelLoadError(f"{f['name']}: got {size} bytes / sha256 {digest.hexdigest()}, expected "
+        if size != f["bytes"] or sha256 != f["sha256"]:
+            raise ModelLoadError(f"{f['name']}: got {size} bytes / sha256 {sha256}, expected "
                                  f"{f['bytes']} / {f['sha256']}")
