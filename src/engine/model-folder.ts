@@ -43,6 +43,7 @@ export async function readModelGeometry(folder: string): Promise<ModelGeometry> 
 }
 
 export async function loadChatTokenizer(folder: string): Promise<ChatTokenizer> {
-  const [json, config] = await Promise.all(["tokenizer.json", "tokenizer_config.json"].map((name) => readJson(folder, name, true)));
+  const json = await readJson(folder, "tokenizer.json", true);
+  const config = await readJson(folder, "tokenizer_config.json", true);
   return ChatTokenizer.fromJson(json!, config!);
 }

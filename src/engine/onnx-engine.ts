@@ -79,7 +79,9 @@ export class OnnxEngine implements ReasoningEngine {
   static async load(folder: string, options: OnnxEngineOptions): Promise<OnnxEngine> {
     const maxRows = options.maxBatchRows ?? DEFAULT_MAX_BATCH_ROWS;
     if (!Number.isInteger(maxRows) || maxRows < 1) throw new RangeError(`maxBatchRows must be a positive integer, got ${maxRows}`);
-    const [geometry, tokenizer] = await Promise.all([readModelGeometry(folder), loadChatTokenizer(folder)]);
+    // One after the other, so a folder missing several files always names config.json first.
+    const geometry = await readModelGeometry(folder);
+    const tokenizer = await loadChatTokenizer(folder);
     const session = await ort.InferenceSession.create(join(folder, "model.onnx"), {
       intraOpNumThreads: options.intraOpThreads ?? 1,
       interOpNumThreads: 1,

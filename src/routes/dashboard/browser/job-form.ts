@@ -96,9 +96,10 @@ async function upload(input, status, selects) {
   form.append('file', file, file.name);
   try {
     const created = await (await api('/v1/files', { method: 'POST', form })).json();
-    status.textContent = 'uploaded ' + created.filename + ': ' + created.examples + ' examples (' + created.id + ')';
+    // The selects list the new file before the status says it is there.
     await Promise.all(selects.map((s) => fileOptions(s.select, s.withNone)));
     selects[0].select.value = created.id;
+    status.textContent = 'uploaded ' + created.filename + ': ' + created.examples + ' examples (' + created.id + ')';
   } catch (e) {
     status.className = 'error';
     status.textContent = 'upload rejected: ' + e.message;
