@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 os.environ["SOFTGRPO_ONNX_CACHE"] = tempfile.mkdtemp(prefix="onnx-templates-")  # before softgrpo reads it
 
 from softgrpo import onnx_template  # noqa: E402
-from softgrpo.export_onnx import check_with_onnxruntime, export  # noqa: E402
+from softgrpo.export_onnx import compare_with_onnxruntime, export  # noqa: E402
 from softgrpo.model import SoftTokenLM  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def main():
 
     def run(kind: str, full: bool = False):
         path = export(model, out / f"{kind}.onnx", full=full)
-        errors[kind] = max(errors.get(kind, 0.0), check_with_onnxruntime(model, path))
+        errors[kind] = max(errors.get(kind, 0.0), compare_with_onnxruntime(model, path)["logits"])
 
     full = [timed(lambda: run("full", full=True)) for _ in range(3)]
     cold = timed(lambda: run("cold"))

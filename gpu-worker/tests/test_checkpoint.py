@@ -1,6 +1,7 @@
 """Checkpoints: a servable model folder apart from the training state; resuming reproduces the run exactly."""
 import json
 
+import onnx
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -88,5 +89,7 @@ def test_every_checkpoint_onnx_holds_its_own_weights_and_the_graph_is_exported_o
         assert "model.onnx" in json.loads((folder / "manifest.json").read_text())["files"]
         assert verify_manifest(folder) == []
         saved = SoftTokenLM.from_pretrained(folder)
-        assert export_onnx.check_with_onnxruntime(saved, folder / "model.onnx") < 1e-4
+        graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+        assert [o.name for o in graph.output] == export_onnx.output_names(saved.cfg.num_hidden_layers)  # version 2
+        assert export_onnx.check_with_onnxruntime(saved, folder / "model.onnx") < 1e-4  # logits and new keys/values
     assert len(exports) <= 1  # once for the stand-in (none if an earlier test built this config), never per checkpoint

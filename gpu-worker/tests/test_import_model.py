@@ -4,9 +4,11 @@ architectures, shrunk (tests/hf_fixture.py): what it accepts, what it writes, an
 import json
 import shutil
 
+import onnx
 import pytest
 import torch
 
+from softgrpo import export_onnx
 from softgrpo import import_model as im
 from softgrpo.model import SoftTokenLM
 from softgrpo.model_folder import verify_manifest
@@ -65,8 +67,15 @@ def test_import_writes_a_servable_folder_with_external_data_int8_and_manifest(fo
     assert manifest["size_tier"] == "small" and manifest["recommended_hyperparameters"]["lora_rank"] == 0
     assert manifest["onnx"] == {"fp32": "model.onnx", "int8": "model.int8.onnx", "serving": "int8"}
     checks = manifest["import_checks"]
-    assert checks["onnx_vs_pytorch_max_abs_logit_diff"] < 1e-4
+    assert checks["onnx_vs_pytorch_max_abs_logit_diff"] < 1e-4 and checks["onnx_vs_pytorch_max_abs_new_kv_diff"] < 1e-4
     assert 0 < checks["int8_vs_pytorch_max_abs_logit_diff"] < 0.1  # quantized: close, and not the same graph
+    assert 0 < checks["int8_vs_pytorch_max_abs_new_kv_diff"] < 0.1
+    n_layers = json.loads((out / "config.json").read_text())["num_hidden_layers"]
+    for graph in ("model.onnx", "model.int8.onnx"):  # both graph version 2: new keys/values out, no cache concat
+        outputs = [o.name for o in onnx.load(str(out / graph), load_external_data=False).graph.output]
+        assert outputs == export_onnx.output_names(n_layers), graph
+        shapes = export_onnx.concat_input_shapes(out / graph, B=2, T=3, P=11)
+        assert not [s for _, inputs in shapes for s in inputs if len(s) == 4 and s[2] == 11], (graph, shapes)
     # the chat template of chat_template.jinja is folded into tokenizer_config.json, which both engines read
     tok = ChatTokenizer.from_pretrained(out)
     assert "You are Qwen" in tok.render_chat([{"role": "user", "content": "1+1?"}])

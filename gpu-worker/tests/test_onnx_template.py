@@ -2,6 +2,7 @@
 (fine-tuned) weights; the torch.onnx exporter runs once per architecture and a different config.json never reuses
 another's graph."""
 import copy
+import json
 import logging
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from softgrpo import export_onnx, onnx_template
-from softgrpo.export_onnx import check_with_onnxruntime, export, input_names
+from softgrpo.export_onnx import check_with_onnxruntime, compare_with_onnxruntime, export, input_names, output_names
 from softgrpo.model import SoftTokenLM, rope_inv_freq
 from softgrpo.onnx_template import TemplateUnavailable, get_template, template_key, verify, write_model
 
@@ -71,24 +72,26 @@ def test_fine_tuned_checkpoint_in_cached_graph_equals_pytorch_on_soft_prefill_an
     ids, weights, mask, positions = soft_batch(model, [6, 3], k, seed=2)
     empty = np.zeros((B, model.cfg.num_key_value_heads, 0, model.cfg.head_dim), np.float32)
     feeds = [ids.numpy(), weights.numpy(), mask.numpy(), positions.numpy()] + [empty] * (2 * n_layers)
-    outs = session.run(None, dict(zip(input_names(n_layers), feeds)))
+    outs = session.run(output_names(n_layers), dict(zip(input_names(n_layers), feeds)))
     with torch.no_grad():
         ref = model(ids, weights, mask, positions, use_cache=True)
         base_logits = base(ids, weights, mask, positions).logits
     real = mask.bool()  # padded positions' outputs are unused
     assert np.abs(outs[0][real.numpy()] - ref.logits[real].numpy()).max() < TOL
     assert (ref.logits - base_logits)[real].abs().max() > 100 * TOL  # the fine-tuning is visible in the logits
-    present = [t for kv in ref.past_key_values for t in kv]
-    assert all(np.abs(o - t.numpy()).max() < TOL for o, t in zip(outs[1:], present))
+    cache = [t for kv in ref.past_key_values for t in kv]  # P = 0: the new keys/values are the whole cache
+    assert all(np.abs(o - t.numpy()).max() < TOL for o, t in zip(outs[1:], cache))
 
-    step_ids, step_weights, _, _ = soft_batch(model, [1, 1], k, seed=3)  # one soft decode step on ORT's own cache
+    step_ids, step_weights, _, _ = soft_batch(model, [1, 1], k, seed=3)  # one soft decode step on ORT's new.* as past
     mask = torch.cat([mask, torch.ones(B, 1, dtype=torch.long)], 1)
     pos = mask.sum(-1, keepdim=True) - 1
     feeds = [step_ids.numpy(), step_weights.numpy(), mask.numpy(), pos.numpy()] + outs[1:]
-    logits = session.run(["logits"], dict(zip(input_names(n_layers), feeds)))[0]
+    step = session.run(output_names(n_layers), dict(zip(input_names(n_layers), feeds)))
     with torch.no_grad():
-        ref_step = model(step_ids, step_weights, mask, pos, past_key_values=ref.past_key_values).logits
-    assert np.abs(logits - ref_step.numpy()).max() < TOL
+        ref_step = model(step_ids, step_weights, mask, pos, past_key_values=ref.past_key_values, use_cache=True)
+    assert np.abs(step[0] - ref_step.logits.numpy()).max() < TOL
+    last = [t[:, :, -1:] for kv in ref_step.past_key_values for t in kv]  # the step's own column of the cache
+    assert all(o.shape == t.shape and np.abs(o - t.numpy()).max() < TOL for o, t in zip(step[1:], last))
 
 
 def test_later_checkpoints_of_an_architecture_skip_the_torch_exporter(base, template, tmp_path, monkeypatch):
@@ -119,6 +122,50 @@ def test_changed_config_never_reuses_the_cached_graph(base, template, tmp_path, 
         export(other, tmp_path / "model.onnx")
     assert exported[0]["rope_theta"] == 500000.0
     assert template_key(other.config_dict) != template.key
+
+
+def test_version_1_graph_is_never_reused(base, template, tmp_path, monkeypatch):
+    """A template of graph version 1 (outputs present.*: the whole cache) is neither looked up under the version 2
+    key, nor accepted from disk, nor verified."""
+    key = template.key
+    monkeypatch.setattr(export_onnx, "GRAPH_VERSION", 1)
+    assert template_key(base.config_dict) != key  # the graph version is part of the key
+    monkeypatch.undo()
+
+    old = copy.deepcopy(template)  # version 1's output names on this graph
+    renames = {o.name: o.name.replace("new.", "present.") for o in old.graph.graph.output if o.name != "logits"}
+    for node in old.graph.graph.node:
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    for o in old.graph.graph.output:
+        o.name = renames.get(o.name, o.name)
+    with pytest.raises(TemplateUnavailable, match="not those of graph version 2"):
+        verify(old, base.config_dict)
+
+    monkeypatch.setenv("SOFTGRPO_ONNX_CACHE", str(tmp_path))  # a disk entry under today's key, written by version 1
+    onnx_template._save_to_disk(template, base.config_dict)
+    meta_path = tmp_path / key / "template.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["graph_version"] == 2 and onnx_template._load_from_disk(key, base.config_dict) is not None
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "graph_version"}))
+    assert onnx_template._load_from_disk(key, base.config_dict) is None and not (tmp_path / key).exists()
+
+
+def test_check_compares_the_new_keys_and_values(base, template, tmp_path):
+    """compare_with_onnxruntime compares the graph's new.* with PyTorch's cache: a graph whose new keys of layer 0
+    are off (squared) fails on them (its prefill logits are still right; its decode step reads them as its past)."""
+    model = fine_tuned(base, seed=9)
+    path = export(model, tmp_path / "model.onnx")
+    err = compare_with_onnxruntime(model, path)
+    assert err["logits"] < TOL and err["new_kv"] < TOL
+    graph = onnx.load(str(path))
+    out = next(o for o in graph.graph.output if o.name == "new.0.key")
+    for node in graph.graph.node:  # the graph's own key tensor, renamed; its output new.0.key is now its square
+        node.input[:] = ["new.0.key.true" if n == "new.0.key" else n for n in node.input]
+        node.output[:] = ["new.0.key.true" if n == "new.0.key" else n for n in node.output]
+    graph.graph.node.append(onnx.helper.make_node("Mul", ["new.0.key.true", "new.0.key.true"], [out.name]))
+    onnx.save_model(graph, str(tmp_path / "off.onnx"))
+    err = compare_with_onnxruntime(model, tmp_path / "off.onnx")
+    assert err["new_kv"] > 100 * TOL
 
 
 def test_graph_with_a_weight_left_as_a_constant_fails_verification(base, template):
@@ -172,4 +219,6 @@ def test_command_line_writes_and_checks_model_onnx(template, tmp_path):
     out = subprocess.run([sys.executable, "-m", "softgrpo.export_onnx", str(tmp_path), "--check"],
                          capture_output=True, text=True, check=True, env=None).stdout
     assert (tmp_path / "model.onnx").is_file() and "wrote" in out
-    assert float(out.rsplit("=", 1)[1]) < TOL
+    logits_line, kv_line = [line for line in out.splitlines() if "max |" in line][::-1]
+    assert "logits" in logits_line and float(logits_line.rsplit("=", 1)[1]) < TOL
+    assert "new keys/values" in kv_line and float(kv_line.rsplit("=", 1)[1]) < TOL

@@ -2,12 +2,17 @@
 
     gpu-worker/.venv/bin/python -m softgrpo.export_onnx models/tiny [--out models/tiny/model.onnx] [--check] [--full]
 
+Graph version 2 (GRAPH_VERSION): the caller keeps the KV cache; the graph returns only the new keys and values.
 Inputs:  ids int64 [B,T,k], weights float32 [B,T,k], attention_mask int64 [B,P+T], position_ids int64 [B,T],
          past_key_values.{i}.key / .value float32 [B,n_kv,P,hd]   (P may be 0: the prefill call)
-Outputs: logits float32 [B,T,V], present.{i}.key / .value float32 [B,n_kv,P+T,hd]
-B, T, k and P are dynamic. float32, opset 18, torch.export (dynamo) exporter. `--check` runs onnxruntime against
-PyTorch on a prefill + decode and prints the max abs difference. Models over 1.5 GB of weights are written with
-external data (model.onnx.data beside model.onnx).
+Outputs: logits float32 [B,T,V], new.{i}.key / .value float32 [B,n_kv,T,hd] (the rotated keys and the values of the
+         T input positions; the caller appends them to its cache for the next call)
+B, T, k and P are dynamic. float32, opset 18, torch.export (dynamo) exporter. The attention never concatenates the
+cache (SplitCacheModel): scores = Concat([q K_past^T, q K_new^T], -1) * scale + mask bias, one softmax over the
+P+T columns, out = probs[..., :P] V_past + probs[..., P:] V_new. Version 1 graphs (before this) returned
+present.{i}.key / .value [B,n_kv,P+T,hd], the whole cache, concatenated in the graph.
+`--check` runs onnxruntime against PyTorch on a prefill + decode and prints the max abs differences. Models over
+1.5 GB of weights are written with external data (model.onnx.data beside model.onnx).
 
 The dynamo exporter takes 20-60 s even for the tiny model, and every checkpoint of a run has the same graph, so
 `export` runs it once per architecture (softgrpo.onnx_template: a verified graph, cached in-process and on disk)
@@ -17,14 +22,16 @@ and then only writes the weights. `--full` (and `export_full`) always runs the e
 import argparse
 import copy
 import logging
+import math
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from softgrpo.model import SoftTokenLM
+from softgrpo.model import Attention, SoftTokenLM, attention_bias, rotary_cos_sin
 
 OPSET = 18
+GRAPH_VERSION = 2  # 1: outputs present.{i}.* (the whole cache); 2: outputs new.{i}.* (the caller keeps the cache)
 BIG_MODEL_BYTES = 1.5e9  # float32 weights above this go to model.onnx.data (protobuf files stop at 2 GB)
 log = logging.getLogger(__name__)
 
@@ -36,20 +43,50 @@ def input_names(n_layers: int) -> list[str]:
 
 
 def output_names(n_layers: int) -> list[str]:
-    return ["logits"] + [f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
+    return ["logits"] + [f"new.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
 
 
-class FlatCacheModel(nn.Module):
-    """SoftTokenLM with the cache as flat positional tensors in and out (the ONNX signature)."""
+def split_cache_attention(attn: Attention, x, cos, sin, bias, past_k, past_v):
+    """attn's self-attention of x [B,T,d] over the cache past_k/v [B,n_kv,P,hd] and its own T positions, without
+    concatenating the cache: one softmax over the score columns [past 0..P-1, new 0..T-1], then two value products
+    added. bias [B,1,T,P+T] additive (attention_bias). Returns (out [B,T,d], k, v [B,n_kv,T,hd] of the T positions).
+    Query heads j*g .. j*g+g-1 share kv head j (as Attention.forward): they are folded into the rows of kv head j,
+    so the cache is never repeated either."""
+    B, T, _ = x.shape
+    q, k, v = attn.project(x, cos, sin)
+    n_kv, hd, g = attn.n_kv, attn.hd, attn.n_heads // attn.n_kv
+    P = past_k.shape[2]
+    qg = q.reshape(B, n_kv, g * T, hd)  # [B, n_kv, g*T, hd]: head j*g+r, query t at row r*T+t
+    scores = torch.cat([qg @ past_k.transpose(2, 3), qg @ k.transpose(2, 3)], dim=-1)  # [B, n_kv, g*T, P+T]
+    scores = scores.view(B, attn.n_heads, T, P + T) * (1.0 / math.sqrt(hd)) + bias
+    probs = torch.softmax(scores, dim=-1).view(B, n_kv, g * T, P + T)
+    out = probs[..., :P] @ past_v + probs[..., P:] @ v  # [B, n_kv, g*T, hd]
+    out = out.view(B, attn.n_heads, T, hd).transpose(1, 2).reshape(B, T, attn.n_heads * hd)
+    return attn.o_proj(out), k, v
+
+
+class SplitCacheModel(nn.Module):
+    """The ONNX signature (version 2) of SoftTokenLM: the cache as flat positional tensors in, logits and the new
+    keys/values out. Export only: the layers' own norms, projections, rotary embedding and MLP with
+    split_cache_attention in place of Attention.forward (the PyTorch forward is unchanged)."""
 
     def __init__(self, model: SoftTokenLM):
         super().__init__()
         self.model = model
 
     def forward(self, ids, weights, attention_mask, position_ids, *past_flat):
-        past = [(past_flat[2 * i], past_flat[2 * i + 1]) for i in range(len(past_flat) // 2)]
-        out = self.model(ids, weights, attention_mask, position_ids, past_key_values=past, use_cache=True)
-        return (out.logits, *[t for kv in out.past_key_values for t in kv])
+        lm = self.model
+        x = lm.embed(ids, weights)
+        cos, sin = rotary_cos_sin(position_ids, lm.inv_freq, x.dtype)
+        bias = attention_bias(attention_mask, ids.shape[1], x.dtype)
+        new = []
+        for i, layer in enumerate(lm.model.layers):
+            h, k, v = split_cache_attention(layer.self_attn, layer.input_layernorm(x), cos, sin, bias,
+                                            past_flat[2 * i], past_flat[2 * i + 1])
+            x = x + h
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            new += [k, v]
+        return (lm.lm_head(lm.model.norm(x)), *new)
 
 
 def example_inputs(model: SoftTokenLM, B=2, T=3, k=3, P=4) -> tuple[torch.Tensor, ...]:
@@ -95,7 +132,7 @@ def export_full(model: SoftTokenLM, out_path: str | Path, external_data: bool | 
     out_path = Path(out_path)
     with torch.no_grad():
         program = torch.onnx.export(
-            FlatCacheModel(model).eval(),
+            SplitCacheModel(model).eval(),
             example_inputs(model),
             input_names=input_names(n_layers),
             output_names=output_names(n_layers),
@@ -109,30 +146,75 @@ def export_full(model: SoftTokenLM, out_path: str | Path, external_data: bool | 
     return out_path
 
 
-def check_with_onnxruntime(model: SoftTokenLM, onnx_path: str | Path) -> float:
-    """Prefill (P=0) and one decode step through onnxruntime vs PyTorch; returns the max abs logits difference."""
+def compare_with_onnxruntime(model: SoftTokenLM, onnx_path: str | Path) -> dict[str, float]:
+    """Prefill (P=0) and one decode step through onnxruntime vs PyTorch, the decode fed the prefill's new.* as its
+    past (the caller-kept cache). Max abs differences: {"logits": ..., "new_kv": ...}, new_kv comparing the graph's
+    new keys/values with the columns of those positions in PyTorch's cache."""
     import numpy as np
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()  # as many threads as torch was given, not every core
     session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    cfg = model.cfg
+    n_layers = model.cfg.num_hidden_layers
+    names = input_names(n_layers)
     B, T, k = 2, 5, 3
+
+    def diff(outs, ref, P):
+        cache = [t[:, :, P:].numpy() for kv in ref.past_key_values for t in kv]
+        kv_err = max(float(np.abs(o - c).max()) if o.shape == c.shape else float("inf")
+                     for o, c in zip(outs[1:], cache))
+        return float(np.abs(outs[0] - ref.logits.numpy()).max()), kv_err
+
     inputs = example_inputs(model, B=B, T=T, k=k, P=0)
-    feeds = dict(zip(input_names(cfg.num_hidden_layers), (t.numpy() for t in inputs)))
-    outs = session.run(None, feeds)
+    outs = session.run(output_names(n_layers), dict(zip(names, (t.numpy() for t in inputs))))
     with torch.no_grad():
         ref = model(*inputs[:4], use_cache=True)
-    err = float(np.abs(outs[0] - ref.logits.numpy()).max())
+    err = [diff(outs, ref, 0)]
     step = example_inputs(model, B=B, T=1, k=k, P=0)[:2]
     mask = np.ones((B, T + 1), dtype=np.int64)
     positions = np.full((B, 1), T, dtype=np.int64)
-    feeds = dict(zip(input_names(cfg.num_hidden_layers), [step[0].numpy(), step[1].numpy(), mask, positions, *outs[1:]]))
-    logits = session.run(["logits"], feeds)[0]
+    feeds = dict(zip(names, [step[0].numpy(), step[1].numpy(), mask, positions, *outs[1:]]))
+    outs2 = session.run(output_names(n_layers), feeds)
     with torch.no_grad():
-        ref2 = model(*step, torch.from_numpy(mask), torch.from_numpy(positions), past_key_values=ref.past_key_values)
-    return max(err, float(np.abs(logits - ref2.logits.numpy()).max()))
+        ref2 = model(*step, torch.from_numpy(mask), torch.from_numpy(positions),
+                     past_key_values=ref.past_key_values, use_cache=True)
+    err.append(diff(outs2, ref2, T))
+    return {"logits": max(e[0] for e in err), "new_kv": max(e[1] for e in err)}
+
+
+def check_with_onnxruntime(model: SoftTokenLM, onnx_path: str | Path) -> float:
+    """The largest difference of compare_with_onnxruntime (logits and new keys/values)."""
+    return max(compare_with_onnxruntime(model, onnx_path).values())
+
+
+def concat_input_shapes(onnx_path: str | Path, B=2, T=3, k=2, P=11) -> list[tuple[str, list[list[int]]]]:
+    """(Concat node name, the shapes of its inputs) of every Concat of the graph, measured by onnxruntime on a call
+    with past length P (every Concat input made a graph output of a copy of the graph)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    graph = onnx.load(str(onnx_path))
+    concats = [(n.name, list(n.input)) for n in graph.graph.node if n.op_type == "Concat"]
+    constants = {i.name: list(i.dims) for i in graph.graph.initializer}
+    known = {o.name for o in graph.graph.output} | {i.name for i in graph.graph.input} | set(constants)
+    for name in dict.fromkeys(i for _, inputs in concats for i in inputs):
+        if name not in known:
+            graph.graph.output.append(onnx.ValueInfoProto(name=name))
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.graph.input}
+    n_kv, hd = dims["past_key_values.0.key"][1], dims["past_key_values.0.key"][3]
+    n_layers = sum(1 for name in dims if name.startswith("past_key_values.")) // 2
+    rng = np.random.default_rng(0)
+    feeds = [rng.integers(0, 2, (B, T, k)), np.full((B, T, k), 1 / k, np.float32),
+             np.ones((B, P + T), np.int64), np.tile(np.arange(P, P + T), (B, 1))]
+    feeds += [rng.standard_normal((B, n_kv, P, hd)).astype(np.float32) for _ in range(2 * n_layers)]
+    names = [o.name for o in graph.graph.output]
+    values = dict(zip(names, session.run(names, dict(zip(input_names(n_layers), feeds)))))
+    values.update(zip(input_names(n_layers), feeds))
+    shapes = {**{name: list(np.shape(v)) for name, v in values.items()}, **constants}
+    return [(name, [shapes[i] for i in inputs]) for name, inputs in concats]
 
 
 def main():
@@ -149,7 +231,9 @@ def main():
     path = export(model, args.out or Path(args.folder) / "model.onnx", full=args.full)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if args.check:
-        print(f"onnxruntime vs PyTorch max |logits diff| = {check_with_onnxruntime(model, path):.2e}")
+        err = compare_with_onnxruntime(model, path)
+        print(f"onnxruntime vs PyTorch max |new keys/values diff| = {err['new_kv']:.2e}")
+        print(f"onnxruntime vs PyTorch max |logits diff| = {err['logits']:.2e}")
 
 
 if __name__ == "__main__":

@@ -352,7 +352,9 @@ def import_model(source: str | Path, out: str | Path, model_id: str | None = Non
     log(f"{model_id}: wrote model.onnx + model.onnx.data in {timings['onnx_export_seconds']} s")
     checks = {}
     if check:
-        checks["onnx_vs_pytorch_max_abs_logit_diff"] = export_onnx.check_with_onnxruntime(model, out / "model.onnx")
+        err = export_onnx.compare_with_onnxruntime(model, out / "model.onnx")
+        checks["onnx_vs_pytorch_max_abs_logit_diff"] = err["logits"]
+        checks["onnx_vs_pytorch_max_abs_new_kv_diff"] = err["new_kv"]
     if int8:
         t2 = time.perf_counter()
         big = info["n_parameters"] > export_onnx.BIG_MODEL_BYTES  # int8: one byte per weight
@@ -360,7 +362,9 @@ def import_model(source: str | Path, out: str | Path, model_id: str | None = Non
         timings["int8_quantize_seconds"] = round(time.perf_counter() - t2, 2)
         log(f"{model_id}: wrote model.int8.onnx in {timings['int8_quantize_seconds']} s")
         if check:
-            checks["int8_vs_pytorch_max_abs_logit_diff"] = export_onnx.check_with_onnxruntime(model, out / "model.int8.onnx")
+            err = export_onnx.compare_with_onnxruntime(model, out / "model.int8.onnx")
+            checks["int8_vs_pytorch_max_abs_logit_diff"] = err["logits"]
+            checks["int8_vs_pytorch_max_abs_new_kv_diff"] = err["new_kv"]
     del model
 
     tier, recommended = recommended_hyperparameters(info["n_parameters"])

@@ -116,6 +116,13 @@ def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
     return torch.where(is_mid, mid, scaled).float()
 
 
+def rotary_cos_sin(position_ids: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype):
+    """cos, sin [B, 1, T, hd] of the rotary embedding at position_ids [B, T]."""
+    freqs = position_ids[:, :, None].float() * inv_freq[None, None, :]  # [B, T, hd/2]
+    emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # [B, 1, T, hd]
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
@@ -144,15 +151,21 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(d, self.n_kv * self.hd, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(self.n_heads * self.hd, d, bias=cfg.o_bias)
 
-    def forward(self, x, cos, sin, mask, past):
-        """x [B,T,d]; cos/sin [B,1,T,hd]; mask [B,1,T,P+T] additive (None: plain causal, no past, no padding);
-        past (k, v) [B,n_kv,P,hd] or None. Returns ([B,T,d], (k, v) [B,n_kv,P+T,hd])."""
+    def project(self, x, cos, sin):
+        """x [B,T,d]; cos/sin [B,1,T,hd] -> q [B,H,T,hd], k, v [B,n_kv,T,hd] of these T positions (q, k rotated)."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.hd).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        return q, k, v
+
+    def forward(self, x, cos, sin, mask, past):
+        """x [B,T,d]; cos/sin [B,1,T,hd]; mask [B,1,T,P+T] additive (None: plain causal, no past, no padding);
+        past (k, v) [B,n_kv,P,hd] or None. Returns ([B,T,d], (k, v) [B,n_kv,P+T,hd])."""
+        B, T, _ = x.shape
+        q, k, v = self.project(x, cos, sin)
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
@@ -343,10 +356,7 @@ class SoftTokenLM(nn.Module):
         if position_ids is None:
             position_ids = position_ids_from_mask(attention_mask, T)
 
-        freqs = position_ids[:, :, None].float() * self.inv_freq[None, None, :]  # [B, T, hd/2]
-        emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # [B, 1, T, hd]
-        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
-
+        cos, sin = rotary_cos_sin(position_ids, self.inv_freq, x.dtype)
         mask = None if plain_causal else attention_bias(attention_mask, T, x.dtype)
 
         presents = []

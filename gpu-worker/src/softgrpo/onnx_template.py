@@ -16,9 +16,11 @@ shares tied ones and folds what it can into constants, so the mapping is learned
      config.json alone.
 A graph failing either step raises TemplateUnavailable with the reason (export_onnx.export logs it and runs the full
 exporter). Templates are kept in-process and on disk under $SOFTGRPO_ONNX_CACHE (default
-$XDG_CACHE_HOME/softgrpo/onnx-templates), keyed by a hash of config.json, the torch / onnx / onnxscript versions, the
+$XDG_CACHE_HOME/softgrpo/onnx-templates), keyed by a hash of config.json, the graph version (export_onnx.GRAPH_VERSION:
+a version 1 graph, with present.* outputs, is never reused for version 2), the torch / onnx / onnxscript versions, the
 opset and the source of model.py and export_onnx.py, so changed model code or a new exporter never reuses an old
-graph. A template read from disk goes through step 2 again before its first use in a process.
+graph. A template read from disk goes through step 2 again before its first use in a process (onnxruntime vs
+PyTorch on the logits and on the graph's new keys/values, export_onnx.check_with_onnxruntime).
 """
 
 import hashlib
@@ -41,8 +43,9 @@ from softgrpo import export_onnx
 from softgrpo import model as model_module
 from softgrpo.model import SoftTokenLM
 
-FORMAT = "softgrpo-onnx-template/1"
-VERIFY_TOLERANCE = 1e-4  # max |logits diff|, onnxruntime vs PyTorch on model B; a stale weight moves logits ~1e-2
+FORMAT = "softgrpo-onnx-template/2"  # /2: graph version 2 (new.* outputs)
+# max |logits or new keys/values diff|, onnxruntime vs PyTorch on model B; a stale weight moves logits ~1e-2
+VERIFY_TOLERANCE = 1e-4
 EXTERNAL_MIN_BYTES = 1024  # in a big model's file, smaller tensors stay inline (as onnx's own default)
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,8 @@ _CODE_SHA256 = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (m
 def template_key(config: dict) -> str:
     """Hash of everything the exported graph depends on besides the weights."""
     return hashlib.sha256(json.dumps({
-        "format": FORMAT, "config": config, "opset": export_onnx.OPSET, "code": _CODE_SHA256,
+        "format": FORMAT, "graph_version": export_onnx.GRAPH_VERSION, "config": config, "opset": export_onnx.OPSET,
+        "code": _CODE_SHA256,
         "torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
     }, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -171,7 +175,12 @@ def write_model(template: OnnxTemplate, model: SoftTokenLM, out_path: str | Path
 
 
 def verify(template: OnnxTemplate, config: dict) -> None:
-    """Step 2: the graph with a fresh random model's weights equals PyTorch on that model, else TemplateUnavailable."""
+    """Step 2: the graph has the outputs of export_onnx.GRAPH_VERSION and, with a fresh random model's weights, equals
+    PyTorch on that model (logits and new keys/values), else TemplateUnavailable."""
+    outputs = [o.name for o in template.graph.graph.output]
+    if outputs != export_onnx.output_names(len(outputs) // 2):
+        raise TemplateUnavailable(f"the graph's outputs {outputs[:3]}... are not those of graph version "
+                                  f"{export_onnx.GRAPH_VERSION}")
     model = random_stand_in(config, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
         path = write_model(template, model, Path(tmp) / "model.onnx")
@@ -201,8 +210,9 @@ def _save_to_disk(template: OnnxTemplate, config: dict) -> None:
     try:
         tmp.mkdir(parents=True, exist_ok=True)
         onnx.save_model(template.graph, str(tmp / "graph.onnx"))
-        meta = {"format": FORMAT, "config": config, "torch": torch.__version__, "onnx": onnx.__version__,
-                "weights": template.weights, "shapes": template.shapes}
+        meta = {"format": FORMAT, "graph_version": export_onnx.GRAPH_VERSION, "config": config,
+                "torch": torch.__version__, "onnx": onnx.__version__, "weights": template.weights,
+                "shapes": template.shapes}
         (tmp / "template.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         tmp.rename(final)
     except OSError as err:
@@ -218,6 +228,8 @@ def _load_from_disk(key: str, config: dict) -> OnnxTemplate | None:
         return None
     try:
         meta = json.loads((folder / "template.json").read_text())
+        if meta.get("graph_version") != export_onnx.GRAPH_VERSION:
+            raise TemplateUnavailable(f"graph version {meta.get('graph_version', 1)}, not {export_onnx.GRAPH_VERSION}")
         weights = {init: (name, bool(t)) for init, (name, t) in meta["weights"].items()}
         template = OnnxTemplate(key, onnx.load(str(folder / "graph.onnx")), weights, meta["shapes"])
         verify(template, config)
