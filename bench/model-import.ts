@@ -65,8 +65,13 @@ async function onnxChild(folder: string, graph: string, batch: number, logitsPat
       ...past,
     };
     const out = await session.run(feeds);
-    past = {};
-    for (let i = 0; i < layers; i++) for (const k of ['key', 'value']) past[`past_key_values.${i}.${k}`] = out[`present.${i}.${k}`];
+    // graph version 2: the graph returns the T new keys/values; the cache is kept here, appended along positions
+    for (let i = 0; i < layers; i++) {
+      for (const k of ['key', 'value']) {
+        const name = `past_key_values.${i}.${k}`;
+        past[name] = appendPositions(ort, past[name], out[`new.${i}.${k}`]!);
+      }
+    }
     const logits = out.logits!.data as Float32Array;
     const last = (row: number) => logits.subarray((row * T + T - 1) * vocab, (row * T + T) * vocab);
     return { last, next: Array.from({ length: batch }, (_, r) => argmax(last(r))) };
@@ -81,6 +86,21 @@ async function onnxChild(folder: string, graph: string, batch: number, logitsPat
   const decodeS = (performance.now() - t2) / 1000;
   const peakRssMb = process.resourceUsage().maxRSS / 1024;
   console.log(JSON.stringify({ engine: graph, batch, tokens_per_s: (batch * NEW) / decodeS, prefill_s: prefillS, load_s: loadS, peak_rss_mb: peakRssMb }));
+}
+
+/** [B, n_kv, P, hd] cache with [B, n_kv, T, hd] new positions appended: [B, n_kv, P+T, hd]. */
+function appendPositions(ort: typeof import('onnxruntime-node'), past: any, added: any): any {
+  const [B, kv, P, hd] = past.dims as number[];
+  const T = (added.dims as number[])[2];
+  const rows = B * kv;
+  const a = past.data as Float32Array;
+  const b = added.data as Float32Array;
+  const out = new Float32Array(rows * (P + T) * hd);
+  for (let r = 0; r < rows; r++) {
+    out.set(a.subarray(r * P * hd, (r + 1) * P * hd), r * (P + T) * hd);
+    out.set(b.subarray(r * T * hd, (r + 1) * T * hd), (r * (P + T) + P) * hd);
+  }
+  return new ort.Tensor('float32', out, [B, kv, P + T, hd]);
 }
 
 function argmax(a: ArrayLike<number>): number {
