@@ -4,15 +4,14 @@
  * The prompts share a batch of T = the longest prompt's length by right padding: prompt r's tokens sit at columns
  * 0..n-1 of its row, at positions 0..n-1 as alone, and the columns after them are padding its attention mask hides.
  * Its causal queries then see the same keys in the same columns as alone, and the padding only adds masked columns
- * after the last one each query may see. Left padding (the layout of the decode batch) does not do this for a
- * prefill: it moves the keys' columns, and the per-lane sums of onnxruntime's softmax (./batch-alignment.ts) change
- * for most shifts. Whether right padding is exact is a property of the session's kernels, so it is measured at load
+ * after the last one each query may see. Left padding would not do this: it moves the keys' columns, and the per-lane
+ * sums of onnxruntime's softmax (./capacity-quantum.ts) change for most shifts. Whether right padding is exact is a property of the session's kernels, so it is measured at load
  * (`prefillTogetherHolds`) rather than assumed; an engine for which it does not hold prefills each prompt alone.
  *
  * Each prompt's keys are copied out of the batch into a cache of its own ([1, H, n, D]), the shape of a prefill
  * alone, so prefills kept for reuse (./prefill-cache.ts) are the same whichever way they were computed.
  */
-import type { MaskedForward } from "./batch-alignment";
+import type { MaskedForward } from "./capacity-quantum";
 import { emptyCache, sliceRow } from "./kv-cache";
 import type { Prefill } from "./prefill-cache";
 
@@ -25,7 +24,7 @@ export async function prefillTogether(model: MaskedForward, prompts: number[][])
     const n = prompt.length;
     const ids = BigInt64Array.from(prompt, (id) => BigInt(id));
     const out = await model.forward(ids, new Float32Array(n).fill(1), [1, n, 1], emptyCache(g, 1), [prompt.map((_, i) => i)]);
-    return [{ cache: out.cache, logits: out.logits.slice((n - 1) * vocab, n * vocab) }];
+    return [{ cache: out.fresh, logits: out.logits.slice((n - 1) * vocab, n * vocab) }];
   }
   const batch = prompts.length;
   const length = Math.max(...prompts.map((p) => p.length));
@@ -44,7 +43,7 @@ export async function prefillTogether(model: MaskedForward, prompts: number[][])
   const out = await model.forward(ids, weights, [batch, length, 1], emptyCache(g, batch), positions, mask);
   return prompts.map((prompt, r) => {
     const last = r * length + prompt.length - 1;
-    return { cache: sliceRow(out.cache, r, 0, prompt.length), logits: out.logits.slice(last * vocab, (last + 1) * vocab) };
+    return { cache: sliceRow(out.fresh, r, 0, prompt.length), logits: out.logits.slice(last * vocab, (last + 1) * vocab) };
   });
 }
 

@@ -4,36 +4,33 @@
  * join and leave between steps.
  *
  * - Rows. Each sample is a row with its own SampleDecoder (its Philox stream is keyed by seed, sample and step, never
- *   by its place in the batch), its own position ids and its own length n: its keys are the last n columns of the
- *   batch cache, and its attention mask hides the columns before them (left padding). Every row's padding is a
- *   multiple of the session's alignment quantum Q (./batch-alignment.ts), which keeps its logits bit for bit what
- *   they are when it decodes alone, so every sample is exactly the sample of the same request run alone: same
- *   tokens, same text, same finish reason, same events.
+ *   by its place in the batch), its own position ids and its own length n: its keys are columns 0..n-1 of the
+ *   engine-kept batch cache (./cache-buffer.ts), as alone, and its attention mask hides the columns after them. The
+ *   cache's capacity is a multiple of the session's capacity quantum Q (./capacity-quantum.ts), which keeps each
+ *   row's logits bit for bit what they are when it decodes alone, so every sample is exactly the sample of the same
+ *   request run alone: same tokens, same text, same finish reason, same events.
  * - Prefill. A request's prompt is prefilled once, and its samples start from that one cache: a row's keys are copied
  *   from it when the row joins the batch. When a request's prefill is due, the other waiting requests without one
  *   (oldest first, up to the free rows and `maxPrefillBatch`) are prefilled in the same forward, right-padded so
  *   each is exactly its prefill alone (./batch-prefill.ts; 1 when the session's probe says that does not hold).
  *   Recent prefills are kept by their token ids (./prefill-cache.ts), so the next wave of an adaptive vote, or the
  *   same prompt again, skips it.
- * - Joining. Rows join between steps. The batch cache has S columns and S - n is a multiple of Q for every row, so
- *   a request whose prompt length p has S - p not a multiple of Q waits for its turn, at most Q - 1 steps (S grows by
- *   one a step). A joining row takes a finished row's slot in place when it fits; otherwise, and when too many slots
- *   are empty or too many columns are padding, the cache is rebuilt compactly.
- * - Leaving. A row leaves when its sample is done; a request whose caller aborted (hooks.signal: a client that went
+ * - Joining. Rows join between steps, whatever their length: a joining row's keys are copied from its prefill
+ *   into a new last row of the cache (which grows its capacity when the prompt is longer than every row).
+ * - Leaving. A row leaves when its sample is done (the cache's last row takes its place); a request whose caller aborted (hooks.signal: a client that went
  *   away) leaves at the next step with what its samples have (finish_reason "cancelled"), freeing its rows. Adaptive
  *   voting (src/reasoning/sampling-run.ts) draws its waves as separate requests, so once the vote is decided none
  *   of its samples are in the batch.
  * - Admission. At most `maxRows` rows decode at once. Free rows go, one at a time, to the waiting request whose
  *   tenant has the fewest rows in the batch, then to the one of that tenant with the fewest rows, then to the oldest:
- *   one tenant's n = 64 request cannot starve another tenant's n = 1, nor one request a tenant's others. A request
- *   that must wait for its alignment keeps one free row reserved meanwhile, so later arrivals cannot take every row
- *   before its turn comes.
+ *   one tenant's n = 64 request cannot starve another tenant's n = 1, nor one request a tenant's others.
  * Failures: a failing prefill fails its request; a failing batch forward fails the requests with rows in the batch;
  * a throwing onEvent fails its own request. The others go on.
  */
-import type { MaskedForward } from "./batch-alignment";
 import { prefillTogether } from "./batch-prefill";
-import { layoutRows, writeRow, type KvCache, type RowSource } from "./kv-cache";
+import { CacheBuffer } from "./cache-buffer";
+import type { MaskedForward } from "./capacity-quantum";
+import type { KvCache } from "./kv-cache";
 import { PrefillCache, type Prefill } from "./prefill-cache";
 import { SampleDecoder, type ModelInput } from "./sample-decoder";
 import { StreamEmitter } from "./stream-emitter";
@@ -42,7 +39,7 @@ import type { GenerationHooks, GenerationRequest, GenerationResult } from "./typ
 
 export interface BatchSchedulerOptions {
   maxRows: number; // the cap on rows decoding at once
-  quantum: number; // every row's left padding is a multiple of this (./batch-alignment.ts)
+  quantum: number; // the cache's capacity is a multiple of this (./capacity-quantum.ts)
   maxPrefillBatch?: number; // prompts prefilled in one forward at most (default 1: each alone; ./batch-prefill.ts)
   maxPrefillTokens?: number; // prompts x longest prompt of one such forward at most (one prompt always goes)
 }
@@ -50,8 +47,7 @@ export interface BatchSchedulerOptions {
 /** What the scheduler holds now, for tests and metrics. */
 export interface BatchStats {
   rows: number; // samples decoding in the batch
-  slots: number; // rows of the batch tensors (rows + empty slots)
-  columns: number; // S: cache columns of the batch
+  columns: number; // C: the cache capacity the batch's forwards read
   requests: number; // requests not answered yet
   waiting: number; // samples not started yet
   steps: number; // batch forwards so far
@@ -59,8 +55,8 @@ export interface BatchStats {
   prefillHits: number; // prompts that started from a kept prefill
   prefills: number; // prompts prefilled
   prefillForwards: number; // forwards that prefilled them (fewer when several are prefilled together)
-  rebuilds: number; // compact cache rebuilds (the other joins took an empty slot in place)
-  paddedColumns: number; // mean share of the batch's cache that was padding or empty slots, over the forwards
+  relayouts: number; // times the cache was laid out again (its capacity grew or shrank, or more rows)
+  paddedColumns: number; // mean share of the batch's cache that held no keys, over the forwards
 }
 
 interface Job {
@@ -82,29 +78,24 @@ interface Job {
 interface Row {
   readonly job: Job;
   readonly decoder: SampleDecoder;
-  length: number; // n: positions in the cache (prompt + generated inputs)
   logits: Float32Array; // [V] of its last position
   input: ModelInput | null; // its next input, after advance()
-  source: RowSource | null; // where a joining row's keys come from (the prefill)
+  prefill: Prefill | null; // a joining row's keys, until it is in the cache
 }
-
-const aligned = (columns: number, length: number, quantum: number) => (((columns - length) % quantum) + quantum) % quantum === 0;
 
 export class BatchScheduler {
   private readonly jobs: Job[] = [];
-  private slots: Array<Row | null> = [];
-  private cache: KvCache | null = null;
-  private columns = 0;
+  private rows: Row[] = []; // rows[r] decodes in row r of the cache
+  private readonly cache: CacheBuffer;
   private readonly tenantRows = new Map<string, number>();
   private running: Promise<void> | null = null;
   private arrivals = 0;
   private steps = 0;
   private peakRows = 0;
   private readonly prefills = new PrefillCache();
-  private rebuilds = 0;
   private prefilled = 0;
   private prefillForwards = 0;
-  private padding = 0; // summed over forwards: 1 - (sum of row lengths) / (slots x columns)
+  private padding = 0; // summed over forwards: 1 - (sum of row lengths) / (rows x columns)
 
   constructor(
     private readonly model: MaskedForward,
@@ -115,6 +106,7 @@ export class BatchScheduler {
       if (value === undefined) continue;
       if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
     }
+    this.cache = new CacheBuffer(model.geometry, { quantum: options.quantum });
   }
 
   /** Decodes the request's samples in the batch; resolves as OnnxEngine.generateAlone would for it. */
@@ -142,12 +134,11 @@ export class BatchScheduler {
   }
 
   stats(): BatchStats {
-    const rows = this.slots.filter((row) => row !== null).length;
     const waiting = this.jobs.reduce((sum, job) => sum + job.decoders.length - job.started, 0);
-    const { slots, columns, jobs, steps, peakRows } = this;
+    const { jobs, steps, peakRows, prefilled: prefills, prefillForwards } = this;
     const paddedColumns = steps > 0 ? this.padding / steps : 0;
-    const { prefilled: prefills, prefillForwards, rebuilds } = this;
-    return { rows, slots: slots.length, columns, requests: jobs.length, waiting, steps, peakRows, prefillHits: this.prefills.hits, prefills, prefillForwards, rebuilds, paddedColumns };
+    const { columns, relayouts } = this.cache;
+    return { rows: this.rows.length, columns, requests: jobs.length, waiting, steps, peakRows, prefillHits: this.prefills.hits, prefills, prefillForwards, relayouts, paddedColumns };
   }
 
   /** Resolves once no request is left (the session is not in use by this scheduler then). */
@@ -165,9 +156,8 @@ export class BatchScheduler {
 
   private async run(): Promise<void> {
     while (this.jobs.length > 0) await this.step();
-    this.slots = [];
-    this.cache = null;
-    this.columns = 0;
+    this.rows = [];
+    this.cache.clear();
   }
 
   private async step(): Promise<void> {
@@ -175,18 +165,17 @@ export class BatchScheduler {
     // requests whose caller went away leave with what they have
     for (const job of [...this.jobs]) if (job.signal?.aborted) this.settle(job);
     // every row consumes the logits of its last position
-    this.slots.forEach((row, slot) => {
-      if (!row) return;
+    for (const row of this.rows) {
       row.input = row.decoder.advance(row.logits);
       note(advanced, row);
-      if (row.decoder.done) this.vacate(slot);
-    });
+    }
+    for (let r = this.rows.length - 1; r >= 0; r--) if (this.rows[r].decoder.done) this.vacate(r);
     const joiners = await this.admit(advanced);
     for (const [job, decoders] of advanced) this.emit(job, decoders);
     for (const job of [...this.jobs]) if (job.started === job.decoders.length && job.decoders.every((d) => d.done)) this.settle(job);
     this.place(joiners.filter((row) => !row.job.settled));
     for (const job of this.jobs) if (job.started === job.decoders.length) job.prefill = null;
-    if (this.slots.some((row) => row !== null)) await this.decode();
+    if (this.rows.length > 0) await this.decode();
   }
 
   /**
@@ -195,43 +184,33 @@ export class BatchScheduler {
    */
   private async admit(advanced: Map<Job, SampleDecoder[]>): Promise<Row[]> {
     const joiners: Row[] = [];
-    const live = this.slots.filter((row) => row !== null).length;
-    let anchor: number | null = live > 0 ? this.columns : null; // S of the next forward, modulo the quantum
-    let reserved = 0;
-    const passed = new Set<Job>();
+    const live = this.rows.length;
     for (;;) {
-      if (this.options.maxRows - live - joiners.length <= reserved) break;
-      const job = this.fairest(passed);
+      if (this.options.maxRows - live - joiners.length <= 0) break;
+      const job = this.fairest();
       if (!job) break;
-      const length = job.promptIds.length;
-      if (anchor !== null && !aligned(anchor, length, this.options.quantum)) {
-        passed.add(job); // its turn comes within quantum - 1 steps; keep a row for it
-        reserved++;
-        continue;
-      }
       if (!job.prefill) {
-        await this.prefill(job, this.options.maxRows - live - joiners.length - reserved);
+        await this.prefill(job, this.options.maxRows - live - joiners.length);
         if (!job.prefill) continue; // its prefill failed, and so did its request
       }
       const decoder = job.decoders[job.started++];
-      const row: Row = { job, decoder, length, logits: job.prefill.logits, input: null, source: { cache: job.prefill.cache, row: 0, length } };
+      const row: Row = { job, decoder, logits: job.prefill.logits, input: null, prefill: job.prefill };
       row.input = decoder.advance(row.logits);
       note(advanced, row);
       if (decoder.done) continue;
       joiners.push(row);
       job.rows++;
       this.addTenantRows(job.tenant, 1);
-      anchor ??= length;
     }
     return joiners;
   }
 
   /** The waiting request to start a sample of next: fewest rows of its tenant, then of its own, then oldest. */
-  private fairest(passed: Set<Job>): Job | null {
+  private fairest(): Job | null {
     let best: Job | null = null;
     let bestKey: [number, number, number] | null = null;
     for (const job of this.jobs) {
-      if (job.settled || passed.has(job) || job.started === job.decoders.length) continue;
+      if (job.settled || job.started === job.decoders.length) continue;
       const key: [number, number, number] = [this.tenantRows.get(job.tenant) ?? 0, job.rows, job.order];
       if (!bestKey || key[0] < bestKey[0] || (key[0] === bestKey[0] && (key[1] < bestKey[1] || (key[1] === bestKey[1] && key[2] < bestKey[2])))) {
         best = job;
@@ -299,87 +278,50 @@ export class BatchScheduler {
     }
   }
 
-  /**
-   * Puts the joining rows in the batch: into empty slots in place when they fit, else (or when a quarter of the slots
-   * are empty, or a quarter of the columns padding for every row) a compact rebuild of S = the longest row.
-   */
+  /** Puts the joining rows in the batch: each a new last row of the cache, its keys copied from its prefill. */
   private place(joiners: Row[]): void {
-    const live = this.slots.flatMap((row, slot) => (row ? [{ row, slot }] : []));
-    if (live.length + joiners.length === 0) {
-      this.slots = [];
-      this.cache = null;
-      this.columns = 0;
-      return;
+    for (const row of joiners) {
+      const length = row.job.promptIds.length;
+      this.cache.addRow(row.prefill!.cache, 0, length);
+      row.prefill = null;
+      this.rows.push(row);
     }
-    const needed = Math.max(...live.map(({ row }) => row.length), ...joiners.map((row) => row.length));
-    const empty = this.slots.flatMap((row, slot) => (row ? [] : [slot]));
-    const fits = this.cache !== null && needed <= this.columns && joiners.length <= empty.length;
-    const emptyAfter = empty.length - joiners.length;
-    if (fits && emptyAfter * 4 <= this.slots.length && (this.columns - needed) * 4 <= this.columns) {
-      joiners.forEach((row, i) => {
-        writeRow(this.cache!, empty[i], row.source!);
-        row.source = null;
-        this.slots[empty[i]] = row;
-      });
-    } else {
-      const sources: RowSource[] = [
-        ...live.map(({ row, slot }) => ({ cache: this.cache!, row: slot, length: row.length })),
-        ...joiners.map((row) => row.source!),
-      ];
-      this.cache = layoutRows(sources, needed, this.model.geometry);
-      this.rebuilds++;
-      this.slots = [...live.map(({ row }) => row), ...joiners];
-      this.columns = needed;
-      for (const row of joiners) row.source = null;
-    }
-    this.peakRows = Math.max(this.peakRows, live.length + joiners.length);
+    this.peakRows = Math.max(this.peakRows, this.rows.length);
   }
 
   /** One forward of the batch: each row its input at its own position, seeing its own columns only. */
   private async decode(): Promise<void> {
-    const batch = this.slots.length;
-    const columns = this.columns;
+    const batch = this.rows.length;
     const vocab = this.model.geometry.vocabSize;
+    this.cache.trim();
     let k = 1;
-    for (const row of this.slots) if (row) k = Math.max(k, row.input!.ids.length);
-    const ids = new BigInt64Array(batch * k); // empty slots and narrower inputs: id 0, weight 0
+    for (const row of this.rows) k = Math.max(k, row.input!.ids.length);
+    const ids = new BigInt64Array(batch * k); // narrower inputs: id 0, weight 0
     const weights = new Float32Array(batch * k);
-    const mask = new BigInt64Array(batch * (columns + 1));
     const positions: number[][] = [];
-    this.slots.forEach((row, r) => {
-      const end = (r + 1) * (columns + 1);
-      if (!row) {
-        mask[end - 1] = 1n; // an empty slot sees only its own (zero) input
-        positions.push([0]);
-        return;
-      }
+    this.rows.forEach((row, r) => {
       const input = row.input!;
       for (let i = 0; i < input.ids.length; i++) {
         ids[r * k + i] = BigInt(input.ids[i]);
         weights[r * k + i] = input.weights[i];
       }
-      mask.fill(1n, end - 1 - row.length, end);
-      positions.push([row.length]);
+      positions.push([this.cache.length(r)]);
     });
-    let out: { logits: Float32Array; cache: KvCache };
+    let out: { logits: Float32Array; fresh: KvCache };
     try {
-      out = await this.model.forward(ids, weights, [batch, 1, k], this.cache!, positions, mask);
+      out = await this.model.forward(ids, weights, [batch, 1, k], this.cache.tensors(), positions, this.cache.mask());
     } catch (error) {
-      const inBatch = new Set(this.slots.flatMap((row) => (row ? [row.job] : [])));
+      const inBatch = new Set(this.rows.map((row) => row.job));
       for (const job of inBatch) this.fail(job, error);
-      this.slots = [];
-      this.cache = null;
-      this.columns = 0;
+      this.rows = [];
+      this.cache.clear();
       return;
     }
     this.steps++;
-    this.padding += 1 - this.slots.reduce((sum, row) => sum + (row?.length ?? 0), 0) / (batch * columns);
-    this.cache = out.cache;
-    this.columns++;
-    this.slots.forEach((row, r) => {
-      if (!row) return;
+    this.padding += 1 - this.cache.fill();
+    this.cache.append(out.fresh);
+    this.rows.forEach((row, r) => {
       row.logits = out.logits.subarray(r * vocab, (r + 1) * vocab);
-      row.length++;
       row.input = null;
     });
   }
@@ -394,9 +336,12 @@ export class BatchScheduler {
     }
   }
 
-  private vacate(slot: number): void {
-    const row = this.slots[slot]!;
-    this.slots[slot] = null;
+  /** Row r leaves the batch: the last row takes its place, in the cache and here. */
+  private vacate(r: number): void {
+    const row = this.rows[r];
+    const moved = this.cache.removeRow(r);
+    if (moved >= 0) this.rows[r] = this.rows[moved];
+    this.rows.pop();
     row.job.rows--;
     this.addTenantRows(row.job.tenant, -1);
   }
@@ -421,9 +366,7 @@ export class BatchScheduler {
   private remove(job: Job): boolean {
     if (job.settled) return false;
     job.settled = true;
-    this.slots.forEach((row, slot) => row?.job === job && (this.slots[slot] = null));
-    this.addTenantRows(job.tenant, -job.rows);
-    job.rows = 0;
+    for (let r = this.rows.length - 1; r >= 0; r--) if (this.rows[r].job === job) this.vacate(r);
     job.prefill = null;
     this.jobs.splice(this.jobs.indexOf(job), 1);
     return true;

@@ -1,23 +1,43 @@
 /**
- * The key-value cache of a batch as onnxruntime tensors, [B, n_kv_heads, P, head_dim] per layer and key/value
- * (docs/CONTRACTS.md "ONNX model"). Rows of one request share the prompt, so the prompt is prefilled once and the
- * cache tiled to the batch; finished rows are dropped by gathering the remaining rows.
+ * Key-value caches as onnxruntime tensors, [B, n_kv_heads, P, head_dim] per layer and key/value, named as the
+ * graph's past inputs (docs/CONTRACTS.md "ONNX model"), and the fresh keys and values a forward returns.
  *
- * In a batch of several requests (./batch-scheduler.ts) rows hold different lengths: a row of length n keeps its keys
- * in the last n columns of the P, after P - n columns of zeros that its attention mask hides (left padding).
- * `layoutRows` builds such a cache from rows of other caches; `writeRow` replaces one row in place.
+ * A version-2 graph returns only the keys and values of its T input positions (`new.{i}.key`, [B, H, T, D]) and
+ * never copies the cache; the engine keeps the cache itself (./cache-buffer.ts). A version-1 graph (written before)
+ * returns `present.{i}.key`, the past with the new columns appended; its fresh columns are its last T.
  */
 import * as ort from "onnxruntime-node";
 import type { ModelGeometry } from "./model-folder";
 
 export type KvCache = Record<string, ort.Tensor>; // "past_key_values.{i}.key" -> tensor
 
-export function cacheNames(numLayers: number): Array<{ past: string; present: string }> {
-  const names: Array<{ past: string; present: string }> = [];
+/** Which outputs carry a forward's fresh keys and values. */
+export type GraphVersion = 1 | 2;
+
+export interface CacheName {
+  past: string; // input: past_key_values.{i}.key
+  present: string; // version-1 output: the past and the new columns
+  fresh: string; // version-2 output: the new columns only
+}
+
+export function cacheNames(numLayers: number): CacheName[] {
+  const names: CacheName[] = [];
   for (let i = 0; i < numLayers; i++) {
-    for (const part of ["key", "value"]) names.push({ past: `past_key_values.${i}.${part}`, present: `present.${i}.${part}` });
+    for (const part of ["key", "value"]) names.push({ past: `past_key_values.${i}.${part}`, present: `present.${i}.${part}`, fresh: `new.${i}.${part}` });
   }
   return names;
+}
+
+/** The graph version of a session by its output names; null when it has neither kind of cache output. */
+export function graphVersion(outputNames: readonly string[]): GraphVersion | null {
+  if (outputNames.includes("new.0.key")) return 2;
+  if (outputNames.includes("present.0.key")) return 1;
+  return null;
+}
+
+/** The outputs to fetch from a forward: the logits and the fresh (or, version 1, the present) keys and values. */
+export function fetchNames(numLayers: number, version: GraphVersion): string[] {
+  return ["logits", ...cacheNames(numLayers).map((n) => (version === 2 ? n.fresh : n.present))];
 }
 
 export function emptyCache(g: ModelGeometry, batch: number): KvCache {
@@ -28,78 +48,26 @@ export function emptyCache(g: ModelGeometry, batch: number): KvCache {
   return cache;
 }
 
-/** The presents of a run, renamed as the pasts of the next run. */
-export function cacheFromOutputs(outputs: ort.InferenceSession.OnnxValueMapType, numLayers: number): KvCache {
+/** The keys and values of a forward's T input positions, [B, H, T, D], named as past inputs. */
+export function freshFromOutputs(outputs: ort.InferenceSession.OnnxValueMapType, numLayers: number, version: GraphVersion, length: number): KvCache {
   const cache: KvCache = {};
-  for (const { past, present } of cacheNames(numLayers)) cache[past] = outputs[present] as ort.Tensor;
+  for (const { past, present, fresh } of cacheNames(numLayers)) {
+    if (version === 2) cache[past] = outputs[fresh] as ort.Tensor;
+    else cache[past] = lastColumns(outputs[present] as ort.Tensor, length);
+  }
   return cache;
 }
 
-/** A new cache whose row r is row rows[r] of the given one (repeat a row to tile, omit rows to drop them). */
-export function gatherRows(cache: KvCache, rows: number[]): KvCache {
-  const out: KvCache = {};
-  for (const [name, tensor] of Object.entries(cache)) {
-    const [batch, heads, length, dim] = tensor.dims as number[];
-    const rowSize = heads * length * dim;
-    const source = tensor.data as Float32Array;
-    const data = new Float32Array(rows.length * rowSize);
-    rows.forEach((row, r) => {
-      if (row < 0 || row >= batch) throw new RangeError(`row ${row} outside a batch of ${batch}`);
-      data.set(source.subarray(row * rowSize, (row + 1) * rowSize), r * rowSize);
-    });
-    out[name] = new ort.Tensor("float32", data, [rows.length, heads, length, dim]);
+function lastColumns(tensor: ort.Tensor, length: number): ort.Tensor {
+  const [batch, heads, columns, dim] = tensor.dims as number[];
+  if (columns === length) return tensor;
+  const source = tensor.data as Float32Array;
+  const data = new Float32Array(batch * heads * length * dim);
+  for (let bh = 0; bh < batch * heads; bh++) {
+    const from = (bh * columns + columns - length) * dim;
+    data.set(source.subarray(from, from + length * dim), bh * length * dim);
   }
-  return out;
-}
-
-export function cacheLength(cache: KvCache): number {
-  const first = Object.values(cache)[0];
-  return first ? (first.dims[2] as number) : 0;
-}
-
-/** A row of a cache to place in a batch: row `row` of `cache`, whose keys are its last `length` columns. */
-export interface RowSource {
-  cache: KvCache;
-  row: number;
-  length: number;
-}
-
-/**
- * A cache of `length` columns whose row r holds sources[r] right-aligned: its keys in the last sources[r].length
- * columns, zeros before them.
- */
-export function layoutRows(sources: RowSource[], length: number, g: ModelGeometry): KvCache {
-  const out: KvCache = {};
-  for (const { past } of cacheNames(g.numLayers)) {
-    const data = new Float32Array(sources.length * g.numKvHeads * length * g.headDim);
-    out[past] = new ort.Tensor("float32", data, [sources.length, g.numKvHeads, length, g.headDim]);
-  }
-  sources.forEach((source, r) => copyRow(out, r, source, false));
-  return out;
-}
-
-/** Overwrites row `row` of `target` in place with `source`, right-aligned, zeros before it. */
-export function writeRow(target: KvCache, row: number, source: RowSource): void {
-  copyRow(target, row, source, true);
-}
-
-function copyRow(target: KvCache, row: number, source: RowSource, clear: boolean): void {
-  for (const [name, tensor] of Object.entries(target)) {
-    const [batch, heads, length, dim] = tensor.dims as number[];
-    const from = source.cache[name];
-    const [fromBatch, , fromLength] = from.dims as number[];
-    const n = source.length;
-    if (row < 0 || row >= batch || source.row < 0 || source.row >= fromBatch) throw new RangeError(`row outside the batch`);
-    if (n > length || n > fromLength) throw new RangeError(`a row of ${n} positions does not fit ${length} (source ${fromLength})`);
-    const data = tensor.data as Float32Array;
-    const src = from.data as Float32Array;
-    for (let h = 0; h < heads; h++) {
-      const base = ((row * heads + h) * length) * dim;
-      const srcBase = ((source.row * heads + h) * fromLength + (fromLength - n)) * dim;
-      if (clear) data.fill(0, base, base + (length - n) * dim);
-      data.set(src.subarray(srcBase, srcBase + n * dim), base + (length - n) * dim);
-    }
-  }
+  return new ort.Tensor("float32", data, [batch, heads, length, dim]);
 }
 
 /** A [1, H, length, D] copy of columns start..start+length-1 of row `row` of the cache. */

@@ -5,21 +5,26 @@
  * generate() decodes in the engine's continuous batch (./batch-scheduler.ts): the samples of every request in flight
  * for this model share one forward per step, each sample exactly what it is alone, and waiting prompts are prefilled
  * together (./batch-prefill.ts, when its probe at load holds). Batching needs the session's
- * alignment quantum (./batch-alignment.ts), measured at load; an engine loaded with `batching: false`, or whose
+ * capacity quantum (./capacity-quantum.ts), measured at load; an engine loaded with `batching: false`, or whose
  * session has no quantum, decodes each request alone instead (generateAlone).
  *
+ * The engine keeps the key-value cache itself (./cache-buffer.ts): a version-2 graph returns only each step's new
+ * keys and values, so nothing of cache size is copied out of onnxruntime; a version-1 graph (model.onnx written
+ * before) returns the whole cache, of which the engine keeps the new columns (./kv-cache.ts).
+ *
  * generateAlone() decodes the requested samples of one prompt as one batch of their own: the prompt is prefilled
- * once (B = 1), its cache tiled to the batch, and each step feeds every unfinished row one position (soft rows k
- * mixed tokens, discrete rows [tok] padded to k with weight 0). Rows leave the batch as they finish. All rows share
- * the prompt, so no padding is needed: the attention mask is all ones and every row sits at the same position.
+ * once (B = 1), its keys copied to each row, and each step feeds every unfinished row one position (soft rows k
+ * mixed tokens, discrete rows [tok] padded to k with weight 0). Rows leave the batch as they finish. Its cache has the
+ * capacity the continuous batch would give a row of its length (the quantum's rule), so its samples are the same.
  */
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { probeAlignment } from "./batch-alignment";
 import { prefillTogetherHolds } from "./batch-prefill";
 import { raiseMmapThreshold } from "./malloc-threshold";
 import { BatchScheduler, type BatchStats } from "./batch-scheduler";
-import { cacheFromOutputs, emptyCache, gatherRows, type KvCache } from "./kv-cache";
+import { CacheBuffer } from "./cache-buffer";
+import { probeCapacityQuantum } from "./capacity-quantum";
+import { emptyCache, fetchNames, freshFromOutputs, graphVersion, type GraphVersion, type KvCache } from "./kv-cache";
 import { loadChatTokenizer, readModelGeometry, type ModelGeometry } from "./model-folder";
 import { SampleDecoder, type ModelInput } from "./sample-decoder";
 import { StreamEmitter } from "./stream-emitter";
@@ -38,7 +43,7 @@ export interface OnnxEngineOptions {
   intraOpThreads?: number; // onnxruntime intra-op threads (default 1: requests run side by side)
   batching?: boolean; // continuous batching across requests (default true); false: each request decodes alone
   maxBatchRows?: number; // the cap on rows (samples) in the batch (default DEFAULT_MAX_BATCH_ROWS)
-  alignmentQuantum?: number; // skip the measurement at load and use this quantum (tests)
+  capacityQuantum?: number; // skip the measurement at load and use this quantum (tests; without batching: the layout of generateAlone)
   prefillTogether?: boolean; // prefill waiting prompts together when the session's probe allows (default true)
 }
 
@@ -62,19 +67,24 @@ export interface BatchingDescription {
 
 interface ForwardOutput {
   logits: Float32Array; // [B, T, V]
-  cache: KvCache;
+  fresh: KvCache; // the keys and values of the T positions, [B, H, T, D]
 }
 
 export class OnnxEngine implements ReasoningEngine {
   private scheduler: BatchScheduler | null = null;
   private maxRows = DEFAULT_MAX_BATCH_ROWS;
+  private quantum = 1; // the capacity quantum generateAlone lays its cache out with (1 until measured)
+  private readonly fetches: string[];
 
   private constructor(
     private readonly modelId: string,
     readonly session: ort.InferenceSession,
     readonly tokenizer: ChatTokenizer,
     readonly geometry: ModelGeometry,
-  ) {}
+    readonly graphVersion: GraphVersion,
+  ) {
+    this.fetches = fetchNames(geometry.numLayers, graphVersion);
+  }
 
   static async load(folder: string, options: OnnxEngineOptions): Promise<OnnxEngine> {
     const maxRows = options.maxBatchRows ?? DEFAULT_MAX_BATCH_ROWS;
@@ -87,12 +97,21 @@ export class OnnxEngine implements ReasoningEngine {
       interOpNumThreads: 1,
       graphOptimizationLevel: "all",
     });
-    raiseMmapThreshold(); // batch caches reuse heap memory instead of being mapped afresh every step
-    const engine = new OnnxEngine(options.modelId, session, tokenizer, geometry);
+    const version = graphVersion(session.outputNames);
+    if (version === null) {
+      await session.release();
+      throw new Error(`model folder ${folder}: model.onnx has neither new.0.key nor present.0.key among its outputs (docs/CONTRACTS.md "ONNX model")`);
+    }
+    raiseMmapThreshold(); // output buffers reuse heap memory instead of being mapped afresh every step
+    const engine = new OnnxEngine(options.modelId, session, tokenizer, geometry, version);
     engine.maxRows = maxRows;
-    if (options.batching ?? true) {
-      const quantum = options.alignmentQuantum ?? (await probeAlignment(engine));
+    engine.quantum = options.capacityQuantum ?? 1;
+    if ((options.batching ?? true) && version === 1) {
+      console.warn(`onnx engine ${options.modelId}: model.onnx is a version-1 graph (present.* outputs), whose rows are not exact at every cache capacity; requests decode alone (export it again for batching)`);
+    } else if (options.batching ?? true) {
+      const quantum = options.capacityQuantum ?? (await probeCapacityQuantum(engine));
       if (quantum !== null) {
+        engine.quantum = quantum;
         let maxPrefillBatch = 1;
         if (options.prefillTogether ?? true) {
           if (await prefillTogetherHolds(engine)) maxPrefillBatch = maxRows;
@@ -100,7 +119,7 @@ export class OnnxEngine implements ReasoningEngine {
         }
         const maxPrefillTokens = prefillTokenBudget(geometry.vocabSize);
         engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows, quantum, maxPrefillBatch, maxPrefillTokens });
-      } else console.warn(`onnx engine ${options.modelId}: no padding keeps this session's logits exact; requests decode alone`);
+      } else console.warn(`onnx engine ${options.modelId}: no cache capacity keeps this session's logits exact; requests decode alone`);
     }
     return engine;
   }
@@ -143,8 +162,8 @@ export class OnnxEngine implements ReasoningEngine {
       position_ids: new ort.Tensor("int64", BigInt64Array.from(positions.flat(), (p) => BigInt(p)), [batch, length]),
       ...cache,
     };
-    const outputs = await this.session.run(feeds);
-    return { logits: (outputs.logits as ort.Tensor).data as Float32Array, cache: cacheFromOutputs(outputs, this.geometry.numLayers) };
+    const outputs = await this.session.run(feeds, this.fetches);
+    return { logits: (outputs.logits as ort.Tensor).data as Float32Array, fresh: freshFromOutputs(outputs, this.geometry.numLayers, this.graphVersion, length) };
   }
 
   async preflight(request: GenerationRequest): Promise<void> {
@@ -163,7 +182,7 @@ export class OnnxEngine implements ReasoningEngine {
   async generateAlone(request: GenerationRequest, hooks: GenerationHooks = {}): Promise<GenerationResult> {
     const promptIds = this.tokenizer.encodeChat(request.messages);
     const maxTokens = this.checkLengths(promptIds.length, request.max_tokens);
-    const { logits: prefillLogits, cache: prefillCache } = await this.prefill(promptIds);
+    const { logits: prefillLogits, fresh: prefillCache } = await this.prefill(promptIds);
     const vocab = this.geometry.vocabSize;
     const lastRow = prefillLogits.subarray((promptIds.length - 1) * vocab, promptIds.length * vocab);
 
@@ -172,22 +191,26 @@ export class OnnxEngine implements ReasoningEngine {
     const stream = hooks.onEvent ? new StreamEmitter(decoders, this.tokenizer, hooks.onEvent) : null;
     const decode = (ids: number[]) => this.tokenizer.decode(ids);
 
-    let active = decoders;
+    const cache = new CacheBuffer(this.geometry, { quantum: this.quantum });
+    const active = [...decoders]; // active[r] decodes in row r of the cache
+    for (const _ of active) cache.addRow(prefillCache, 0, promptIds.length);
     let rowLogits = active.map(() => lastRow);
-    let cache = gatherRows(prefillCache, active.map(() => 0));
-    let position = promptIds.length;
     while (active.length > 0 && !hooks.signal?.aborted) {
       const inputs = active.map((d, r) => d.advance(rowLogits[r]));
       stream?.afterStep(active);
-      const keep = active.flatMap((d, r) => (d.done ? [] : [r]));
-      if (keep.length === 0) break;
-      if (keep.length < active.length) cache = gatherRows(cache, keep);
-      active = keep.map((r) => active[r]);
-      const { ids, weights, k } = packInputs(keep.map((r) => inputs[r]));
-      const out = await this.forward(ids, weights, [active.length, 1, k], cache, active.map(() => [position]));
-      cache = out.cache;
+      for (let r = active.length - 1; r >= 0; r--) {
+        if (!active[r].done) continue;
+        const moved = cache.removeRow(r); // the last row takes row r
+        if (moved >= 0) [active[r], inputs[r], rowLogits[r]] = [active[moved], inputs[moved], rowLogits[moved]];
+        active.pop();
+      }
+      if (active.length === 0) break;
+      cache.trim();
+      const { ids, weights, k } = packInputs(inputs.slice(0, active.length));
+      const positions = active.map((_, r) => [cache.length(r)]);
+      const out = await this.forward(ids, weights, [active.length, 1, k], cache.tensors(), positions, cache.mask());
+      cache.append(out.fresh);
       rowLogits = active.map((_, r) => out.logits.subarray(r * vocab, (r + 1) * vocab));
-      position++;
     }
     return { prompt_tokens: promptIds.length, samples: decoders.map((d) => d.toResult(decode)) };
   }

@@ -6,16 +6,17 @@
  * from the logits in float64: a logit off by one bit changes them, so equal results mean equal logits, not only equal
  * tokens. Also: one prefill per request, the cap on rows, fair admission across tenants and requests, a cancelled
  * request freeing its rows, a failing request leaving the others alone, adaptive voting, random churn (arrivals,
- * cancellations, a small cap, several tenants), and the alignment quantum.
+ * cancellations, a small cap, several tenants), the capacity quantum and the engine-kept cache.
  */
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { probeAlignment, type MaskedForward } from '../../src/engine/batch-alignment';
+import { CacheBuffer } from '../../src/engine/cache-buffer';
+import { probeCapacityQuantum, type MaskedForward } from '../../src/engine/capacity-quantum';
 import { prefillTogether, prefillTogetherHolds } from '../../src/engine/batch-prefill';
 import { BatchScheduler } from '../../src/engine/batch-scheduler';
-import { emptyCache, layoutRows, writeRow, type KvCache } from '../../src/engine/kv-cache';
+import { emptyCache, type KvCache } from '../../src/engine/kv-cache';
 import { loadChatTokenizer, type ModelGeometry } from '../../src/engine/model-folder';
 import { OnnxEngine } from '../../src/engine/onnx-engine';
 import type { GenerationEvent, GenerationHooks, GenerationRequest, GenerationResult } from '../../src/engine/types';
@@ -94,10 +95,9 @@ async function countingPrefills<T>(e: OnnxEngine, work: () => Promise<T>): Promi
 }
 
 beforeAll(async () => {
-  [engine, alone] = await Promise.all([
-    OnnxEngine.load(FOLDER, { modelId: 'tiny' }),
-    OnnxEngine.load(FOLDER, { modelId: 'tiny', batching: false }),
-  ]);
+  engine = await OnnxEngine.load(FOLDER, { modelId: 'tiny' });
+  // the unbatched engine lays its cache out with the batched engine's quantum, as the batched engine's own alone does
+  alone = await OnnxEngine.load(FOLDER, { modelId: 'tiny', batching: false, capacityQuantum: engine.describeBatching().quantum! });
 }, 60_000);
 
 afterAll(async () => {
@@ -105,7 +105,7 @@ afterAll(async () => {
 });
 
 describe('continuous batching', () => {
-  it('measures an alignment quantum at load and batches with it', () => {
+  it('measures a capacity quantum at load and batches with it', () => {
     const batching = engine.describeBatching();
     expect(batching.batching).toBe(true);
     expect(batching.quantum).toBeGreaterThanOrEqual(1);
@@ -166,7 +166,7 @@ describe('continuous batching', () => {
   }, 60_000);
 
   it('never decodes more rows than the cap, and a request larger than the cap still completes exactly', async () => {
-    const capped = await OnnxEngine.load(FOLDER, { modelId: 'tiny', maxBatchRows: 3, alignmentQuantum: engine.describeBatching().quantum! });
+    const capped = await OnnxEngine.load(FOLDER, { modelId: 'tiny', maxBatchRows: 3, capacityQuantum: engine.describeBatching().quantum! });
     try {
       const requests = [{ ...varied(0), samples: [0, 1, 2, 3, 4, 5, 6] }, varied(1), varied(3), varied(6)];
       const { value, prefills } = await countingPrefills(capped, () => Promise.all(requests.map((r) => capped.generate(r))));
@@ -238,7 +238,7 @@ describe('continuous batching', () => {
 describe('continuous batching under churn', () => {
   it('random arrivals, cancellations and a small cap: every finished sample equals alone, the books balance', async () => {
     const quantum = engine.describeBatching().quantum!;
-    const churn = await OnnxEngine.load(FOLDER, { modelId: 'tiny', maxBatchRows: 5, alignmentQuantum: quantum });
+    const churn = await OnnxEngine.load(FOLDER, { modelId: 'tiny', maxBatchRows: 5, capacityQuantum: quantum });
     try {
       let state = 12345;
       const rand = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
@@ -265,7 +265,7 @@ describe('continuous batching under churn', () => {
         if (!cancelled) expect(result).toEqual(reference);
       }
       const stats = churn.batchStats()!;
-      expect(stats).toMatchObject({ rows: 0, requests: 0, waiting: 0, slots: 0 });
+      expect(stats).toMatchObject({ rows: 0, requests: 0, waiting: 0, columns: 0 });
       expect(stats.peakRows).toBe(5);
     } finally {
       await churn.release();
@@ -276,7 +276,7 @@ describe('continuous batching under churn', () => {
 describe('admission (a stand-in model whose every sample runs exactly max_tokens)', () => {
   /** A model that always favours one visible token and keeps a zero cache; records each forward's batch size. */
   function standIn(geometry: ModelGeometry, favoured: number) {
-    const batches: Array<{ columns: number; rows: number }> = []; // each decode forward: S and B
+    const batches: Array<{ columns: number; rows: number }> = []; // each decode forward: C and B
     const prefills: Array<[number, number]> = []; // each prefill forward: prompts and T
     const model: MaskedForward = {
       geometry,
@@ -288,8 +288,9 @@ describe('admission (a stand-in model whose every sample runs exactly max_tokens
         for (let i = 0; i < batch * length; i++) logits[i * geometry.vocabSize + favoured] = 10;
         if (length === 1) batches.push({ columns: past, rows: batch });
         else prefills.push([batch, length]);
-        const next = layoutRows(Array.from({ length: batch }, () => ({ cache, row: 0, length: 0 })), past + length, geometry);
-        return { logits, cache: next };
+        const fresh: KvCache = {};
+        for (const name of Object.keys(cache)) fresh[name] = new ort.Tensor('float32', new Float32Array(batch * length), [batch, 1, length, 1]);
+        return { logits, fresh };
       },
     };
     return { model, batches, prefills };
@@ -360,73 +361,79 @@ describe('admission (a stand-in model whose every sample runs exactly max_tokens
     expect(bounded.prefills).toEqual([[1, 14], [2, 15], [1, 16]]);
   });
 
-  it('a request whose prompt is misaligned with the batch joins within quantum - 1 steps, its row kept for it', async () => {
+  it('a request joins at the next step whatever its prompt length; the capacity grows by the layout step', async () => {
     const { batches, started, submit } = await setup(2, 4);
-    // submitted together: `first` opens the batch at S = 8; `late` (9 positions, the next in line) is misaligned
-    // until S = 9; `other` (12) is aligned at once, but the one free row is kept for `late`
-    const all = [submit('first', 'A', 1, 30, 8), submit('late', 'B', 1, 10, 9), submit('other', 'C', 1, 10, 12)];
+    // first (8 positions) and late (9) start together; other (40) waits for a free row
+    const all = [submit('first', 'A', 1, 30, 8), submit('late', 'B', 1, 10, 9), submit('other', 'C', 1, 10, 40)];
     await Promise.all(all);
     expect(started).toEqual(['first:0', 'late:0', 'other:0']);
+    // capacities are multiples of max(quantum, 16): 16 for rows of 8 and 9 positions, 32 once late has 16
     expect(batches.slice(0, 2)).toEqual([
-      { columns: 8, rows: 1 },
-      { columns: 9, rows: 2 }, // late's padding is 0
+      { columns: 16, rows: 2 },
+      { columns: 16, rows: 2 },
     ]);
-    // other starts when late's row is free (from S = 18) and S - 12 is a multiple of 4
-    const alone = batches.findIndex((b, i) => i > 1 && b.rows === 1);
-    const joined = batches.findIndex((b, i) => i > alone && b.rows === 2);
-    expect(batches[alone].columns).toBe(18); // late: 10 tokens, the first from its prefill, 9 forwards
-    expect(batches[joined].columns).toBe(20);
+    expect(batches[8]).toEqual({ columns: 32, rows: 2 }); // late: 9 + 7 generated = 16 positions fill 16 columns
+    // late ends after 9 forwards (10 tokens, the first from its prefill); other joins the next step, and the
+    // capacity grows to hold its 40 positions
+    expect(batches[9]).toEqual({ columns: 48, rows: 2 });
+    expect(batches.slice(10).every((b) => b.rows === 2 || b.rows === 1)).toBe(true);
   });
 });
 
-describe('alignment quantum', () => {
-  /** Logits of `steps` decode steps of a prompt, alone, or left-padded by `pad` columns in a batch of 3. */
-  async function decodeLogits(e: OnnxEngine, prompt: number[], inputs: number[], pad: number | null): Promise<Float32Array[]> {
+describe('capacity quantum and the engine-kept cache', () => {
+  /**
+   * Logits of decode steps of a prompt: alone (capacity the length rounded up to the quantum), or as row 1 of a
+   * batch of 3 beside rows of 5 and 70 positions, with `extra` more columns of capacity.
+   */
+  async function decodeLogits(e: OnnxEngine, prompt: number[], inputs: number[], quantum: number, extra: number | null): Promise<Float32Array[]> {
     const g = e.geometry;
     const V = g.vocabSize;
     const p = prompt.length;
     const pre = await e.forward(BigInt64Array.from(prompt, BigInt), new Float32Array(p).fill(1), [1, p, 1], emptyCache(g, 1), [prompt.map((_, i) => i)]);
-    const rows = pad === null ? 1 : 3;
-    let length = pad === null ? p : p + pad;
-    let cache: KvCache =
-      pad === null ? pre.cache : layoutRows([{ cache: pre.cache, row: 0, length: 0 }, { cache: pre.cache, row: 0, length: p }, { cache: pre.cache, row: 0, length: p }], length, g);
+    const longer = Array.from({ length: 70 }, (_, i) => (i * 5 + 3) % V);
+    const other = await e.forward(BigInt64Array.from(longer, BigInt), new Float32Array(70).fill(1), [1, 70, 1], emptyCache(g, 1), [longer.map((_, i) => i)]);
+    const buffer = new CacheBuffer(g, { quantum, step: quantum, extraColumns: extra ?? 0 });
+    if (extra !== null) buffer.addRow(other.fresh, 0, 5);
+    buffer.addRow(pre.fresh, 0, p);
+    if (extra !== null) buffer.addRow(other.fresh, 0, 70);
+    const ours = extra === null ? 0 : 1;
     const out: Float32Array[] = [];
-    for (const [t, token] of inputs.entries()) {
-      const mask = new BigInt64Array(rows * (length + 1)).fill(1n);
-      if (pad !== null) mask.fill(0n, length + 1, length + 1 + pad); // row 1 (ours) padded; rows 0 and 2 see all
-      const ids = new BigInt64Array(rows).fill(BigInt(token));
-      const positions = Array.from({ length: rows }, (_, r) => [r === 1 || pad === null ? p + t : length]);
-      const step = await e.forward(ids, new Float32Array(rows).fill(1), [rows, 1, 1], cache, positions, mask);
-      out.push(step.logits.slice((rows === 1 ? 0 : 1) * V, (rows === 1 ? 1 : 2) * V));
-      cache = step.cache;
-      length++;
+    for (const token of inputs) {
+      const ids = new BigInt64Array(buffer.rows).fill(BigInt(token));
+      const positions = Array.from({ length: buffer.rows }, (_, r) => [buffer.length(r)]);
+      const step = await e.forward(ids, new Float32Array(buffer.rows).fill(1), [buffer.rows, 1, 1], buffer.tensors(), positions, buffer.mask());
+      out.push(step.logits.slice(ours * V, (ours + 1) * V));
+      buffer.append(step.fresh);
     }
     return out;
   }
 
   const same = (a: Float32Array[], b: Float32Array[]) => a.every((x, i) => x.every((v, j) => Object.is(v, b[i][j])));
 
-  it('padding by multiples of the quantum keeps logits bit for bit, over long rows (past 128 and 256 columns)', async () => {
+  it('capacities that differ by multiples of the quantum keep logits bit for bit, over long rows (capacities past 512 columns)', async () => {
     const quantum = engine.describeBatching().quantum!;
-    expect(await probeAlignment(engine)).toBe(quantum);
+    expect(await probeCapacityQuantum(engine)).toBe(quantum);
     const prompt = Array.from({ length: 53 }, (_, i) => (i * 37 + 11) % engine.geometry.vocabSize);
     const inputs = Array.from({ length: 90 }, (_, i) => (i * 13 + 5) % engine.geometry.vocabSize);
-    const reference = await decodeLogits(engine, prompt, inputs, null);
-    for (const pad of [quantum, 5 * quantum, 32 * quantum]) expect(same(await decodeLogits(engine, prompt, inputs, pad), reference)).toBe(true);
-    if (quantum > 1) expect(same(await decodeLogits(engine, prompt, inputs, 1), reference)).toBe(false); // why the quantum exists
+    const reference = await decodeLogits(engine, prompt, inputs, quantum, null);
+    for (const extra of [quantum, 5 * quantum, 32 * quantum]) expect(same(await decodeLogits(engine, prompt, inputs, quantum, extra), reference)).toBe(true);
+    if (quantum > 1) expect(same(await decodeLogits(engine, prompt, inputs, 1, 1), reference)).toBe(false); // why the quantum exists
   }, 60_000);
 
   it('without the quantum, batched samples drift from alone: the parity checks above can fail', async () => {
     const quantum = engine.describeBatching().quantum!;
-    if (quantum === 1) return; // a session whose every padding is exact
-    const loose = await OnnxEngine.load(FOLDER, { modelId: 'tiny', alignmentQuantum: 1 });
+    if (quantum === 1) return; // a session whose every capacity is exact
+    // capacities in steps of 1: the batch's capacity follows its longest row, alone's its own length
+    const loose = await OnnxEngine.load(FOLDER, { modelId: 'tiny', capacityQuantum: 1 });
+    (loose as unknown as { scheduler: { cache: { step: number } } }).scheduler.cache.step = 1;
+    const looseAlone = await OnnxEngine.load(FOLDER, { modelId: 'tiny', batching: false, capacityQuantum: 1 });
     try {
       const requests = Array.from({ length: 16 }, (_, i) => varied(i));
       const batched = await Promise.all(requests.map((r) => loose.generate(r)));
-      const differing = await Promise.all(requests.map(async (r, i) => JSON.stringify(batched[i]) !== JSON.stringify(await aloneResult(r))));
+      const differing = await Promise.all(requests.map(async (r, i) => JSON.stringify(batched[i]) !== JSON.stringify(await looseAlone.generateAlone(r))));
       expect(differing.some(Boolean)).toBe(true);
     } finally {
-      await loose.release();
+      await Promise.all([loose.release(), looseAlone.release()]);
     }
   }, 60_000);
 
@@ -445,20 +452,33 @@ describe('alignment quantum', () => {
     }
   }, 60_000);
 
-  it('layoutRows right-aligns rows over zeros and writeRow replaces one row in place', () => {
-    const g = { numLayers: 1, numKvHeads: 2, headDim: 2, vocabSize: 4, contextLength: 16 };
+  it('keeps each row in columns 0..n-1 over zeros, writes fresh columns at n, moves the last row into a leaving one', () => {
+    const g = { numLayers: 1, numKvHeads: 2, headDim: 2, vocabSize: 4, contextLength: 64 };
     // a [2, 2, 3, 2] source with distinct values
-    const filled: KvCache = {};
+    const source: KvCache = {};
     for (const name of ['past_key_values.0.key', 'past_key_values.0.value']) {
-      filled[name] = new ort.Tensor('float32', Float32Array.from({ length: 2 * 2 * 3 * 2 }, (_, i) => i + 1), [2, 2, 3, 2]);
+      source[name] = new ort.Tensor('float32', Float32Array.from({ length: 2 * 2 * 3 * 2 }, (_, i) => i + 1), [2, 2, 3, 2]);
     }
-    const out = layoutRows([{ cache: filled, row: 1, length: 2 }, { cache: filled, row: 0, length: 3 }], 4, g);
-    const key = out['past_key_values.0.key'];
-    expect(key.dims).toEqual([2, 2, 4, 2]);
-    // row 0 = source row 1's last 2 positions per head, after 2 zero positions
-    expect(Array.from((key.data as Float32Array).subarray(0, 16))).toEqual([0, 0, 0, 0, 15, 16, 17, 18, 0, 0, 0, 0, 21, 22, 23, 24]);
-    writeRow(out, 0, { cache: filled, row: 0, length: 1 });
-    expect(Array.from((key.data as Float32Array).subarray(0, 16))).toEqual([0, 0, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 0, 0, 11, 12]);
-    expect(() => writeRow(out, 0, { cache: filled, row: 0, length: 4 })).toThrow(RangeError);
+    const buffer = new CacheBuffer(g, { quantum: 2, step: 4 });
+    expect(buffer.addRow(source, 1, 2)).toBe(0);
+    expect(buffer.addRow(source, 0, 3)).toBe(1);
+    const key = () => Array.from(buffer.tensors()['past_key_values.0.key'].data as Float32Array);
+    expect(buffer.tensors()['past_key_values.0.key'].dims).toEqual([2, 2, 4, 2]);
+    // row 0 = source row 1's first 2 positions per head, then zeros; row 1 = source row 0's 3 positions
+    expect(key().slice(0, 16)).toEqual([13, 14, 15, 16, 0, 0, 0, 0, 19, 20, 21, 22, 0, 0, 0, 0]);
+    expect(Array.from(buffer.mask())).toEqual([1n, 1n, 0n, 0n, 1n, 1n, 1n, 1n, 0n, 1n]); // [2, C + 1]: own columns and column C
+    const fresh: KvCache = {};
+    for (const name of Object.keys(source)) fresh[name] = new ort.Tensor('float32', Float32Array.from([-1, -2, -3, -4, -5, -6, -7, -8]), [2, 2, 1, 2]);
+    buffer.append(fresh);
+    expect([buffer.length(0), buffer.length(1)]).toEqual([3, 4]);
+    expect(key().slice(0, 16)).toEqual([13, 14, 15, 16, -1, -2, 0, 0, 19, 20, 21, 22, -3, -4, 0, 0]);
+    buffer.append(fresh); // row 1 is full: the capacity grows by the step, the keys stay in their columns
+    expect(buffer.columns).toBe(8);
+    expect(key().slice(32, 48)).toEqual([1, 2, 3, 4, 5, 6, -5, -6, -5, -6, 0, 0, 0, 0, 0, 0]); // row 1, head 0
+    expect(buffer.removeRow(0)).toBe(1); // row 1 moves into row 0
+    expect(buffer.rows).toBe(1);
+    expect(key().slice(0, 16)).toEqual([1, 2, 3, 4, 5, 6, -5, -6, -5, -6, 0, 0, 0, 0, 0, 0]);
+    expect(() => buffer.addRow(source, 0, 4)).toThrow(RangeError); // more columns than the source has
+    expect(buffer.rows).toBe(1); // nothing half-added
   });
 });

@@ -111,7 +111,7 @@ async function nodeLogits(f: ReturnType<typeof FORWARDS>[number]): Promise<Float
   const a = await engine.forward(first.ids, first.weights, [B, split, k], emptyCache(engine.geometry, B), first.positions);
   if (split === T) return a.logits;
   const second = pick(split, T);
-  const b = await engine.forward(second.ids, second.weights, [B, T - split, k], a.cache, second.positions);
+  const b = await engine.forward(second.ids, second.weights, [B, T - split, k], a.fresh, second.positions); // a prefill's fresh keys are its whole cache
   const V = engine.geometry.vocabSize;
   const out = new Float32Array(B * T * V);
   for (let r = 0; r < B; r++) {
