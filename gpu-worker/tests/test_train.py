@@ -1,5 +1,7 @@
 """The training loop on a tiny random model: exact first ratio, gradient paths, every parameter moves, LoRA, GRPO."""
 import json
+import math
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from softgrpo.rollout import RolloutConfig, generate
 from softgrpo.sampler import SoftStepConfig
 from softgrpo.tokenizer import ChatTokenizer
 from softgrpo.train import build_batch, inputs_detached, prompt_indices, sequence_logprobs, train
+from softgrpo.worker.events import describe_metrics
 
 torch.set_num_threads(1)  # tiny matrices: one thread avoids oversubscribing the shared 2 cores
 CHAT_TEMPLATE = ("{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -142,6 +145,21 @@ def test_sending_stop_checkpoints_and_ends_the_run(tmp_path):
     seen += list(events)
     assert [e["type"] for e in seen[-2:]] == ["checkpoint", "stopped"] and seen[-1]["step"] == 1
     assert (tmp_path / "out/checkpoints/step-000001/state/state.json").is_file()
+
+
+def test_kl_to_the_reference_is_reported_only_when_the_loss_has_a_kl_term(tmp_path):
+    """kl_beta > 0: every step's metrics carry `kl` (k3 to the frozen initial policy, measured: the second
+    mini-batch runs after an optimizer step, so it is above 0) and the event line prints it. kl_beta 0: no
+    reference policy, no `kl` key, and the line says it was not computed instead of printing 0 (it used to)."""
+    folder = make_model_folder(tmp_path / "base")
+    with_kl = [e for e in run(folder, tmp_path / "kl", small_hp(n_steps=2)) if e["type"] == "metrics"]
+    assert all(math.isfinite(m["kl"]) and m["kl"] > 0 for m in with_kl)
+    line = describe_metrics(with_kl[0], 2, 0.01)
+    assert f"kl {with_kl[0]['kl']:.4f}," in line and "not computed" not in line
+    without = [e for e in run(folder, tmp_path / "no-kl", small_hp(n_steps=1, kl_beta=0.0)) if e["type"] == "metrics"]
+    assert "kl" not in without[0]
+    line = describe_metrics(without[0], 1, 0.0)
+    assert "kl not computed (kl_beta 0)" in line and not re.search(r"kl \d", line)
 
 
 def test_prompt_stream_visits_every_prompt_once_per_epoch_and_depends_only_on_position():

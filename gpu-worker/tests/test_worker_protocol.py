@@ -119,6 +119,12 @@ def test_worker_trains_checkpoints_and_finishes_a_job(api, tmp_path):
     assert events[0]["data"]["group_size"] == 2 and events[0]["data"]["loss"] == "soft_grpo"  # "auto" resolved
     assert [e["data"]["step"] for e in events if e["type"] == "metrics"] == [1, 2]
     assert [e["data"]["step"] for e in events if e["type"] == "eval"] == [0, 1, 2]
+    # kl_beta auto (0.001 > 0): the KL to the reference policy reaches the API in every step's metrics (the dashboard's
+    # KL chart reads it); the eval events carry what the dashboard's eval table shows
+    assert events[0]["data"]["kl_beta"] > 0
+    assert all(e["data"]["kl"] >= 0 for e in events if e["type"] == "metrics")
+    assert all({"pass_at_1", "pass_at_2", "reward_mean", "n_prompts"} <= e["data"].keys()
+               for e in events if e["type"] == "eval")
 
     checkpoints = user.get(f"/v1/finetune/{job['id']}/checkpoints").json()["data"]
     assert sorted(c["step_number"] for c in checkpoints) == [1, 2]

@@ -4,7 +4,8 @@
  * As a person would: enter the key, upload a JSONL file with a bad line and read the API's line error, upload a good
  * one, fill the hyperparameter form built from the API's schema (and read the API's 400 for an out-of-range value),
  * create a job that the worker runs, watch its charts grow with checkpoints marked, hover a chart for its values,
- * read the metrics table (a learning rate of 1e-5 does not show as 0), pause, resume and cancel the job; then run the playground on the
+ * read the metrics table (a learning rate of 1e-5 does not show as 0) and the eval table, see the KL chart say that a
+ * kl_beta 0 job measures no KL, pause, resume and cancel the job; then run the playground on the
  * base model against the job's checkpoint with one seed and see both vote histograms and the soft-thought view.
  * Screenshots are saved under test-artifacts/dashboard/ (tests/helpers/browser.ts). Skipped without Chromium.
  */
@@ -135,6 +136,23 @@ describe.skipIf(!CHROMIUM)('dashboard in headless Chromium', () => {
     const table = await text('#metrics-table');
     expect(table).toMatch(/learning_rate\s*1e-5/);
     expect(table).toMatch(/ckpt \d+/);
+    // the eval results: one row per eval step (step 0 before training, then every eval_interval = 2), Pass@1 and
+    // Pass@2 (eval_samples 2) as the worker computed them, the same numbers as the job's eval events
+    const evalEvents = ((await e2e.api('GET', `/v1/finetune/${jobId}/events?limit=100&order=asc`)).body.data as { type: string; data: Record<string, number> }[])
+      .filter((e) => e.type === 'eval');
+    const head = await page.$$eval('#eval-table tr:first-child th', (h) => h.map((x) => x.textContent));
+    expect(head.slice(0, 5)).toEqual(['step', 'pass_at_1', 'pass_at_2', 'reward_mean', 'thinking_length']);
+    const evalRows = await page.$$eval('#eval-table tr', (rs) => rs.slice(1).map((r) => [...r.children].map((c) => (c as HTMLElement).title || c.textContent)));
+    expect(evalRows.at(-1)![0]).toBe('0');
+    const step0 = evalEvents.find((e) => e.data.step === 0)!.data;
+    expect(evalRows.at(-1)!.slice(1, 3)).toEqual([String(step0.pass_at_1), String(step0.pass_at_2)]);
+    // the bundled model's recipe has kl_beta 0: no KL is measured, and the chart and the worker's lines say so
+    expect((await e2e.api('GET', `/v1/finetune/${jobId}`)).body.method.hyperparameters.kl_beta).toBe(0);
+    expect(await text('#chart-kl .chart-empty')).toBe('KL not computed: kl_beta 0 (no KL term, no reference policy)');
+    expect(await page.$('#chart-kl canvas')).toBeNull();
+    const log = await text('#job-detail');
+    expect(log).toMatch(/step \d+\/60: reward [\d.]+, accuracy [\d.]+, kl not computed \(kl_beta 0\)/);
+    expect(log).not.toMatch(/kl 0\.0000/);
     await screenshot(page, 'job-live', '#job-detail');
     await screenshot(page, 'job-live-page');
 

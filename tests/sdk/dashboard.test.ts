@@ -114,6 +114,8 @@ describe('dashboard helpers', () => {
       ...rewards.map((r, i) => ({ seq: seq + i, type: 'metrics', message: `step ${i + 1}`, data: { step: i + 1, reward_mean: r, learning_rate: 1e-4, ...(i === 1 ? {} : { kl: 0.01 * i }) } })),
       { seq: seq + 3, type: 'eval', message: 'eval', data: { step: 2, pass_at_1: 0.5, pass_at_4: 0.75 } },
       { seq: seq + 4, message: 'a note without metrics' },
+      // the worker's eval event (softgrpo.train.evaluate): at step 0 before training, with all of its keys
+      { seq: seq + 5, type: 'eval', message: 'eval at step 0', data: { step: 0, reward_mean: 0.125, pass_at_1: 0.125, pass_at_4: 0.25, n_prompts: 2, samples_per_prompt: 4, thinking_length: 12.5 } },
     ]);
     expect(res.status).toBe(200);
     const events = (await api.events(job.id, { limit: 100 })).data;
@@ -123,7 +125,21 @@ describe('dashboard helpers', () => {
     expect(util.seriesData(rows, ['reward_mean', 'kl'])).toEqual([[1, 2, 3], rewards, [0, null, 0.02]]);
     const evals = util.metricRows(events, 'eval');
     expect(util.passAtKeys(evals)).toEqual(['pass_at_1', 'pass_at_4']);
-    expect(util.seriesData(evals, util.passAtKeys(evals))).toEqual([[2], [0.5], [0.75]]);
+    expect(util.seriesData(evals, util.passAtKeys(evals))).toEqual([[0, 2], [0.125, 0.5], [0.25, 0.75]]);
+    // the eval table: a row per eval step, newest first, every numeric key the worker reported
+    expect(util.evalTable(events)).toEqual({
+      head: ['step', 'pass_at_1', 'pass_at_4', 'reward_mean', 'thinking_length', 'n_prompts', 'samples_per_prompt'],
+      rows: [
+        [2, 0.5, 0.75, null, null, null, null],
+        [0, 0.125, 0.25, 0.125, 12.5, 2, 4],
+      ],
+    });
+    expect(util.evalTable([])).toEqual({ head: ['step'], rows: [] });
+    // a job with kl_beta 0 has no KL term: the KL chart says so instead of staying empty (this job's auto 0.001 has one)
+    expect(job.method.hyperparameters.kl_beta).toBe(0.001);
+    expect(util.chartNote('kl', job.method.hyperparameters)).toBeNull();
+    expect(util.chartNote('kl', { ...job.method.hyperparameters, kl_beta: 0 })).toBe('KL not computed: kl_beta 0 (no KL term, no reference policy)');
+    expect(util.chartNote('reward', { kl_beta: 0 })).toBeNull();
     await api.cancelJob(job.id);
   });
 

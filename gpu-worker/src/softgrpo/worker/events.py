@@ -42,6 +42,13 @@ def jsonable(value):
     return value
 
 
-def describe_metrics(m: dict, n_steps: int) -> str:
+def describe_metrics(m: dict, n_steps: int, kl_beta: float) -> str:
+    """One line per step. `kl` (the k3 estimate of KL to the reference policy, softgrpo.loss.low_var_kl) is in the
+    metrics only when the loss has a KL term: with kl_beta 0 there is no reference policy and nothing is measured,
+    so the line says so rather than print a number."""
+    if "kl" in m:
+        kl = f"kl {m['kl']:.4f}"
+    else:
+        kl = "kl not computed (kl_beta 0)" if kl_beta == 0 else "kl not reported"
     return (f"step {m['step']}/{n_steps}: reward {m['reward_mean']:.3f}, accuracy {m['accuracy']:.3f}, "
-            f"kl {m.get('kl', 0.0):.4f}, {m['step_seconds']:.1f} s")
+            f"{kl}, {m['step_seconds']:.1f} s")

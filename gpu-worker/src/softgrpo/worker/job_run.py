@@ -252,8 +252,9 @@ def _train_until_stop(run: JobRun, training) -> str:
             elif kind == "metrics":
                 heartbeat.trained_steps = event["step"]
                 data = {k: v for k, v in event.items() if k != "type"}
-                events.emit("metrics", describe_metrics(data, run.hp.n_steps), data)
-                log(f"job {run.job_id}: {describe_metrics(data, run.hp.n_steps)}")
+                line = describe_metrics(data, run.hp.n_steps, run.hp.kl_beta)
+                events.emit("metrics", line, data)
+                log(f"job {run.job_id}: {line}")
                 events.flush()
                 if heartbeat.beat() == "pause":  # between steps: extend the lease and obey the answer at once
                     command = "stop"

@@ -3,9 +3,10 @@
  * the page before this module, as the global `uPlot`): reward, accuracy, KL, entropy, thinking length and tokens/s
  * from the worker's metrics events, and eval Pass@k from its eval events, over steps; axes, a legend with the values
  * under the cursor, and the job's checkpoints as dashed vertical lines. Each chart's box says how many steps and
- * checkpoints it draws (data-points, data-checkpoints), which the browser test reads.
+ * checkpoints it draws (data-points, data-checkpoints), which the browser test reads. A chart whose metric the job
+ * does not compute says why (util's chartNote: no KL with kl_beta 0) instead of staying empty.
  */
-export const CHARTS_JS = String.raw`import { el, formatNumber, metricRows, passAtKeys, seriesData } from './util.js';
+export const CHARTS_JS = String.raw`import { chartNote, el, formatNumber, metricRows, passAtKeys, seriesData } from './util.js';
 
 export const CHARTS = [
   { id: 'reward', title: 'reward (mean)', type: 'metrics', keys: ['reward_mean'] },
@@ -47,7 +48,8 @@ export class JobCharts {
     this.checkpoints = [];
   }
 
-  update(events, checkpointSteps) {
+  /** hyperparameters: the job's resolved set (job.method.hyperparameters), for the charts' notes. */
+  update(events, checkpointSteps, hyperparameters) {
     this.checkpoints = checkpointSteps;
     const rows = { metrics: metricRows(events, 'metrics'), eval: metricRows(events, 'eval') };
     for (const chart of CHARTS) {
@@ -66,7 +68,12 @@ export class JobCharts {
       }
       entry.box.dataset.points = String(have ? data[0].length : 0);
       entry.box.dataset.checkpoints = String(checkpointSteps.length);
-      if (!have) continue;
+      if (!have) {
+        const note = chartNote(chart.id, hyperparameters);
+        entry.empty.textContent = note || 'not in this job\'s events (yet)';
+        if (note) entry.box.dataset.note = note;
+        continue;
+      }
       entry.empty.remove();
       if (entry.plot && entry.keys.join() === keys.join()) {
         entry.plot.setData(data);

@@ -1,11 +1,12 @@
 /**
  * /dashboard/jobs.js: the job list and one job's page: status with cancel / pause / resume, the live charts
- * (./charts.ts), the metrics as a table (latest step and each checkpoint, formatted by util's formatNumber) and the
- * latest events. While the job is not finished the page polls the API for new events (after the last seen id), the
+ * (./charts.ts), the metrics as a table (latest step and each checkpoint, formatted by util's formatNumber), the
+ * eval results on the validation file as a second table (one row per eval step, util's evalTable) and the latest
+ * events. While the job is not finished the page polls the API for new events (after the last seen id), the
  * job and its checkpoints, and redraws in place.
  */
 export const JOBS_JS = String.raw`import { JobCharts, CHARTS } from './charts.js';
-import { TERMINAL, api, byId, el, fillTable, formatNumber, getJson, iso, metricRows, showError } from './util.js';
+import { TERMINAL, api, byId, el, evalTable, fillTable, formatNumber, getJson, iso, metricRows, showError } from './util.js';
 
 const POLL_MS = 1500;
 let current = null; // { jobId, charts, timer }
@@ -59,6 +60,17 @@ function metricsTable(events, checkpoints) {
   return table;
 }
 
+/** Rows: one per eval on the validation file (step 0, every eval_interval steps, the last step), newest first. */
+function evalMetricsTable(job, events) {
+  const t = evalTable(events);
+  if (!t.rows.length) return el('p', { class: 'muted', id: 'eval-table-empty' }, job.validation_file ? 'no eval yet' : 'no eval: the job has no validation file');
+  const table = el('table', { class: 'metrics', id: 'eval-table' });
+  fillTable(table, t.head, t.rows.map((r) =>
+    el('tr', {}, r.map((v, i) => (i === 0 ? el('th', { scope: 'row' }, String(v)) : el('td', { class: 'num', title: String(v) }, formatNumber(v))))),
+  ));
+  return table;
+}
+
 function render(view, job, events, checkpoints) {
   const path = '/v1/finetune/' + encodeURIComponent(job.id);
   const act = (verb) =>
@@ -72,8 +84,9 @@ function render(view, job, events, checkpoints) {
   );
   const hp = Object.entries(job.method.hyperparameters || {});
   view.hyperparameters.replaceChildren(el('div', { class: 'hp-list' }, hp.map(([k, v]) => el('span', {}, [el('code', {}, k), ' ', formatNumber(v)]))));
-  view.charts.update(events, checkpoints.map((c) => c.step_number));
+  view.charts.update(events, checkpoints.map((c) => c.step_number), job.method.hyperparameters);
   view.table.replaceChildren(metricsTable(events, checkpoints));
+  view.evals.replaceChildren(evalMetricsTable(job, events));
   const cp = el('table');
   fillTable(cp, ['step', 'model'], checkpoints.map((c) => el('tr', {}, [el('td', {}, String(c.step_number)), el('td', {}, el('code', {}, c.fine_tuned_model_checkpoint))])));
   view.checkpoints.replaceChildren(cp);
@@ -111,6 +124,7 @@ export async function showJob(jobId) {
     head: el('div'),
     charts: null,
     table: el('div'),
+    evals: el('div'),
     hyperparameters: el('div'),
     checkpoints: el('div'),
     log: el('div'),
@@ -118,7 +132,7 @@ export async function showJob(jobId) {
   };
   const chartBox = el('div', { class: 'charts', id: 'charts' });
   view.charts = new JobCharts(chartBox);
-  box.replaceChildren(view.head, el('details', { id: 'job-hyperparameters' }, [el('summary', {}, 'Hyperparameters (as resolved at create)'), view.hyperparameters]), chartBox, el('h3', {}, 'Metrics'), view.table, el('h3', {}, 'Checkpoints'), view.checkpoints, el('h3', {}, 'Latest events'), view.log);
+  box.replaceChildren(view.head, el('details', { id: 'job-hyperparameters' }, [el('summary', {}, 'Hyperparameters (as resolved at create)'), view.hyperparameters]), chartBox, el('h3', {}, 'Metrics'), view.table, el('h3', {}, 'Eval (validation file)'), view.evals, el('h3', {}, 'Checkpoints'), view.checkpoints, el('h3', {}, 'Latest events'), view.log);
   current = view;
   const tick = async () => {
     if (current !== view) return;

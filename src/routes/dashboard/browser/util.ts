@@ -56,6 +56,35 @@ export function passAtKeys(rows) {
   return [...keys].sort((a, b) => Number(a.slice(8)) - Number(b.slice(8)));
 }
 
+/**
+ * Why a chart has nothing to draw although the job runs as asked, or null: the worker measures the KL to the
+ * reference policy only when the loss has a KL term (kl_beta > 0); with kl_beta 0 there is no reference policy and
+ * no 'kl' metric. hyperparameters: the job's resolved set (job.method.hyperparameters).
+ */
+export function chartNote(chartId, hyperparameters) {
+  const hp = hyperparameters || {};
+  if (chartId === 'kl' && hp.kl_beta === 0) return 'KL not computed: kl_beta 0 (no KL term, no reference policy)';
+  return null;
+}
+
+/**
+ * The eval table from a job's eval events (validation at step 0 and every eval_interval steps): head ['step',
+ * the Pass@k keys by k, reward_mean, thinking_length, then any other numeric key by name], one row per eval step,
+ * newest first (null where a row lacks a key).
+ */
+export function evalTable(events) {
+  const rows = metricRows(events, 'eval');
+  const pass = passAtKeys(rows);
+  const named = ['reward_mean', 'thinking_length'];
+  const seen = new Set();
+  for (const r of rows) for (const [k, v] of Object.entries(r)) if (typeof v === 'number' && k !== 'step') seen.add(k);
+  const keys = [...pass, ...named.filter((k) => seen.has(k)), ...[...seen].filter((k) => !pass.includes(k) && !named.includes(k)).sort()];
+  return {
+    head: ['step', ...keys],
+    rows: rows.slice().reverse().map((r) => [r.step, ...keys.map((k) => (typeof r[k] === 'number' ? r[k] : null))]),
+  };
+}
+
 /** Splits server-sent-event text into complete frames {event, id, data}; returns them and the unfinished rest. */
 export function sseFrames(buffer) {
   const frames = [];
