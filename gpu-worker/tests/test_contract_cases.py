@@ -10,10 +10,12 @@ import pytest
 
 from softgrpo.config import FIELD_NAMES, HyperparameterError, resolve_hyperparameters
 from softgrpo.data import DatasetError, parse_jsonl_lines
+from softgrpo.distributed import DevicesError, check_devices
 
 ROOT = Path(__file__).resolve().parents[2]
 HP = json.loads((ROOT / "tests" / "vectors" / "hyperparameter-cases.json").read_text(encoding="utf-8"))
 DATA = json.loads((ROOT / "tests" / "vectors" / "dataset-cases.json").read_text(encoding="utf-8"))
+RESOURCES = json.loads((ROOT / "tests" / "vectors" / "resource-cases.json").read_text(encoding="utf-8"))
 
 
 def resolve(case: dict, hyperparameters: dict):
@@ -46,6 +48,28 @@ def test_dataset_case(case):
         assert info.value.problems[0] == (case["error"]["line"], case["error"]["code"]), str(info.value)
     else:
         assert len(parse_jsonl_lines(data, "case")) == case["examples"]
+
+
+@pytest.mark.parametrize("case", RESOURCES["cases"], ids=[c["name"] for c in RESOURCES["cases"]])
+def test_resource_case(case):
+    """resources.devices as the worker checks a claimed job (softgrpo.worker.job_run: the resolved set, then
+    check_devices); the API gives the same verdict at create (tests/contract/resources.test.ts)."""
+    hp = resolve_hyperparameters(case["hyperparameters"], "soft_grpo", case.get("train_size", 10))
+    if case.get("accepted"):
+        check_devices(case["devices"], hp)
+        return
+    with pytest.raises(DevicesError) as info:
+        check_devices(case["devices"], hp)
+    assert info.value.rule == case["error"]["rule"], str(info.value)
+    assert str(info.value) == f"resources.devices: {info.value.detail}"
+    if "message" in case["error"]:
+        assert info.value.detail == case["error"]["message"]
+
+
+def test_every_resource_rule_has_a_rejected_and_an_accepted_case():
+    rules = {rule["name"] for rule in json.loads((ROOT / "contract" / "resources.json").read_text())["rules"]}
+    assert {c["error"]["rule"] for c in RESOURCES["cases"] if "error" in c} == rules | {"range"}
+    assert sum(1 for c in RESOURCES["cases"] if c.get("accepted") and c["devices"] > 1) >= len(rules)
 
 
 def test_every_field_and_code_has_a_case():

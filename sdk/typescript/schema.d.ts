@@ -5093,7 +5093,7 @@ export interface components {
          */
         FineTuningJobResources: {
             /**
-             * @description Devices (GPUs) the job trains on, one torch.distributed rank each (FSDP2 under torchrun): a worker claims the job only if it has that many. More than 1: the rollouts of a mini-batch (mini_batch_size x group_size) must divide among them, and lora_rank must be 0.
+             * @description Devices (GPUs) the job trains on, one torch.distributed rank each (FSDP2 under torchrun); a worker claims the job only if it has that many. At most 8 nodes of 8 GPUs. More than 1: the rollouts of every mini-batch (mini_batch_size x group_size, and (batch_size mod mini_batch_size) x group_size for the last one of a step when batch_size is not a multiple of mini_batch_size) must divide among them, and lora_rank must be 0 (contract/resources.json).
              * @default 1
              */
             devices?: number;

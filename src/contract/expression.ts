@@ -1,11 +1,12 @@
 /**
- * The expressions of contract/hyperparameters.json ("auto" rules and rule bounds), evaluated exactly as
- * gpu-worker/src/softgrpo/contract.py evaluates them:
+ * The expressions of contract/hyperparameters.json ("auto" rules and rule bounds) and contract/resources.json (rule
+ * bounds), evaluated exactly as gpu-worker/src/softgrpo/contract.py evaluates them:
  *   number | string | boolean | null      itself; an array is a literal list of strings
  *   {"var": name}                          a resolved field or a job input (null when unknown)
  *   {"min" | "max": [a, b, ...]}           null operands are ignored (null when none is left)
  *   {"mul" | "sub": [a, b]}                null when an operand is null
  *   {"ceil_div" | "floor_div": [a, b]}     integer division rounded up / down; null when an operand is null
+ *   {"mod": [a, b]}                        a - b * floor(a / b) (the remainder, b's sign); null when an operand is null
  *   {"by_method": {method: expression}}    the expression of the job's method (null when it has none)
  */
 export type Expression =
@@ -20,6 +21,7 @@ export type Expression =
   | { sub: Expression[] }
   | { ceil_div: Expression[] }
   | { floor_div: Expression[] }
+  | { mod: Expression[] }
   | { by_method: Record<string, Expression> };
 
 export type Value = number | string | boolean | null | string[];
@@ -55,11 +57,13 @@ export function evaluate(e: Expression, env: Env): Value {
     case 'mul':
     case 'sub':
     case 'ceil_div':
-    case 'floor_div': {
+    case 'floor_div':
+    case 'mod': {
       const [a, b] = numbers(args as Expression[], env);
       if (a === null || b === null) return null;
       if (name === 'mul') return a * b;
       if (name === 'sub') return a - b;
+      if (name === 'mod') return a - b * Math.floor(a / b);
       return name === 'ceil_div' ? Math.ceil(a / b) : Math.floor(a / b);
     }
     default:
@@ -95,5 +99,6 @@ export function describe(e: Expression): string {
   if (name === 'sub') return `${a} - ${b}`;
   if (name === 'ceil_div') return `ceil(${a} / ${b})`;
   if (name === 'floor_div') return `${a} // ${b}`;
+  if (name === 'mod') return `${a} mod ${b}`;
   return `${name}(${(args as Expression[]).map(describe).join(', ')})`;
 }

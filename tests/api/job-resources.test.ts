@@ -62,7 +62,7 @@ describe('resources.devices', () => {
     expect(claimed.job.resources).toEqual({ devices: 4 });
   });
 
-  it('rejects_devices_that_do_not_divide_a_mini_batch_or_come_with_lora', async () => {
+  it('rejects_devices_that_do_not_divide_every_mini_batch_or_come_with_lora', async () => {
     const uneven = await create({ resources: { devices: 3 } });
     expect(uneven.status).toBe(400);
     const error = ((await uneven.json()) as any).error;
@@ -71,6 +71,15 @@ describe('resources.devices', () => {
     const lora = await create({ resources: { devices: 2 }, method: { type: 'soft_grpo', hyperparameters: { ...HP, lora_rank: 8 } } });
     expect(lora.status).toBe(400);
     expect(((await lora.json()) as any).error).toMatchObject({ param: 'resources.devices', code: 'invalid_resources' });
+    // accepted before contract/resources.json had the last-mini-batch rule, then hung on 2 ranks: 3 prompts in
+    // mini-batches of 2 leave a last mini-batch of 1 prompt x 3 rollouts, which 2 devices cannot split
+    const partial = await create({ resources: { devices: 2 }, method: { type: 'soft_grpo', hyperparameters: { batch_size: 3, mini_batch_size: 2, group_size: 3 } } });
+    expect(partial.status).toBe(400);
+    const last = ((await partial.json()) as any).error;
+    expect(last).toMatchObject({ param: 'resources.devices', code: 'invalid_resources' });
+    expect(last.message).toContain("must divide the 3 rollouts of a step's last mini-batch (batch_size 3 is not a multiple of mini_batch_size 2");
+    const split = await create({ resources: { devices: 2 }, method: { type: 'soft_grpo', hyperparameters: { batch_size: 3, mini_batch_size: 2, group_size: 2 } } });
+    expect(split.status).toBe(200);
     for (const bad of [{ devices: 0 }, { devices: 65 }, { devices: 1.5 }, { gpus: 2 }]) {
       const res = await create({ resources: bad });
       expect(res.status).toBe(400);

@@ -1,16 +1,18 @@
-"""The shared contract files (contract/ at the repository root): hyperparameter and dataset rules as data.
+"""The shared contract files (contract/ at the repository root): hyperparameter, dataset and resource rules as data.
 
-The API (src/contract/) and this package read the same JSON, so a rule lives once; softgrpo.config and softgrpo.data
-apply them. The files are found at $SOFTGRPO_CONTRACT_DIR (the worker image sets it: gpu-worker/Dockerfile copies the
-folder in) or else at the repository root, three levels above this package (a source checkout).
+The API (src/contract/) and this package read the same JSON, so a rule lives once; softgrpo.config, softgrpo.data and
+softgrpo.distributed (resources.devices) apply them. The files are found at $SOFTGRPO_CONTRACT_DIR (the worker image
+sets it: gpu-worker/Dockerfile copies the folder in) or else at the repository root, three levels above this package
+(a source checkout).
 
-Expressions of contract/hyperparameters.json ("auto" rules, rule bounds), evaluated exactly as
-src/contract/expression.ts evaluates them:
+Expressions of contract/hyperparameters.json ("auto" rules, rule bounds) and contract/resources.json (rule bounds),
+evaluated exactly as src/contract/expression.ts evaluates them:
     number | string | bool | None         itself; a list is a literal list of strings
     {"var": name}                          a resolved field or a job input (None when unknown)
     {"min" | "max": [a, b, ...]}           None operands are ignored (None when none is left)
     {"mul" | "sub": [a, b]}                None when an operand is None
     {"ceil_div" | "floor_div": [a, b]}     integer division rounded up / down; None when an operand is None
+    {"mod": [a, b]}                        a - b * floor(a / b) (the remainder, b's sign); None when an operand is None
     {"by_method": {method: expression}}    the expression of the job's method (None when it has none)
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ def load(name: str) -> dict:
 
 HYPERPARAMETERS = load("hyperparameters.json")
 DATASET = load("dataset.json")
+RESOURCES = load("resources.json")
 
 
 def _numbers(args: list, env: Mapping[str, Any]) -> list:
@@ -59,7 +62,7 @@ def evaluate(expr: Any, env: Mapping[str, Any]) -> Any:
     if name in ("min", "max"):
         xs = [x for x in _numbers(args, env) if x is not None]
         return (min if name == "min" else max)(xs) if xs else None
-    if name in ("mul", "sub", "ceil_div", "floor_div"):
+    if name in ("mul", "sub", "ceil_div", "floor_div", "mod"):
         a, b = _numbers(args, env)
         if a is None or b is None:
             return None
@@ -67,6 +70,8 @@ def evaluate(expr: Any, env: Mapping[str, Any]) -> Any:
             return a * b
         if name == "sub":
             return a - b
+        if name == "mod":
+            return a - b * math.floor(a / b)
         return math.ceil(a / b) if name == "ceil_div" else math.floor(a / b)
     raise ValueError(f"contract expression: unknown operator {name!r}")
 

@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from softgrpo.contract import RESOURCES, evaluate
 
 
 COLLECTIVE_TIMEOUT_MINUTES = 60
@@ -105,27 +108,53 @@ def reshard(model: torch.nn.Module) -> None:
 
 def rank_rows(n_rows: int, rows_per_minibatch: int, ranks: Ranks) -> list[int]:
     """The global rollout rows (0 .. n_rows-1) this rank generates and trains on: its equal, contiguous part of every
-    mini-batch, in the order the 1-rank run lays them out. rows_per_minibatch must divide by the world size (the API
-    and the worker check it: `check_devices`)."""
-    share = rows_per_minibatch // ranks.world
+    mini-batch, the last (partial) one included, in the order the 1-rank run lays them out. Every mini-batch's size
+    must divide by the world size (contract/resources.json, which the API and the worker check: `check_devices`), so
+    every rank runs the same optimizer steps."""
     rows = []
     for start in range(0, n_rows, rows_per_minibatch):
-        first = start + ranks.rank * share
-        rows.extend(range(first, min(first + share, n_rows)))
+        size = min(rows_per_minibatch, n_rows - start)
+        if size % ranks.world:
+            raise ValueError(f"a mini-batch of {size} rollouts does not split over {ranks.world} ranks")
+        share = size // ranks.world
+        rows.extend(range(start + ranks.rank * share, start + (ranks.rank + 1) * share))
     return rows
 
 
-def check_devices(devices: int, group_size: int, mini_batch_size: int, lora_rank: int) -> None:
-    """The rules a job on `devices` devices must meet (the API checks the same at create, src/routes/finetune):
-    every mini-batch divides into equal parts, and LoRA trains on one device."""
-    if devices <= 1:
-        return
-    rows = mini_batch_size * group_size
-    if rows % devices:
-        raise ValueError(f"resources.devices: {devices} devices must divide the {rows} rollouts of a mini-batch "
-                         f"(mini_batch_size {mini_batch_size} x group_size {group_size})")
-    if lora_rank > 0:
-        raise ValueError("resources.devices: LoRA (lora_rank > 0) trains on one device; set devices to 1")
+class DevicesError(ValueError):
+    """A job that cannot run on its devices: `rule` is the contract/resources.json rule broken ("range" or a rule's
+    name); str() is `resources.devices: <detail>`, naming the hyperparameters involved."""
+
+    def __init__(self, rule: str, detail: str):
+        super().__init__(f"{RESOURCES['param']}: {detail}")
+        self.rule, self.detail = rule, detail
+
+
+def check_devices(devices: int, hyperparameters) -> None:
+    """The rules a job on `devices` devices meets, from contract/resources.json (the API checks the same file at
+    create: src/contract/resources.ts): the range, then every mini-batch (the last of a step included) divides into
+    equal parts, and LoRA trains on one device. hyperparameters: the resolved set (a Hyperparameters or its dict).
+    Raises DevicesError naming resources.devices."""
+    spec = RESOURCES["devices"]
+    if isinstance(devices, bool) or not isinstance(devices, int) or not spec["minimum"] <= devices <= spec["maximum"]:
+        raise DevicesError("range", f"must be an integer in [{spec['minimum']}, {spec['maximum']}], got {devices}")
+    hp = hyperparameters.to_dict() if hasattr(hyperparameters, "to_dict") else dict(hyperparameters)
+    env = {**hp, "devices": devices}
+    for rule in RESOURCES["rules"]:
+        if "when" in rule and not evaluate(rule["when"], env):
+            continue
+        if "divides" in rule:
+            bound = evaluate(rule["divides"], env)
+            broken = bound % devices != 0
+        elif "at_most" in rule:
+            bound = evaluate(rule["at_most"], env)
+            broken = devices > bound
+        else:
+            raise RuntimeError(f"contract/resources.json rule {rule['name']}: neither \"divides\" nor \"at_most\"")
+        if broken:
+            values = {**env, "bound": bound}
+            detail = re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1))), rule["message"])
+            raise DevicesError(rule["name"], detail)
 
 
 def all_gather_objects(value, ranks: Ranks) -> list:

@@ -272,7 +272,7 @@ def train(model_folder: str | Path, train_examples: list[dict], hp: Hyperparamet
     """
     cuda_graphs = check_engine_options(run.backend, run.rollout_engine, run.device, rollout_config(hp, method))
     ranks, device, mesh = init_distributed(run.device)
-    check_devices(ranks.world, hp.group_size, hp.mini_batch_size, hp.lora_rank)
+    check_devices(ranks.world, hp)
     model_folder, out_dir = Path(model_folder), Path(out_dir)
     base_manifest = _read_json(model_folder / "manifest.json")
     tokenizer = ChatTokenizer.from_pretrained(model_folder)

@@ -5,13 +5,15 @@
  *   (contract/hyperparameters.json, src/contract/hyperparameters.ts); the resolved set is what the job stores;
  * - every training and validation prompt, rendered with the model's chat template and tokenized with its
  *   tokenizer, fits the context with max_response_tokens, unless the request set `prompt_truncation: "left"`
- *   (the worker's softgrpo.data.fit_prompts applies the same rule to the same token counts).
+ *   (the worker's softgrpo.data.fit_prompts applies the same rule to the same token counts);
+ * - resources.devices against the resolved set (contract/resources.json, src/contract/resources.ts).
  * Runs on Node and on Workers alike: the tokenizer files come from the blob store, as every model file does.
  */
 import type { FileRow } from '../../db/schema';
 import { LineProblem, exampleMessages } from '../../contract/dataset';
 import { HyperparameterError, resolveHyperparameters } from '../../contract/hyperparameters';
 import type { Value } from '../../contract/expression';
+import { DEVICES_PARAM, RESOURCES_CODE, devicesProblem } from '../../contract/resources';
 import { jsonlExamples } from '../../contract/jsonl';
 import { ChatTokenizer } from '../../engine/tokenizer';
 import type { ChatMessage } from '../../engine/types';
@@ -99,27 +101,15 @@ async function checkPromptLengths(deps: Deps, base: BaseModel, contextLength: nu
 }
 
 /**
- * The rules a job on more than one device meets, on its resolved hyperparameters (the worker checks the same before
- * training: softgrpo.distributed.check_devices): each rank takes an equal part of every mini-batch's rollouts, and
- * LoRA trains on one device. A 400 naming resources.devices otherwise.
+ * The rules of contract/resources.json on the job's devices and resolved hyperparameters (the worker checks the same
+ * file before training: softgrpo.distributed.check_devices): each rank takes an equal part of every mini-batch's
+ * rollouts, the last mini-batch of a step included, and LoRA trains on one device. A 400 naming resources.devices
+ * (the message names the hyperparameters involved) otherwise.
  */
 export function checkJobResources(devices: number, hyperparameters: Record<string, Value>): void {
-  if (devices <= 1) return;
-  const param = 'resources.devices';
-  const { group_size: groupSize, mini_batch_size: miniBatchSize, lora_rank: loraRank } = hyperparameters as Record<string, number>;
-  const rows = miniBatchSize * groupSize;
-  if (rows % devices !== 0)
-    throw new ApiError(
-      400,
-      `${param}: ${devices} devices must divide the ${rows} rollouts of a mini-batch (mini_batch_size ${miniBatchSize} x ` +
-        `group_size ${groupSize}); choose devices that divide ${rows}, or change those hyperparameters`,
-      { param, code: 'invalid_resources' },
-    );
-  if (loraRank > 0)
-    throw new ApiError(400, `${param}: LoRA (lora_rank > 0) trains on one device; set devices to 1`, {
-      param,
-      code: 'invalid_resources',
-    });
+  const problem = devicesProblem(devices, hyperparameters);
+  if (problem)
+    throw new ApiError(400, `${DEVICES_PARAM}: ${problem.detail}`, { param: DEVICES_PARAM, code: RESOURCES_CODE });
 }
 
 /** UTF-8 length of a well-formed string (the line rules exclude lone surrogates). */

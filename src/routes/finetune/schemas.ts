@@ -4,27 +4,28 @@
  */
 import { z } from '@hono/zod-openapi';
 import { METHOD_TYPES } from '../../db/schema';
+import { DEVICES } from '../../contract/resources';
 import { CheckpointObject, EventObject, JobObject } from '../../jobs/objects';
 import { ListQuery, listOf } from '../common';
 import { Grader, Hyperparameters, Method } from './hyperparameters';
 
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;
-/** The most devices one job may ask for (8 nodes of 8 GPUs). */
-export const MAX_DEVICES = 64;
+/** The most devices one job may ask for (contract/resources.json). */
+export const MAX_DEVICES = DEVICES.maximum;
 
 export const Resources = z
   .object({
     devices: z
       .number()
       .int()
-      .min(1)
-      .max(MAX_DEVICES)
-      .default(1)
+      .min(DEVICES.minimum)
+      .max(DEVICES.maximum)
+      .default(DEVICES.default)
       .openapi({
         description:
-          'Devices (GPUs) the job trains on, one torch.distributed rank each (FSDP2 under torchrun): a worker claims ' +
-          'the job only if it has that many. More than 1: the rollouts of a mini-batch (mini_batch_size x ' +
-          'group_size) must divide among them, and lora_rank must be 0.',
+          `${DEVICES.description} More than 1: the rollouts of every mini-batch (mini_batch_size x group_size, and ` +
+          '(batch_size mod mini_batch_size) x group_size for the last one of a step when batch_size is not a multiple ' +
+          'of mini_batch_size) must divide among them, and lora_rank must be 0 (contract/resources.json).',
       }),
   })
   .strict()
@@ -82,7 +83,7 @@ export const CreateJobBody = z
       .max(MAX_SEED)
       .optional()
       .openapi({ description: 'Seed of every random draw of the job (Philox key). Default: random.' }),
-    resources: Resources.default({ devices: 1 }).openapi({
+    resources: Resources.default({ devices: DEVICES.default }).openapi({
       description: 'What the job runs on. The same seed samples the same rollouts on any number of devices.',
     }),
     metadata: z

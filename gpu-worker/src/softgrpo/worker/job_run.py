@@ -16,7 +16,7 @@ from pathlib import Path
 from softgrpo.api_client import ApiError, Claim, LeaseLost, WorkerApi
 from softgrpo.config import HyperparameterError, check_engine_options, resolve_hyperparameters, rollout_config
 from softgrpo.data import DatasetError, example_messages, fit_prompts
-from softgrpo.distributed import check_devices
+from softgrpo.distributed import DevicesError, check_devices
 from softgrpo.rewards import make_grader
 from softgrpo.worker.events import EventStream, describe_metrics
 from softgrpo.worker.failures import JobFailure, crash_failure
@@ -180,8 +180,8 @@ def prepare(run: JobRun) -> None:
         raise JobFailure("insufficient_devices", f"the job asks for {run.devices} devices; this worker has "
                          f"{options.devices}", "resources.devices", retryable=True)
     try:
-        check_devices(run.devices, run.hp.group_size, run.hp.mini_batch_size, run.hp.lora_rank)
-    except ValueError as err:
+        check_devices(run.devices, run.hp)
+    except DevicesError as err:
         raise JobFailure("invalid_resources", str(err), "resources.devices") from None
     run.rollout_engine, run.engine_note = engine_for_job(options.backend, options.rollout_engine, options.device,
                                                          run.hp, run.method)
