@@ -162,3 +162,16 @@ def test_graph_never_concatenates_the_cache(exported):
                     for m in consumers[n.output[0]]]
             assert set(ops) <= {"MatMul", "Transpose", "Shape"} and "MatMul" in ops, (i, kv, ops)
     assert sum(n.op_type == "Softmax" for n in graph.node) == L  # one softmax per layer over [past, new] columns
+
+
+def test_onnxruntime_fuses_every_rms_norm(exported, tmp_path):
+    """Each RMSNorm (two per layer and the final one) becomes one SimplifiedLayerNormalization at load; no Reciprocal
+    (the unfused x * rsqrt form) is left."""
+    _, _, path = exported
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    assert ops.count("SimplifiedLayerNormalization") == 2 * L + 1
+    assert "Reciprocal" not in ops

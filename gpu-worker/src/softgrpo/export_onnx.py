@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from softgrpo.model import Attention, SoftTokenLM, attention_bias, rotary_cos_sin
+from softgrpo.model import Attention, RMSNorm, SoftTokenLM, attention_bias, rotary_cos_sin
 
 OPSET = 18
 GRAPH_VERSION = 2  # 1: outputs present.{i}.* (the whole cache); 2: outputs new.{i}.* (the caller keeps the cache)
@@ -65,10 +65,17 @@ def split_cache_attention(attn: Attention, x, cos, sin, bias, past_k, past_v):
     return attn.o_proj(out), k, v
 
 
+def fusable_rms_norm(norm: RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """norm(x) in float32 written as weight * (x / sqrt(mean(x^2) + eps)): the pattern onnxruntime fuses into one
+    SimplifiedLayerNormalization at load. The model's x * rsqrt(...) exports as Sqrt, Reciprocal and Mul, which it
+    does not fuse, leaving seven operators per norm (a lone decode step 9% slower, a prefill 6%)."""
+    return norm.weight * (x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps))
+
+
 class SplitCacheModel(nn.Module):
     """The ONNX signature (version 2) of SoftTokenLM: the cache as flat positional tensors in, logits and the new
-    keys/values out. Export only: the layers' own norms, projections, rotary embedding and MLP with
-    split_cache_attention in place of Attention.forward (the PyTorch forward is unchanged)."""
+    keys/values out. Export only: the layers' own norms (as fusable_rms_norm), projections, rotary embedding and MLP
+    with split_cache_attention in place of Attention.forward (the PyTorch forward is unchanged)."""
 
     def __init__(self, model: SoftTokenLM):
         super().__init__()
@@ -81,12 +88,12 @@ class SplitCacheModel(nn.Module):
         bias = attention_bias(attention_mask, ids.shape[1], x.dtype)
         new = []
         for i, layer in enumerate(lm.model.layers):
-            h, k, v = split_cache_attention(layer.self_attn, layer.input_layernorm(x), cos, sin, bias,
-                                            past_flat[2 * i], past_flat[2 * i + 1])
+            h, k, v = split_cache_attention(layer.self_attn, fusable_rms_norm(layer.input_layernorm, x), cos, sin,
+                                            bias, past_flat[2 * i], past_flat[2 * i + 1])
             x = x + h
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            x = x + layer.mlp(fusable_rms_norm(layer.post_attention_layernorm, x))
             new += [k, v]
-        return (lm.lm_head(lm.model.norm(x)), *new)
+        return (lm.lm_head(fusable_rms_norm(lm.model.norm, x)), *new)
 
 
 def example_inputs(model: SoftTokenLM, B=2, T=3, k=3, P=4) -> tuple[torch.Tensor, ...]:
