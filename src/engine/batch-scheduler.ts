@@ -30,7 +30,7 @@
 import { prefillTogether } from "./batch-prefill";
 import { CacheBuffer } from "./cache-buffer";
 import type { MaskedForward } from "./capacity-quantum";
-import type { KvCache } from "./kv-cache";
+import { decodeStep } from "./decode-step";
 import { PrefillCache, type Prefill } from "./prefill-cache";
 import { SampleDecoder, type ModelInput } from "./sample-decoder";
 import { StreamEmitter } from "./stream-emitter";
@@ -291,25 +291,12 @@ export class BatchScheduler {
 
   /** One forward of the batch: each row its input at its own position, seeing its own columns only. */
   private async decode(): Promise<void> {
-    const batch = this.rows.length;
     const vocab = this.model.geometry.vocabSize;
     this.cache.trim();
-    let k = 1;
-    for (const row of this.rows) k = Math.max(k, row.input!.ids.length);
-    const ids = new BigInt64Array(batch * k); // narrower inputs: id 0, weight 0
-    const weights = new Float32Array(batch * k);
-    const positions: number[][] = [];
-    this.rows.forEach((row, r) => {
-      const input = row.input!;
-      for (let i = 0; i < input.ids.length; i++) {
-        ids[r * k + i] = BigInt(input.ids[i]);
-        weights[r * k + i] = input.weights[i];
-      }
-      positions.push([this.cache.length(r)]);
-    });
-    let out: { logits: Float32Array; fresh: KvCache };
+    const fill = this.cache.fill();
+    let logits: Float32Array;
     try {
-      out = await this.model.forward(ids, weights, [batch, 1, k], this.cache.tensors(), positions, this.cache.mask());
+      logits = await decodeStep(this.model, this.cache, this.rows.map((row) => row.input!));
     } catch (error) {
       const inBatch = new Set(this.rows.map((row) => row.job));
       for (const job of inBatch) this.fail(job, error);
@@ -318,10 +305,9 @@ export class BatchScheduler {
       return;
     }
     this.steps++;
-    this.padding += 1 - this.cache.fill();
-    this.cache.append(out.fresh);
+    this.padding += 1 - fill;
     this.rows.forEach((row, r) => {
-      row.logits = out.logits.subarray(r * vocab, (r + 1) * vocab);
+      row.logits = logits.subarray(r * vocab, (r + 1) * vocab);
       row.input = null;
     });
   }

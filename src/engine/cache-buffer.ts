@@ -32,7 +32,6 @@ export interface CacheBufferOptions {
 
 export class CacheBuffer {
   private readonly names: string[];
-  private readonly rowSize: () => number;
   private data: Record<string, Float32Array> = {};
   private rowCapacity = 0;
   private readonly lengths: number[] = [];
@@ -53,11 +52,15 @@ export class CacheBuffer {
     if (!Number.isInteger(quantum) || quantum < 1) throw new RangeError(`quantum must be a positive integer, got ${quantum}`);
     if (this.step % quantum !== 0 || this.extra % quantum !== 0) throw new RangeError(`layout step and extra columns must be multiples of the quantum ${quantum}`);
     this.names = cacheNames(g.numLayers).map((n) => n.past);
-    this.rowSize = () => g.numKvHeads * this.columns * g.headDim;
   }
 
   get rows(): number {
     return this.lengths.length;
+  }
+
+  /** Floats of one row in each buffer. */
+  private get rowSize(): number {
+    return this.g.numKvHeads * this.columns * this.g.headDim;
   }
 
   length(row: number): number {
@@ -73,7 +76,7 @@ export class CacheBuffer {
   /** The past inputs of the next forward: [rows, H, C, D] views of the buffers. */
   tensors(): KvCache {
     const out: KvCache = {};
-    const size = this.rows * this.rowSize();
+    const size = this.rows * this.rowSize;
     for (const name of this.names) {
       out[name] = new ort.Tensor("float32", this.data[name].subarray(0, size), [this.rows, this.g.numKvHeads, this.columns, this.g.headDim]);
     }
@@ -98,7 +101,7 @@ export class CacheBuffer {
       if (row < 0 || row >= batch || length > columns) throw new RangeError(`row ${row} of ${length} columns outside [${batch}, ${columns}]`);
     }
     const r = this.rows;
-    this.layout(r + 1, Math.max(length, this.longest()));
+    this.reserve(r + 1, Math.max(length, this.longest()));
     this.lengths.push(length);
     for (const name of this.names) {
       const from = source[name];
@@ -119,7 +122,7 @@ export class CacheBuffer {
     const last = this.rows - 1;
     if (row < 0 || row > last) throw new RangeError(`row ${row} outside ${this.rows} rows`);
     if (row !== last) {
-      const size = this.rowSize();
+      const size = this.rowSize;
       for (const name of this.names) this.data[name].copyWithin(row * size, last * size, (last + 1) * size);
       this.lengths[row] = this.lengths[last];
     }
@@ -142,13 +145,13 @@ export class CacheBuffer {
    */
   trim(): void {
     const target = this.target(this.longest());
-    if (this.columns - target >= 2 * this.step) this.layout(this.rows, this.longest(), target);
+    if (this.columns - target >= 2 * this.step) this.relayout(this.rows, target);
   }
 
   /** Writes each row's fresh key and value ([rows, H, 1, D]) at its column n and lengthens it. */
   append(fresh: KvCache): void {
     const longest = this.longest();
-    if (longest >= this.columns) this.layout(this.rows, longest + 1);
+    this.reserve(this.rows, longest + 1);
     const { numKvHeads: heads, headDim: dim } = this.g;
     for (const name of this.names) {
       const src = fresh[name].data as Float32Array;
@@ -173,10 +176,14 @@ export class CacheBuffer {
     return roundUp(needed, this.step) + this.extra;
   }
 
-  /** Ensures room for `rows` rows of `needed` columns (laying the buffers out again if not), or exactly `columns`. */
-  private layout(rows: number, needed: number, columns?: number): void {
-    const newColumns = columns ?? (needed <= this.columns && this.columns > 0 ? this.columns : this.target(needed));
-    if (rows <= this.rowCapacity && newColumns === this.columns) return;
+  /** Room for `rows` rows of `needed` columns: the buffers as they are, or laid out again at target(needed). */
+  private reserve(rows: number, needed: number): void {
+    const columns = this.rows > 0 && needed <= this.columns ? this.columns : this.target(needed);
+    if (rows > this.rowCapacity || columns !== this.columns) this.relayout(rows, columns);
+  }
+
+  /** Buffers of `newColumns` columns and room for `rows` rows, each row's keys copied over. */
+  private relayout(rows: number, newColumns: number): void {
     const newCapacity = rows <= this.rowCapacity ? this.rowCapacity : Math.max(rows, 2 * this.rowCapacity, 4);
     const { numKvHeads: heads, headDim: dim } = this.g;
     const data: Record<string, Float32Array> = {};

@@ -17,9 +17,12 @@
  * each request alone. Version-1 graphs (model.onnx written before the engine kept the cache) are not probed: their
  * rows are not exact at every capacity (see capacityHolds), so the engine decodes their requests alone.
  */
+import { prefillTogether } from "./batch-prefill";
 import { CacheBuffer } from "./cache-buffer";
-import { emptyCache, type KvCache } from "./kv-cache";
+import { decodeStep } from "./decode-step";
+import type { KvCache } from "./kv-cache";
 import type { ModelGeometry } from "./model-folder";
+import type { ModelInput } from "./sample-decoder";
 
 /** What the probe, the prefill and the scheduler need of an engine: one masked forward. */
 export interface MaskedForward {
@@ -48,7 +51,7 @@ const SLOTS = 3; // soft inputs: three mixed tokens a step
 interface Case {
   prompt: number;
   cache: KvCache; // its prefill, [1, H, prompt, D]
-  inputs: Array<{ ids: BigInt64Array; weights: Float32Array }>;
+  inputs: ModelInput[]; // one a step
 }
 
 /** A small deterministic generator for probe inputs. */
@@ -64,19 +67,17 @@ export async function probeCapacityQuantum(model: MaskedForward): Promise<number
 }
 
 async function probeCases(model: MaskedForward): Promise<Case[]> {
-  const g = model.geometry;
+  const vocab = model.geometry.vocabSize;
   const rand = lcg(20261202);
   const cases: Case[] = [];
   for (const prompt of [...PROMPT_LENGTHS, ...NEIGHBOURS]) {
-    const ids = BigInt64Array.from({ length: prompt }, () => BigInt(Math.floor(rand() * g.vocabSize)));
-    const positions = [Array.from({ length: prompt }, (_, i) => i)];
-    const prefill = await model.forward(ids, new Float32Array(prompt).fill(1), [1, prompt, 1], emptyCache(g, 1), positions);
+    const [prefill] = await prefillTogether(model, [Array.from({ length: prompt }, () => Math.floor(rand() * vocab))]);
     const inputs = Array.from({ length: STEPS }, () => {
       const raw = Array.from({ length: SLOTS }, () => rand() + 0.05);
       const sum = raw.reduce((a, b) => a + b, 0);
-      return { ids: BigInt64Array.from({ length: SLOTS }, () => BigInt(Math.floor(rand() * g.vocabSize))), weights: Float32Array.from(raw, (w) => w / sum) };
+      return { ids: Array.from({ length: SLOTS }, () => Math.floor(rand() * vocab)), weights: raw.map((w) => w / sum) };
     });
-    cases.push({ prompt, cache: prefill.fresh, inputs });
+    cases.push({ prompt, cache: prefill.cache, inputs });
   }
   return cases;
 }
@@ -90,18 +91,7 @@ async function decodeRows(model: MaskedForward, rows: Case[], quantum: number, e
   const buffer = new CacheBuffer(model.geometry, { quantum, extraColumns, step });
   for (const c of rows) buffer.addRow(c.cache, 0, c.prompt);
   const logits: Float32Array[] = [];
-  for (let t = 0; t < STEPS; t++) {
-    const ids = new BigInt64Array(rows.length * SLOTS);
-    const weights = new Float32Array(rows.length * SLOTS);
-    rows.forEach((c, r) => {
-      ids.set(c.inputs[t].ids, r * SLOTS);
-      weights.set(c.inputs[t].weights, r * SLOTS);
-    });
-    const positions = rows.map((_, r) => [buffer.length(r)]);
-    const out = await model.forward(ids, weights, [rows.length, 1, SLOTS], buffer.tensors(), positions, buffer.mask());
-    logits.push(out.logits.slice(0, vocab));
-    buffer.append(out.fresh);
-  }
+  for (let t = 0; t < STEPS; t++) logits.push((await decodeStep(model, buffer, rows.map((c) => c.inputs[t]))).slice(0, vocab));
   return logits;
 }
 

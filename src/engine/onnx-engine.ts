@@ -19,14 +19,15 @@
  */
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { prefillTogetherHolds } from "./batch-prefill";
+import { prefillTogether, prefillTogetherHolds } from "./batch-prefill";
 import { raiseMmapThreshold } from "./malloc-threshold";
 import { BatchScheduler, type BatchStats } from "./batch-scheduler";
 import { CacheBuffer } from "./cache-buffer";
 import { probeCapacityQuantum } from "./capacity-quantum";
-import { emptyCache, fetchNames, freshFromOutputs, graphVersion, type GraphVersion, type KvCache } from "./kv-cache";
+import { decodeStep } from "./decode-step";
+import { fetchNames, freshFromOutputs, graphVersion, type GraphVersion, type KvCache } from "./kv-cache";
 import { loadChatTokenizer, readModelGeometry, type ModelGeometry } from "./model-folder";
-import { SampleDecoder, type ModelInput } from "./sample-decoder";
+import { SampleDecoder } from "./sample-decoder";
 import { StreamEmitter } from "./stream-emitter";
 import { ChatTokenizer } from "./tokenizer";
 import {
@@ -182,35 +183,32 @@ export class OnnxEngine implements ReasoningEngine {
   async generateAlone(request: GenerationRequest, hooks: GenerationHooks = {}): Promise<GenerationResult> {
     const promptIds = this.tokenizer.encodeChat(request.messages);
     const maxTokens = this.checkLengths(promptIds.length, request.max_tokens);
-    const { logits: prefillLogits, fresh: prefillCache } = await this.prefill(promptIds);
-    const vocab = this.geometry.vocabSize;
-    const lastRow = prefillLogits.subarray((promptIds.length - 1) * vocab, promptIds.length * vocab);
+    const [prefill] = await prefillTogether(this, [promptIds]);
 
     const special = { thinkEndId: this.tokenizer.thinkEndId, eosId: this.tokenizer.eosId };
     const decoders = request.samples.map((sample) => new SampleDecoder(sample, request, special, maxTokens, this.tokenizer));
     const stream = hooks.onEvent ? new StreamEmitter(decoders, this.tokenizer, hooks.onEvent) : null;
     const decode = (ids: number[]) => this.tokenizer.decode(ids);
 
+    const vocab = this.geometry.vocabSize;
     const cache = new CacheBuffer(this.geometry, { quantum: this.quantum });
     const active = [...decoders]; // active[r] decodes in row r of the cache
-    for (const _ of active) cache.addRow(prefillCache, 0, promptIds.length);
-    let rowLogits = active.map(() => lastRow);
+    for (const _ of active) cache.addRow(prefill.cache, 0, promptIds.length);
+    let rowLogits = active.map(() => prefill.logits);
     while (active.length > 0 && !hooks.signal?.aborted) {
       const inputs = active.map((d, r) => d.advance(rowLogits[r]));
       stream?.afterStep(active);
       for (let r = active.length - 1; r >= 0; r--) {
         if (!active[r].done) continue;
         const moved = cache.removeRow(r); // the last row takes row r
-        if (moved >= 0) [active[r], inputs[r], rowLogits[r]] = [active[moved], inputs[moved], rowLogits[moved]];
+        if (moved >= 0) [active[r], inputs[r]] = [active[moved], inputs[moved]];
         active.pop();
+        inputs.pop();
       }
       if (active.length === 0) break;
       cache.trim();
-      const { ids, weights, k } = packInputs(inputs.slice(0, active.length));
-      const positions = active.map((_, r) => [cache.length(r)]);
-      const out = await this.forward(ids, weights, [active.length, 1, k], cache.tensors(), positions, cache.mask());
-      cache.append(out.fresh);
-      rowLogits = active.map((_, r) => out.logits.subarray(r * vocab, (r + 1) * vocab));
+      const logits = await decodeStep(this, cache, inputs);
+      rowLogits = active.map((_, r) => logits.subarray(r * vocab, (r + 1) * vocab));
     }
     return { prompt_tokens: promptIds.length, samples: decoders.map((d) => d.toResult(decode)) };
   }
@@ -229,25 +227,4 @@ export class OnnxEngine implements ReasoningEngine {
     }
     return maxTokens ?? context - promptLength;
   }
-
-  private prefill(promptIds: number[]): Promise<ForwardOutput> {
-    const ids = BigInt64Array.from(promptIds, (id) => BigInt(id));
-    const weights = new Float32Array(promptIds.length).fill(1);
-    const positions = [promptIds.map((_, i) => i)];
-    return this.forward(ids, weights, [1, promptIds.length, 1], emptyCache(this.geometry, 1), positions);
-  }
-}
-
-/** [B, 1, k] ids and weights, k the widest input; narrower inputs are padded with id 0, weight 0. */
-function packInputs(inputs: ModelInput[]): { ids: BigInt64Array; weights: Float32Array; k: number } {
-  const k = Math.max(...inputs.map((input) => input.ids.length));
-  const ids = new BigInt64Array(inputs.length * k);
-  const weights = new Float32Array(inputs.length * k);
-  inputs.forEach((input, r) => {
-    input.ids.forEach((id, i) => {
-      ids[r * k + i] = BigInt(id);
-      weights[r * k + i] = input.weights[i];
-    });
-  });
-  return { ids, weights, k };
 }
