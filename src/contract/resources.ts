@@ -39,15 +39,12 @@ export function devicesProblem(devices: unknown, hyperparameters: Readonly<Recor
   const env: Record<string, unknown> = { ...hyperparameters, devices };
   for (const rule of RESOURCE_RULES) {
     if (rule.when !== undefined && !evaluate(rule.when, env)) continue;
-    if (rule.divides !== undefined) {
-      const bound = evaluate(rule.divides, env);
-      if (typeof bound !== 'number') throw new Error(`contract/resources.json rule ${rule.name}: the bound is not a number`);
-      if (bound % devices !== 0) return { rule: rule.name, detail: fill(rule.message, { ...env, bound }) };
-    } else if (rule.at_most !== undefined) {
-      const bound = evaluate(rule.at_most, env);
-      if (typeof bound !== 'number') throw new Error(`contract/resources.json rule ${rule.name}: the bound is not a number`);
-      if (devices > bound) return { rule: rule.name, detail: fill(rule.message, { ...env, bound }) };
-    } else throw new Error(`contract/resources.json rule ${rule.name}: neither "divides" nor "at_most"`);
+    const expression = rule.divides ?? rule.at_most;
+    if (expression === undefined) throw new Error(`contract/resources.json rule ${rule.name}: neither "divides" nor "at_most"`);
+    const bound = evaluate(expression, env);
+    if (typeof bound !== 'number') throw new Error(`contract/resources.json rule ${rule.name}: the bound is not a number`);
+    const broken = rule.divides !== undefined ? bound % devices !== 0 : devices > bound;
+    if (broken) return { rule: rule.name, detail: fill(rule.message, { ...env, bound }) };
   }
   return null;
 }
