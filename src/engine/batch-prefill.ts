@@ -70,7 +70,8 @@ export async function prefillTogetherHolds(model: MaskedForward): Promise<boolea
   return true;
 }
 
-function samePrefill(a: Prefill, b: Prefill): boolean {
+/** Whether two prefills have the same logits and keys, bit for bit. */
+export function samePrefill(a: Prefill, b: Prefill): boolean {
   if (!sameFloats(a.logits, b.logits)) return false;
   return Object.keys(b.cache).every((name) => sameFloats(a.cache[name].data as Float32Array, b.cache[name].data as Float32Array));
 }

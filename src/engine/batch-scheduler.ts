@@ -10,21 +10,25 @@
  *   row's logits bit for bit what they are when it decodes alone, so every sample is exactly the sample of the same
  *   request run alone: same tokens, same text, same finish reason, same events.
  * - Prefill. A request's prompt is prefilled once, and its samples start from that one cache: a row's keys are copied
- *   from it when the row joins the batch. When a request's prefill is due, the other waiting requests without one
- *   (oldest first, up to the free rows and `maxPrefillBatch`) are prefilled in the same forward, right-padded so
- *   each is exactly its prefill alone (./batch-prefill.ts; 1 when the session's probe says that does not hold).
- *   Recent prefills are kept by their token ids (./prefill-cache.ts), so the next wave of an adaptive vote, or the
- *   same prompt again, skips it.
- * - Joining. Rows join between steps, whatever their length: a joining row's keys are copied from its prefill
- *   into a new last row of the cache (which grows its capacity when the prompt is longer than every row).
+ *   from it when the row joins the batch. Prefills run ahead of free rows while the batch goes on decoding: at each
+ *   step the waiting requests without one (fairest first, as many as the free rows not already promised to
+ *   prefilled samples, and one ahead when the batch is full, up to `maxPrefillBatch`) go to the prefiller in one
+ *   forward, right-padded so each is exactly its prefill alone (./batch-prefill.ts; 1 when the session's probe says
+ *   that does not hold), one forward at a time. The prefiller (./prefiller.ts) runs it on the engine's session
+ *   between two decode steps, or in a thread of its own, where it overlaps the decoding. Recent prefills are kept
+ *   by their token ids (./prefill-cache.ts), so the next wave of an adaptive vote, or the same prompt again, skips
+ *   it and starts at once.
+ * - Joining. Rows join between steps once their prefill is there, whatever their length: a joining row's keys are
+ *   copied from its prefill into a new last row of the cache (which grows its capacity when the prompt is longer
+ *   than every row).
  * - Leaving. A row leaves when its sample is done (the cache's last row takes its place); a request whose caller aborted (hooks.signal: a client that went
  *   away) leaves at the next step with what its samples have (finish_reason "cancelled"), freeing its rows. Adaptive
  *   voting (src/reasoning/sampling-run.ts) draws its waves as separate requests, so once the vote is decided none
  *   of its samples are in the batch.
- * - Admission. At most `maxRows` rows decode at once. Free rows go, one at a time, to the waiting request whose
- *   tenant has the fewest rows in the batch, then to the one of that tenant with the fewest rows, then to the oldest:
- *   one tenant's n = 64 request cannot starve another tenant's n = 1, nor one request a tenant's others.
- * Failures: a failing prefill fails its request; a failing batch forward fails the requests with rows in the batch;
+ * - Admission. At most `maxRows` rows decode at once. Free rows go, one at a time, to the prefilled waiting request
+ *   whose tenant has the fewest rows in the batch, then to the one of that tenant with the fewest rows, then to the
+ *   oldest: one tenant's n = 64 request cannot starve another tenant's n = 1, nor one request a tenant's others.
+ * Failures: a failing prefill fails its request (which has no rows yet); a failing batch forward fails the requests with rows in the batch;
  * a throwing onEvent fails its own request. The others go on.
  */
 import { prefillTogether } from "./batch-prefill";
@@ -32,6 +36,7 @@ import { CacheBuffer } from "./cache-buffer";
 import type { MaskedForward } from "./capacity-quantum";
 import { decodeStep } from "./decode-step";
 import { PrefillCache, type Prefill } from "./prefill-cache";
+import { InlinePrefiller, type Prefiller } from "./prefiller";
 import { SampleDecoder, type ModelInput } from "./sample-decoder";
 import { StreamEmitter } from "./stream-emitter";
 import type { ChatTokenizer } from "./tokenizer";
@@ -96,12 +101,17 @@ export class BatchScheduler {
   private prefilled = 0;
   private prefillForwards = 0;
   private padding = 0; // summed over forwards: 1 - (sum of row lengths) / (rows x columns)
+  private prefilling: Promise<void> | null = null; // the prefiller's forward in flight
+  private readonly prefillingJobs = new Set<Job>(); // the requests whose prompts it prefills
+  readonly prefiller: Prefiller;
 
   constructor(
     private readonly model: MaskedForward,
     private readonly tokenizer: ChatTokenizer,
     readonly options: BatchSchedulerOptions,
+    prefiller?: Prefiller, // default: on the model's own session, between decode steps
   ) {
+    this.prefiller = prefiller ?? new InlinePrefiller(model);
     for (const [name, value] of Object.entries(options)) {
       if (value === undefined) continue;
       if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
@@ -129,6 +139,8 @@ export class BatchScheduler {
         prefill: null,
         settled: false,
       });
+      // its prompt's prefill can start now, beside the step in progress (after the requests of this same tick)
+      queueMicrotask(() => this.startPrefills());
       this.wake();
     });
   }
@@ -146,6 +158,11 @@ export class BatchScheduler {
     while (this.running) await this.running;
   }
 
+  /** Ends the prefiller (its thread); call after idle(), once no request will come. */
+  close(): Promise<void> {
+    return this.prefiller.close();
+  }
+
   private wake(): void {
     if (this.running) return;
     this.running = this.run().finally(() => {
@@ -155,7 +172,9 @@ export class BatchScheduler {
   }
 
   private async run(): Promise<void> {
-    while (this.jobs.length > 0) await this.step();
+    await Promise.resolve(); // requests submitted in the same tick as the first start together
+    // a prefill in flight for requests that went away is waited for too: the session is not released under it
+    while (this.jobs.length > 0 || this.prefilling) await this.step();
     this.rows = [];
     this.cache.clear();
   }
@@ -170,31 +189,28 @@ export class BatchScheduler {
       note(advanced, row);
     }
     for (let r = this.rows.length - 1; r >= 0; r--) if (this.rows[r].decoder.done) this.vacate(r);
-    const joiners = await this.admit(advanced);
+    await this.prefillDue();
+    const joiners = this.admit(advanced);
     for (const [job, decoders] of advanced) this.emit(job, decoders);
     for (const job of [...this.jobs]) if (job.started === job.decoders.length && job.decoders.every((d) => d.done)) this.settle(job);
     this.place(joiners.filter((row) => !row.job.settled));
     for (const job of this.jobs) if (job.started === job.decoders.length) job.prefill = null;
     if (this.rows.length > 0) await this.decode();
+    else if (this.prefilling) await this.prefilling; // nothing decodes until a prompt is prefilled
   }
 
   /**
-   * Starts waiting samples while rows are free: the fairest request first (see the module comment), each started
-   * sample advanced on its prompt's logits. Returns the rows to place in the batch (a sample may finish at once).
+   * Starts prefilled waiting samples while rows are free: the fairest request first (see the module comment), each
+   * started sample advanced on its prompt's logits. Returns the rows to place in the batch (a sample may finish at once).
    */
-  private async admit(advanced: Map<Job, SampleDecoder[]>): Promise<Row[]> {
+  private admit(advanced: Map<Job, SampleDecoder[]>): Row[] {
     const joiners: Row[] = [];
     const live = this.rows.length;
-    for (;;) {
-      if (this.options.maxRows - live - joiners.length <= 0) break;
-      const job = this.fairest();
+    while (this.options.maxRows - live - joiners.length > 0) {
+      const job = this.fairest((j) => j.prefill !== null);
       if (!job) break;
-      if (!job.prefill) {
-        await this.prefill(job, this.options.maxRows - live - joiners.length);
-        if (!job.prefill) continue; // its prefill failed, and so did its request
-      }
       const decoder = job.decoders[job.started++];
-      const row: Row = { job, decoder, logits: job.prefill.logits, input: null, prefill: job.prefill };
+      const row: Row = { job, decoder, logits: job.prefill!.logits, input: null, prefill: job.prefill };
       row.input = decoder.advance(row.logits);
       note(advanced, row);
       if (decoder.done) continue;
@@ -205,55 +221,94 @@ export class BatchScheduler {
     return joiners;
   }
 
-  /** The waiting request to start a sample of next: fewest rows of its tenant, then of its own, then oldest. */
-  private fairest(): Job | null {
+  /** The waiting request (of those `eligible`) to start a sample of next: the first of byFairness. */
+  private fairest(eligible: (job: Job) => boolean): Job | null {
     let best: Job | null = null;
-    let bestKey: [number, number, number] | null = null;
     for (const job of this.jobs) {
-      if (job.settled || job.started === job.decoders.length) continue;
-      const key: [number, number, number] = [this.tenantRows.get(job.tenant) ?? 0, job.rows, job.order];
-      if (!bestKey || key[0] < bestKey[0] || (key[0] === bestKey[0] && (key[1] < bestKey[1] || (key[1] === bestKey[1] && key[2] < bestKey[2])))) {
-        best = job;
-        bestKey = key;
-      }
+      if (job.settled || job.started === job.decoders.length || !eligible(job)) continue;
+      if (!best || this.fairer(job, best)) best = job;
     }
     return best;
   }
 
+  /** Fewest rows of its tenant in the batch, then of its own, then oldest. */
+  private fairer(a: Job, b: Job): boolean {
+    const ta = this.tenantRows.get(a.tenant) ?? 0;
+    const tb = this.tenantRows.get(b.tenant) ?? 0;
+    return ta !== tb ? ta < tb : a.rows !== b.rows ? a.rows < b.rows : a.order < b.order;
+  }
+
+  private byFairness(jobs: Job[]): Job[] {
+    return jobs.sort((a, b) => (this.fairer(a, b) ? -1 : this.fairer(b, a) ? 1 : 0));
+  }
+
   /**
-   * Gives `first` its prefill, and with it (one forward) the other waiting requests without one, oldest first, as
-   * many as `room` free rows, maxPrefillBatch and maxPrefillTokens allow. Kept prefills are reused; a prompt asked by several requests
-   * is prefilled once. A failing forward of several prompts is retried prompt by prompt, so a failing prefill fails
-   * its own request only.
+   * Starts the prefills that are due, and waits for them when nothing else can run meanwhile: a prefiller that runs
+   * on the batch's own thread (not `concurrent`) holds up the decode step anyway, so the step waits until every
+   * prefill that can join it is done; a concurrent one (a thread) is waited for only when no row can decode.
    */
-  private async prefill(first: Job, room: number): Promise<void> {
-    const limit = Math.max(1, Math.min(room, this.options.maxPrefillBatch ?? 1));
-    const tokens = this.options.maxPrefillTokens ?? Infinity;
-    const group = [first];
-    let longest = first.promptIds.length;
-    for (const job of this.jobs) {
-      if (group.length >= limit) break;
-      if (job === first || job.settled || job.prefill || job.started === job.decoders.length) continue;
-      const length = Math.max(longest, job.promptIds.length);
-      if ((group.length + 1) * length > tokens) continue; // the batch's padded tokens (and logits) stay bounded
-      group.push(job);
-      longest = length;
+  private async prefillDue(): Promise<void> {
+    this.startPrefills();
+    while (this.prefilling && !(this.prefiller.concurrent && (this.rows.length > 0 || this.jobs.some((job) => job.prefill)))) {
+      await this.prefilling;
+      this.startPrefills();
     }
-    const due = new Map<string, Job[]>(); // prompt -> its requests
-    for (const job of group) {
+  }
+
+  /**
+   * Gets waiting requests their prompts' prefills ahead of free rows, fairest first, until one more request than
+   * there are free rows (at least one) has its prefill: a kept prefill at once, the others in one forward of the
+   * prefiller (at most maxPrefillBatch prompts and maxPrefillTokens padded positions) unless one is in flight, in
+   * which case they wait for the next. Called at each step, when a request comes and when a forward ends; it
+   * touches no row, so it may run while a decode step is in flight.
+   */
+  private startPrefills(): void {
+    const ready = this.jobs.filter((job) => job.prefill && job.started < job.decoders.length).length;
+    const room = Math.max(this.options.maxRows - this.rows.length, 1) + 1 - ready; // requests to have prefilled
+    const limit = this.options.maxPrefillBatch ?? 1;
+    const tokens = this.options.maxPrefillTokens ?? Infinity;
+    const due = this.byFairness(this.jobs.filter((job) => !job.prefill && !this.prefillingJobs.has(job) && job.started < job.decoders.length));
+    const group: Job[] = [];
+    let longest = 0;
+    let taken = 0;
+    for (const job of due) {
+      if (taken >= room) break;
       const kept = this.prefills.get(job.promptIds);
       if (kept) job.prefill = kept;
       else {
-        const key = job.promptIds.join(",");
-        due.set(key, [...(due.get(key) ?? []), job]);
+        const length = Math.max(longest, job.promptIds.length);
+        const full = group.length >= limit || (group.length > 0 && (group.length + 1) * length > tokens);
+        if (this.prefilling || full) continue; // for a later forward
+        group.push(job);
+        longest = length;
       }
+      taken++;
+    }
+    if (group.length === 0) return;
+    for (const job of group) this.prefillingJobs.add(job);
+    this.prefilling = this.prefillGroup(group).finally(() => {
+      for (const job of group) this.prefillingJobs.delete(job);
+      this.prefilling = null;
+      this.startPrefills(); // the prompts that came meanwhile, without waiting for the next step
+    });
+  }
+
+  /**
+   * One forward of the prefiller for the group's prompts (a prompt asked by several requests is prefilled once). A
+   * failing forward of several prompts is retried prompt by prompt, so a failing prefill fails its own request only
+   * (one without rows: runs between decode steps or beside one, and touches no row).
+   */
+  private async prefillGroup(group: Job[]): Promise<void> {
+    const due = new Map<string, Job[]>(); // prompt -> its requests
+    for (const job of group) {
+      const key = job.promptIds.join(",");
+      due.set(key, [...(due.get(key) ?? []), job]);
     }
     const waiting = [...due.values()];
-    if (waiting.length === 0) return;
     const prompts = waiting.map((jobs) => jobs[0].promptIds);
     let prefills: Prefill[] | null = null;
     try {
-      prefills = await prefillTogether(this.model, prompts);
+      prefills = await this.prefiller.prefill(prompts);
       this.prefillForwards++;
     } catch (error) {
       if (waiting.length === 1) {
@@ -265,7 +320,7 @@ export class BatchScheduler {
       let prefill = prefills?.[i];
       if (!prefill) {
         try {
-          [prefill] = await prefillTogether(this.model, [prompts[i]]);
+          [prefill] = await this.prefiller.prefill([prompts[i]]);
           this.prefillForwards++;
         } catch (error) {
           for (const job of jobs) this.fail(job, error);

@@ -19,6 +19,7 @@ export interface EngineThreadData {
   intraOpThreads?: number;
   batching?: boolean;
   maxBatchRows?: number;
+  prefillThread?: boolean;
 }
 
 export type ToEngineThread =

@@ -8,7 +8,9 @@
  *    "qwen-7b":    {"engine": "remote", "url": "http://gpu-host:8100", "context_length": 32768}}
  * An onnx model may set "threads" (onnxruntime intra-op threads per session, default 1), "pool_size" (engine
  * threads serving it, default min(2, cores)), "max_batch_rows" (the cap on samples decoding together in one thread's
- * continuous batch, default 32) and "batching": false (each request decodes alone, as before continuous batching).
+ * continuous batch, default 32), "batching": false (each request decodes alone, as before continuous batching) and
+ * "prefill_thread" (each engine thread prefills its prompts in a thread of its own, overlapping its decode steps;
+ * default: when pool_size is below the machine's cores).
  *
  * onnxruntime-node engines run in worker threads (./threaded-engine.ts), off the event loop, for both configured
  * models and checkpoints of the cache. Pool size 0 runs OnnxEngine on the API thread instead, where every decode
@@ -32,6 +34,7 @@ export const EngineModelConfig = z.discriminatedUnion("engine", [
     pool_size: z.number().int().min(0).optional(),
     max_batch_rows: z.number().int().min(1).optional(),
     batching: z.boolean().optional(),
+    prefill_thread: z.boolean().optional(),
   }),
   z.object({
     engine: z.literal("remote"),
@@ -59,6 +62,7 @@ interface OnnxLoadOptions {
   poolSize?: number;
   batching?: boolean;
   maxBatchRows?: number;
+  prefillThread?: boolean;
 }
 
 /** An onnxruntime-node engine for a model folder: in `poolSize` worker threads, or on this thread for 0. */
@@ -88,6 +92,7 @@ export function createNodeEngineRegistry(options: NodeEngineOptions): Configured
               poolSize: model.pool_size ?? options.poolSize,
               batching: model.batching,
               maxBatchRows: model.max_batch_rows,
+              prefillThread: model.prefill_thread,
             })
         : async () => new RemoteEngine({ modelId: id, url: model.url, contextLength: model.context_length, token: model.token });
   }

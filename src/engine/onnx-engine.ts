@@ -17,16 +17,17 @@
  * mixed tokens, discrete rows [tok] padded to k with weight 0). Rows leave the batch as they finish. Its cache has the
  * capacity the continuous batch would give a row of its length (the quantum's rule), so its samples are the same.
  */
-import { join } from "node:path";
-import * as ort from "onnxruntime-node";
+import type * as ort from "onnxruntime-node";
 import { prefillTogether, prefillTogetherHolds } from "./batch-prefill";
-import { raiseMmapThreshold } from "./malloc-threshold";
 import { BatchScheduler, type BatchStats } from "./batch-scheduler";
 import { CacheBuffer } from "./cache-buffer";
 import { probeCapacityQuantum } from "./capacity-quantum";
 import { decodeStep } from "./decode-step";
-import { fetchNames, freshFromOutputs, graphVersion, type GraphVersion, type KvCache } from "./kv-cache";
+import type { GraphVersion, KvCache } from "./kv-cache";
 import { loadChatTokenizer, readModelGeometry, type ModelGeometry } from "./model-folder";
+import { OnnxForward, type ForwardOutput } from "./onnx-forward";
+import { startPrefillThread } from "./prefill-thread-start";
+import { InlinePrefiller, type Prefiller } from "./prefiller";
 import { SampleDecoder } from "./sample-decoder";
 import { StreamEmitter } from "./stream-emitter";
 import { ChatTokenizer } from "./tokenizer";
@@ -46,6 +47,12 @@ export interface OnnxEngineOptions {
   maxBatchRows?: number; // the cap on rows (samples) in the batch (default DEFAULT_MAX_BATCH_ROWS)
   capacityQuantum?: number; // skip the measurement at load and use this quantum (tests; without batching: the layout of generateAlone)
   prefillTogether?: boolean; // prefill waiting prompts together when the session's probe allows (default true)
+  /**
+   * Prefill the batch's prompts in a thread of their own, on a second session of the model, while the batch decodes
+   * (./prefiller.ts; default false: between decode steps, on this session). Worth it when a core is free for it; the
+   * model's weights are then in memory twice.
+   */
+  prefillThread?: boolean;
 }
 
 export const DEFAULT_MAX_BATCH_ROWS = 32;
@@ -64,27 +71,30 @@ export interface BatchingDescription {
   batching: boolean;
   quantum: number | null;
   maxRows: number;
-}
-
-interface ForwardOutput {
-  logits: Float32Array; // [B, T, V]
-  fresh: KvCache; // the keys and values of the T positions, [B, H, T, D]
+  prefiller: Prefiller["where"] | null; // where the batch's prompts are prefilled (./prefiller.ts)
 }
 
 export class OnnxEngine implements ReasoningEngine {
   private scheduler: BatchScheduler | null = null;
   private maxRows = DEFAULT_MAX_BATCH_ROWS;
   private quantum = 1; // the capacity quantum generateAlone lays its cache out with (1 until measured)
-  private readonly fetches: string[];
 
   private constructor(
     private readonly modelId: string,
-    readonly session: ort.InferenceSession,
+    private readonly model: OnnxForward,
     readonly tokenizer: ChatTokenizer,
-    readonly geometry: ModelGeometry,
-    readonly graphVersion: GraphVersion,
-  ) {
-    this.fetches = fetchNames(geometry.numLayers, graphVersion);
+  ) {}
+
+  get session(): ort.InferenceSession {
+    return this.model.session;
+  }
+
+  get geometry(): ModelGeometry {
+    return this.model.geometry;
+  }
+
+  get graphVersion(): GraphVersion {
+    return this.model.graphVersion;
   }
 
   static async load(folder: string, options: OnnxEngineOptions): Promise<OnnxEngine> {
@@ -93,18 +103,9 @@ export class OnnxEngine implements ReasoningEngine {
     // One after the other, so a folder missing several files always names config.json first.
     const geometry = await readModelGeometry(folder);
     const tokenizer = await loadChatTokenizer(folder);
-    const session = await ort.InferenceSession.create(join(folder, "model.onnx"), {
-      intraOpNumThreads: options.intraOpThreads ?? 1,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: "all",
-    });
-    const version = graphVersion(session.outputNames);
-    if (version === null) {
-      await session.release();
-      throw new Error(`model folder ${folder}: model.onnx has neither new.0.key nor present.0.key among its outputs (docs/CONTRACTS.md "ONNX model")`);
-    }
-    raiseMmapThreshold(); // output buffers reuse heap memory instead of being mapped afresh every step
-    const engine = new OnnxEngine(options.modelId, session, tokenizer, geometry, version);
+    const model = await OnnxForward.open(folder, geometry, options.intraOpThreads);
+    const version = model.graphVersion;
+    const engine = new OnnxEngine(options.modelId, model, tokenizer);
     engine.maxRows = maxRows;
     engine.quantum = options.capacityQuantum ?? 1;
     if ((options.batching ?? true) && version === 1) {
@@ -119,7 +120,9 @@ export class OnnxEngine implements ReasoningEngine {
           else console.warn(`onnx engine ${options.modelId}: prompts prefilled together differ from alone on this session; each is prefilled alone`);
         }
         const maxPrefillTokens = prefillTokenBudget(geometry.vocabSize);
-        engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows, quantum, maxPrefillBatch, maxPrefillTokens });
+        const inline = new InlinePrefiller(engine);
+        const prefiller = options.prefillThread ? await startPrefillThread(folder, options, inline, geometry.vocabSize) : inline;
+        engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows, quantum, maxPrefillBatch, maxPrefillTokens }, prefiller);
       } else console.warn(`onnx engine ${options.modelId}: no cache capacity keeps this session's logits exact; requests decode alone`);
     }
     return engine;
@@ -130,7 +133,8 @@ export class OnnxEngine implements ReasoningEngine {
   }
 
   describeBatching(): BatchingDescription {
-    return { batching: this.scheduler !== null, quantum: this.scheduler?.options.quantum ?? null, maxRows: this.maxRows };
+    const scheduler = this.scheduler;
+    return { batching: scheduler !== null, quantum: scheduler?.options.quantum ?? null, maxRows: this.maxRows, prefiller: scheduler?.prefiller.where ?? null };
   }
 
   /** The continuous batch now (null when requests decode alone). */
@@ -141,11 +145,12 @@ export class OnnxEngine implements ReasoningEngine {
   /** Releases the session once the batch has answered every request in it. */
   async release(): Promise<void> {
     await this.scheduler?.idle();
-    await this.session.release();
+    await this.scheduler?.close();
+    await this.model.release();
   }
 
   /** One forward of B rows x T positions (k slots each) after a cache of length P; `mask` [B, P+T] (default ones). */
-  async forward(
+  forward(
     ids: BigInt64Array,
     weights: Float32Array,
     dims: [number, number, number],
@@ -153,18 +158,7 @@ export class OnnxEngine implements ReasoningEngine {
     positions: number[][],
     mask?: BigInt64Array,
   ): Promise<ForwardOutput> {
-    const [batch, length] = dims;
-    const past = Object.values(cache)[0]?.dims[2] as number;
-    const total = past + length;
-    const feeds: Record<string, ort.Tensor> = {
-      ids: new ort.Tensor("int64", ids, dims),
-      weights: new ort.Tensor("float32", weights, dims),
-      attention_mask: new ort.Tensor("int64", mask ?? new BigInt64Array(batch * total).fill(1n), [batch, total]),
-      position_ids: new ort.Tensor("int64", BigInt64Array.from(positions.flat(), (p) => BigInt(p)), [batch, length]),
-      ...cache,
-    };
-    const outputs = await this.session.run(feeds, this.fetches);
-    return { logits: (outputs.logits as ort.Tensor).data as Float32Array, fresh: freshFromOutputs(outputs, this.geometry.numLayers, this.graphVersion, length) };
+    return this.model.forward(ids, weights, dims, cache, positions, mask);
   }
 
   async preflight(request: GenerationRequest): Promise<void> {

@@ -10,7 +10,9 @@
  * the thread with the fewest samples in flight; the requests of a thread decode together in its engine's continuous
  * batch (./batch-scheduler.ts), so each thread is one batch, and the pool spreads the rows over the cores. A thread
  * that dies rejects its requests in flight with an error saying so and leaves the pool; the next request starts a
- * fresh one. release() ends every thread (each exits between two decode steps: see ./engine-thread-client.ts on why
+ * fresh one. Each engine thread may prefill its batch's prompts in a thread of its own (OnnxEngine's prefillThread),
+ * by default when the pool is smaller than the machine's cores, so prefill and decode overlap on the free core.
+ * release() ends every thread (each exits between two decode steps: see ./engine-thread-client.ts on why
  * threads are never terminated).
  */
 import { availableParallelism } from "node:os";
@@ -23,9 +25,14 @@ export interface ThreadedEngineOptions {
   poolSize?: number; // threads for this model (default min(2, available cores))
   batching?: boolean; // continuous batching in each thread (default true)
   maxBatchRows?: number; // the cap on rows of each thread's batch (OnnxEngine's default)
+  /** Each engine thread prefills its batch's prompts in a thread of its own (default: when the pool leaves a core free). */
+  prefillThread?: boolean;
 }
 
 export const defaultPoolSize = (): number => Math.min(2, availableParallelism());
+
+/** A prefill thread per engine thread by default when the pool's threads leave a core for them. */
+export const defaultPrefillThread = (poolSize: number): boolean => poolSize < availableParallelism();
 
 interface Slot {
   thread: Promise<EngineThread>;
@@ -46,8 +53,9 @@ export class ThreadedEngine implements ReasoningEngine {
   static async load(folder: string, options: ThreadedEngineOptions): Promise<ThreadedEngine> {
     const poolSize = options.poolSize ?? defaultPoolSize();
     if (!Number.isInteger(poolSize) || poolSize < 1) throw new RangeError(`poolSize must be a positive integer, got ${poolSize}`);
-    const first = await EngineThread.start(threadData(folder, options));
-    const engine = new ThreadedEngine(folder, { ...options, poolSize }, first.description);
+    const full = { ...options, poolSize, prefillThread: options.prefillThread ?? defaultPrefillThread(poolSize) };
+    const first = await EngineThread.start(threadData(folder, full));
+    const engine = new ThreadedEngine(folder, full, first.description);
     engine.adopt(Promise.resolve(first));
     return engine;
   }
@@ -107,6 +115,6 @@ export class ThreadedEngine implements ReasoningEngine {
 }
 
 function threadData(folder: string, options: ThreadedEngineOptions) {
-  const { modelId, intraOpThreads, batching, maxBatchRows } = options;
-  return { folder, modelId, intraOpThreads, batching, maxBatchRows };
+  const { modelId, intraOpThreads, batching, maxBatchRows, prefillThread } = options;
+  return { folder, modelId, intraOpThreads, batching, maxBatchRows, prefillThread };
 }

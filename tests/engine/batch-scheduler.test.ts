@@ -110,7 +110,7 @@ describe('continuous batching', () => {
     expect(batching.batching).toBe(true);
     expect(batching.quantum).toBeGreaterThanOrEqual(1);
     expect(batching.maxRows).toBe(32);
-    expect(alone.describeBatching()).toEqual({ batching: false, quantum: null, maxRows: 32 });
+    expect(alone.describeBatching()).toEqual({ batching: false, quantum: null, maxRows: 32, prefiller: null });
   });
 
   it('every sample of concurrent requests equals the request decoded alone (mixed prompts, modes, k, stops)', async () => {
@@ -348,17 +348,22 @@ describe('admission (a stand-in model whose every sample runs exactly max_tokens
 
   it('prefills waiting requests together, as many as free rows, maxPrefillBatch and maxPrefillTokens allow', async () => {
     const { scheduler, prefills, submit } = await setup(4, 1, { maxPrefillBatch: 3, maxPrefillTokens: 40 });
-    // (the stand-in's prompts of one length are one prompt, so the lengths differ.) a starts the scheduler and is
-    // prefilled alone at once; b, c, d, e arrive meanwhile. Three rows are free: b, c and d are prefilled together
-    // (3 prompts x 13 = 39 <= 40 tokens); e once a row frees up
+    // (the stand-in's prompts of one length are one prompt, so the lengths differ.) The five arrive in one tick and
+    // four rows are free: one more request than that may be prefilled ahead, three to a forward: a, b and c first
+    // (3 prompts x 13 = 39 <= 40 tokens), then d and e together, while a, b and c take their rows
     const all = [submit('a', 'A', 1, 20, 12), submit('b', 'B', 1, 20, 9), submit('c', 'C', 1, 20, 13), submit('d', 'D', 1, 20, 11), submit('e', 'E', 1, 20, 10)];
     await Promise.all(all);
-    expect(prefills).toEqual([[1, 12], [3, 13], [1, 10]]);
-    expect(scheduler.stats()).toMatchObject({ prefills: 5, prefillForwards: 3 });
-    // the token bound: after p0, 30 tokens take p1 and p2 (2 x 15), not p3 too (3 x 16 = 48)
+    expect(prefills).toEqual([[3, 13], [2, 11]]);
+    expect(scheduler.stats()).toMatchObject({ prefills: 5, prefillForwards: 2 });
+    // the token bound: 30 tokens take p0 and p1 (2 x 15), not p2 too (3 x 15 = 45), nor p3 (3 x 16); then p2 and
+    // p3 would be 2 x 16 = 32: each goes alone
     const bounded = await setup(8, 1, { maxPrefillBatch: 8, maxPrefillTokens: 30 });
     await Promise.all([14, 15, 13, 16].map((n, i) => bounded.submit(`p${i}`, 'A', 1, 5, n)));
-    expect(bounded.prefills).toEqual([[1, 14], [2, 15], [1, 16]]);
+    expect(bounded.prefills).toEqual([[2, 15], [1, 13], [1, 16]]);
+    // one prompt per forward: each request's prefill its own
+    const single = await setup(2, 1, { maxPrefillBatch: 1 });
+    await Promise.all([12, 9, 13].map((n, i) => single.submit(`s${i}`, 'A', 1, 5, n)));
+    expect(single.prefills).toEqual([[1, 12], [1, 9], [1, 13]]);
   });
 
   it('a request joins at the next step whatever its prompt length; the capacity grows by the layout step', async () => {
