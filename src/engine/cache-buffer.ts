@@ -159,7 +159,12 @@ export class CacheBuffer {
       const data = this.data[name];
       for (let r = 0; r < this.rows; r++) {
         const n = this.lengths[r];
-        for (let h = 0; h < heads; h++) data.set(src.subarray((r * heads + h) * dim, (r * heads + h + 1) * dim), ((r * heads + h) * this.columns + n) * dim);
+        for (let h = 0; h < heads; h++) {
+          // an element loop: a subarray per row and head would be garbage every step
+          const from = (r * heads + h) * dim;
+          const to = ((r * heads + h) * this.columns + n) * dim;
+          for (let d = 0; d < dim; d++) data[to + d] = src[from + d];
+        }
       }
     }
     for (let r = 0; r < this.rows; r++) this.lengths[r]++;

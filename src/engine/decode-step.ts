@@ -17,16 +17,22 @@ export async function decodeStep(model: MaskedForward, cache: CacheBuffer, input
   return out.logits;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+if (!LITTLE_ENDIAN) throw new Error("decode-step packs int64 ids as little-endian words; this platform is big-endian");
+
 /** [B, 1, k] ids and weights, k the widest input. */
 function packInputs(inputs: ModelInput[]): { ids: BigInt64Array; weights: Float32Array; k: number } {
-  const k = Math.max(1, ...inputs.map((input) => input.ids.length));
+  let k = 1;
+  for (const input of inputs) k = Math.max(k, input.ids.length);
   const ids = new BigInt64Array(inputs.length * k);
+  const words = new Uint32Array(ids.buffer); // little-endian int64: the id in the low word (ids are below 2^31), 0 above
   const weights = new Float32Array(inputs.length * k);
-  inputs.forEach((input, r) => {
-    input.ids.forEach((id, i) => {
-      ids[r * k + i] = BigInt(id);
+  for (let r = 0; r < inputs.length; r++) {
+    const input = inputs[r];
+    for (let i = 0; i < input.ids.length; i++) {
+      words[2 * (r * k + i)] = input.ids[i];
       weights[r * k + i] = input.weights[i];
-    });
-  });
+    }
+  }
   return { ids, weights, k };
 }
