@@ -1,8 +1,9 @@
 /**
  * The concurrency table of bench/engine.ts: concurrent /v1/reason-like requests on one engine thread (ThreadedEngine,
- * pool 1, one onnxruntime intra-op thread), continuous batching (src/engine/batch-scheduler.ts) against the
- * unbatched engine (each request decoded alone, interleaved between steps: batching false), the same requests in the
- * same run, one load after the other, the unbatched engine first for each load.
+ * pool 1, one onnxruntime intra-op thread), continuous batching (src/engine/batch-scheduler.ts; its prompts
+ * prefilled in a thread of their own when a core is left for it, ThreadedEngine's default) against the unbatched
+ * engine (each request decoded alone, interleaved between steps: batching false), the same requests in the same run,
+ * one load after the other, the unbatched engine first for each load.
  *
  * A load is C clients in a closed loop, each sending its next request as soon as its last one is answered, until R
  * requests are answered. Request i is the same for both engines: prompt i of models/tiny/data/test.jsonl (30 to 64
@@ -51,7 +52,7 @@ const MIXED_N = [1, 1, 1, 2, 4, 8];
 export function loads(): Load[] {
   const nOne = (clients: number, requests: number): Load => ({ name: `${clients} concurrent, n=1`, clients, requests, n: () => 1 });
   return [
-    nOne(1, 32),
+    nOne(1, 64), // the same 64 requests as the 8-concurrent load: p99 alone against p99 at 8 concurrent, like for like
     nOne(8, 64),
     nOne(32, 128),
     nOne(64, 192),
@@ -128,12 +129,15 @@ export interface ConcurrencyRow {
   identical: boolean;
 }
 
-/** Every load on both engines (a warm-up load first on each), each engine in `poolSize` threads. */
-export async function measureConcurrency(folder: string, maxTokens: number, only?: string[], poolSize = 1): Promise<ConcurrencyRow[]> {
+/**
+ * Every load on both engines (a warm-up load first on each), each engine in `poolSize` threads; the batched engine's
+ * threads prefill in a thread of their own as `prefillThread` says (default: ThreadedEngine's, a core left free).
+ */
+export async function measureConcurrency(folder: string, maxTokens: number, only?: string[], poolSize = 1, prefillThread?: boolean): Promise<ConcurrencyRow[]> {
   const prompts = readPrompts(folder);
   const [unbatched, batched] = await Promise.all([
     ThreadedEngine.load(folder, { modelId: 'bench', poolSize, batching: false }),
-    ThreadedEngine.load(folder, { modelId: 'bench', poolSize }),
+    ThreadedEngine.load(folder, { modelId: 'bench', poolSize, prefillThread }),
   ]);
   try {
     const warmUp: Load = { name: 'warm-up', clients: 8, requests: 16, n: () => 1 };

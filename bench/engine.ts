@@ -11,6 +11,7 @@
  *
  *   npm run bench:engine -- [--model models/tiny] [--repeats 3] [--threads 1] [--max-tokens 64]
  *                           [--sections concurrency,speed] [--loads "1 ,32 "] [--pool 1]
+ *                           [--prefill-thread on|off|default]
  *
  * Speed: tokens/s = generated steps summed over the n samples / wall time of the request (prefill included);
  * latency = median wall time of one request.
@@ -22,6 +23,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OnnxEngine } from '../src/engine/onnx-engine';
+import { defaultPrefillThread } from '../src/engine/threaded-engine';
 import { measureConcurrency, type ConcurrencyRow } from './engine-concurrency';
 import type { GenerationRequest } from '../src/engine/types';
 
@@ -35,6 +37,7 @@ const { values: args } = parseArgs({
     sections: { type: 'string', default: 'concurrency,speed' },
     loads: { type: 'string' }, // only the loads whose names start with one of these (comma-separated)
     pool: { type: 'string', default: '1' }, // engine threads of each engine in the concurrency table
+    'prefill-thread': { type: 'string', default: 'default' }, // on | off | default: the batched engine's prefill thread
   },
 });
 const sections = args.sections!.split(',');
@@ -118,18 +121,21 @@ const date = () => new Date().toISOString().slice(0, 16).replace('T', ' ') + 'Z'
 const load1m = () => loadavg()[0].toFixed(1);
 
 if (sections.includes('concurrency')) {
-  const rows = await measureConcurrency(folder, maxTokens, args.loads?.split(','), Number(args.pool));
-  writeConcurrency(rows);
+  const choice = args['prefill-thread'];
+  if (!['on', 'off', 'default'].includes(choice!)) throw new Error(`--prefill-thread must be on, off or default, got ${choice}`);
+  const prefillThread = choice === 'default' ? defaultPrefillThread(Number(args.pool)) : choice === 'on';
+  const rows = await measureConcurrency(folder, maxTokens, args.loads?.split(','), Number(args.pool), prefillThread);
+  writeConcurrency(rows, prefillThread);
 }
 if (sections.includes('speed')) writeSpeed(await measureNode(), measureTorch());
 
-function writeConcurrency(rows: ConcurrencyRow[]): void {
+function writeConcurrency(rows: ConcurrencyRow[], prefillThread: boolean): void {
   const header =
     '| load | threads | requests | unbatched req/s | batched req/s | unbatched tokens/s | batched tokens/s | tokens/s ratio | unbatched tokens/CPU-s | batched tokens/CPU-s | CPU ratio | unbatched p50 ms | batched p50 ms | unbatched p99 ms | batched p99 ms | same samples | max tokens | machine | load 1m | date |';
   const lines = rows.map(({ load, unbatched: a, batched: b, identical }) =>
     [
       load.name,
-      args.pool,
+      prefillThread ? `${args.pool} + prefill` : args.pool,
       load.requests,
       a.requestsPerS.toFixed(1),
       b.requestsPerS.toFixed(1),
@@ -160,7 +166,8 @@ function writeConcurrency(rows: ConcurrencyRow[]): void {
     'Concurrency',
     [
       'Rows appended by `npm run bench:engine` (bench/engine-concurrency.ts): closed-loop clients on the engine threads',
-      '(ThreadedEngine, pool of "threads", one intra-op thread each), continuous batching (batched) against each request decoded alone',
+      '(ThreadedEngine, pool of "threads", one intra-op thread each; "+ prefill": each batched engine thread prefills in a',
+      'thread of its own, the unbatched engine does not), continuous batching (batched) against each request decoded alone',
       '(unbatched), the same requests in the same run: prompts of models/tiny/data/test.jsonl (30 to 64 tokens), soft',
       'thinking with Gumbel noise, seed per request. "same samples": both engines answered every request identically.',
       'Each load runs in two halves, alternating the engines. tokens/CPU-s: tokens over the CPU time of the process',

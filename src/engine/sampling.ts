@@ -61,13 +61,18 @@ export function topIndices(values: ArrayLike<number>, limit: number): number[] {
   }
   // partial selection: keep a sorted buffer of the best `limit`; scanning in id order makes ties keep the lower id
   const best: number[] = [];
+  let worst = -Infinity; // the value of the buffer's last entry once it is full
   for (let i = 0; i < n; i++) {
     const v = values[i];
-    if (best.length === limit && v <= values[best[limit - 1]]) continue;
-    let at = best.length;
-    while (at > 0 && values[best[at - 1]] < v) at--;
-    best.splice(at, 0, i);
-    if (best.length > limit) best.pop();
+    if (best.length === limit && v <= worst) continue;
+    let at = best.length === limit ? limit - 1 : best.length; // a full buffer drops its last entry
+    while (at > 0 && values[best[at - 1]] < v) {
+      best[at] = best[at - 1];
+      at--;
+    }
+    best[at] = i;
+    if (best.length > limit) best.length = limit;
+    if (best.length === limit) worst = values[best[limit - 1]];
   }
   return best;
 }
@@ -90,10 +95,11 @@ function softmaxWithTemperature(logits: ArrayLike<number>, temperature: number):
   return p;
 }
 
-function renormalised(probs: Float64Array): Float64Array {
+/** Divides probs[0..kept) by their sum, in place (the sum in index order). */
+function renormalise(probs: Float64Array, kept: number): void {
   let sum = 0;
-  for (const v of probs) sum += v;
-  return probs.map((v) => v / sum);
+  for (let i = 0; i < kept; i++) sum += probs[i];
+  for (let i = 0; i < kept; i++) probs[i] /= sum;
 }
 
 /** p = softmax(logits / temperature) with the top_k, top_p and min_p filters; returns the kept tokens, sorted. */
@@ -103,23 +109,27 @@ export function filterLogits(logits: ArrayLike<number>, s: FilterSettings): Filt
   const vocab = p.length;
   const limit = s.top_k > 0 && s.top_k < vocab ? s.top_k : vocab;
   const order = topIndices(p, limit);
-  let probs = renormalised(Float64Array.from(order, (id) => p[id]));
   let kept = order.length;
+  const probs = new Float64Array(kept);
+  for (let i = 0; i < kept; i++) probs[i] = p[order[i]];
+  renormalise(probs, kept);
   if (s.top_p < 1) {
     let before = 0; // mass strictly before position i: keep the shortest prefix whose sum reaches top_p
     let i = 0;
     while (i < kept && (i === 0 || before < s.top_p)) before += probs[i++];
     kept = i;
-    probs = renormalised(probs.subarray(0, kept));
+    renormalise(probs, kept);
   }
   if (s.min_p > 0) {
     const threshold = s.min_p * probs[0];
     let i = 1;
     while (i < kept && probs[i] >= threshold) i++;
     kept = i;
-    probs = renormalised(probs.subarray(0, kept));
+    renormalise(probs, kept);
   }
-  return { ids: Int32Array.from(order.slice(0, kept)), probs: Float64Array.from(probs.subarray(0, kept)) };
+  const ids = new Int32Array(kept);
+  for (let i = 0; i < kept; i++) ids[i] = order[i];
+  return { ids, probs: kept === probs.length ? probs : probs.slice(0, kept) };
 }
 
 /** -sum p log p of a filtered distribution. */
@@ -134,8 +144,13 @@ export function entropyOf(dist: FilteredDistribution): number {
  * the lowest removed ids with probability 0 when fewer than k tokens survive the filters.
  */
 function candidates(dist: FilteredDistribution, k: number, vocab: number): { ids: number[]; q: number[] } {
-  const ids = Array.from(dist.ids.subarray(0, k));
-  const q = Array.from(dist.probs.subarray(0, k));
+  const kept = Math.min(k, dist.ids.length);
+  const ids: number[] = new Array(kept);
+  const q: number[] = new Array(kept);
+  for (let i = 0; i < kept; i++) {
+    ids[i] = dist.ids[i];
+    q[i] = dist.probs[i];
+  }
   if (ids.length < k) {
     for (let id = 0; id < vocab && ids.length < k; id++) {
       if (!dist.ids.includes(id)) {
@@ -144,8 +159,10 @@ function candidates(dist: FilteredDistribution, k: number, vocab: number): { ids
       }
     }
   }
-  const sum = q.reduce((a, b) => a + b, 0);
-  return { ids, q: q.map((v) => v / sum) };
+  let sum = 0;
+  for (const v of q) sum += v;
+  for (let i = 0; i < q.length; i++) q[i] /= sum;
+  return { ids, q };
 }
 
 /** One soft-thinking step for one row of logits [V]. */
@@ -153,16 +170,23 @@ export function softTokenStep(logits: ArrayLike<number>, cfg: SoftStepSettings, 
   const dist = filterLogits(logits, cfg);
   const { ids, q } = candidates(dist, Math.min(cfg.max_topk, logits.length), logits.length);
   const clamp = cfg.clamp_noise ?? true;
-  const gp = q.map((qi, slot) => {
-    const noise = cfg.noise_scale === 0 ? 0 : cfg.noise_scale * gumbelAt(at.seed, at.sample, at.step, slot, STREAM_GUMBEL, clamp);
-    return Math.log(qi + Q_EPS) + noise;
-  });
+  const k = q.length;
+  const gp: number[] = new Array(k);
   let best = 0;
-  for (let i = 1; i < gp.length; i++) if (gp[i] > gp[best]) best = i;
-  const scaled = gp.map((v) => (v - gp[best]) / cfg.gumbel_tau);
-  const exps = scaled.map(Math.exp);
-  const total = exps.reduce((a, b) => a + b, 0);
-  return { ids, gp, weights: exps.map((e) => e / total), emitted: ids[best], entropy: entropyOf(dist) };
+  for (let slot = 0; slot < k; slot++) {
+    const noise = cfg.noise_scale === 0 ? 0 : cfg.noise_scale * gumbelAt(at.seed, at.sample, at.step, slot, STREAM_GUMBEL, clamp);
+    gp[slot] = Math.log(q[slot] + Q_EPS) + noise;
+    if (gp[slot] > gp[best]) best = slot;
+  }
+  // weights = softmax(gp / gumbel_tau), shifted by the largest
+  const weights: number[] = new Array(k);
+  let total = 0;
+  for (let slot = 0; slot < k; slot++) {
+    weights[slot] = Math.exp((gp[slot] - gp[best]) / cfg.gumbel_tau);
+    total += weights[slot];
+  }
+  for (let slot = 0; slot < k; slot++) weights[slot] /= total;
+  return { ids, gp, weights, emitted: ids[best], entropy: entropyOf(dist) };
 }
 
 /** Index of the largest logit, ties to the lower id. */
