@@ -23,6 +23,20 @@ export const layoutStep = (quantum: number) => Math.max(quantum, 16);
 
 const roundUp = (n: number, step: number) => Math.ceil(n / step) * step;
 
+/**
+ * Writes src [rows, H, D] (each row's fresh column) at column lengths[r] of each row of data [rows, H, C, D]. An
+ * element loop over plain numbers: a subarray per row and head would be garbage every step.
+ */
+function appendColumns(data: Float32Array, src: Float32Array, lengths: number[], rows: number, heads: number, dim: number, rowStride: number, headStride: number): void {
+  let from = 0;
+  for (let r = 0; r < rows; r++) {
+    let to = r * rowStride + lengths[r] * dim;
+    for (let h = 0; h < heads; h++, to += headStride) {
+      for (let d = 0; d < dim; d++) data[to + d] = src[from++];
+    }
+  }
+}
+
 export interface CacheBufferOptions {
   quantum: number; // the session's capacity quantum (./capacity-quantum.ts)
   /** Columns of capacity beyond what the rows need, a multiple of the quantum (probes and tests). Default 0. */
@@ -153,21 +167,16 @@ export class CacheBuffer {
     const longest = this.longest();
     this.reserve(this.rows, longest + 1);
     const { numKvHeads: heads, headDim: dim } = this.g;
+    const rows = this.rows;
+    const rowStride = heads * this.columns * dim;
+    const headStride = this.columns * dim;
+    const lengths = this.lengths;
     for (const name of this.names) {
       const src = fresh[name].data as Float32Array;
-      if (src.length !== this.rows * heads * dim) throw new RangeError(`${name}: ${src.length} fresh values for ${this.rows} rows`);
-      const data = this.data[name];
-      for (let r = 0; r < this.rows; r++) {
-        const n = this.lengths[r];
-        for (let h = 0; h < heads; h++) {
-          // an element loop: a subarray per row and head would be garbage every step
-          const from = (r * heads + h) * dim;
-          const to = ((r * heads + h) * this.columns + n) * dim;
-          for (let d = 0; d < dim; d++) data[to + d] = src[from + d];
-        }
-      }
+      if (src.length !== rows * heads * dim) throw new RangeError(`${name}: ${src.length} fresh values for ${rows} rows`);
+      appendColumns(this.data[name], src, lengths, rows, heads, dim, rowStride, headStride);
     }
-    for (let r = 0; r < this.rows; r++) this.lengths[r]++;
+    for (let r = 0; r < rows; r++) lengths[r]++;
   }
 
   private longest(): number {

@@ -55,7 +55,7 @@ export class EngineThread {
     // No inherited execArgv: Node 20 runs the parent's --import preloads in a worker but without the loader hooks
     // they register, so `node --import tsx --import ./some.ts` would fail every thread ("Unknown file extension
     // .ts"). The thread needs nothing from the command line: its entry registers tsx itself.
-    const worker = new Worker(ENTRY, { workerData: data, execArgv: [] });
+    const worker = new Worker(ENTRY, { workerData: data, execArgv: [], transferList: data.prefillPort ? [data.prefillPort] : [] });
     return new Promise((resolve, reject) => {
       // removed one by one: worker.removeAllListeners() would also drop Node's own listeners that start its port
       const stopListening = () => {

@@ -4,6 +4,7 @@
  * class or own fields: an EngineInputError is sent as {name, message, param} and rebuilt on the other side, so a
  * route answers the same 4xx naming the same `param` whether the engine runs in a thread or in-process.
  */
+import type { MessagePort } from "node:worker_threads";
 import {
   EngineInputError,
   type GenerationEvent,
@@ -19,7 +20,7 @@ export interface EngineThreadData {
   intraOpThreads?: number;
   batching?: boolean;
   maxBatchRows?: number;
-  prefillThread?: boolean;
+  prefillPort?: MessagePort; // the engine's end of its prefill thread's channel (ThreadedEngine started that thread)
 }
 
 export type ToEngineThread =

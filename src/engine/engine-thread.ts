@@ -89,8 +89,8 @@ async function close(engine: OnnxEngine, running: Array<{ abort: AbortController
 }
 
 try {
-  const { folder, modelId, intraOpThreads, batching, maxBatchRows, prefillThread } = data;
-  await serve(await OnnxEngine.load(folder, { modelId, intraOpThreads, batching, maxBatchRows, prefillThread }));
+  const { folder, modelId, intraOpThreads, batching, maxBatchRows, prefillPort } = data;
+  await serve(await OnnxEngine.load(folder, { modelId, intraOpThreads, batching, maxBatchRows, prefillPort }));
 } catch (error) {
   // no message listener is left, so the thread ends after this message
   post({ type: "load_failed", error: toThreadError(error) });

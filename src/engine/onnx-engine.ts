@@ -17,6 +17,7 @@
  * mixed tokens, discrete rows [tok] padded to k with weight 0). Rows leave the batch as they finish. Its cache has the
  * capacity the continuous batch would give a row of its length (the quantum's rule), so its samples are the same.
  */
+import type { MessagePort } from "node:worker_threads";
 import type * as ort from "onnxruntime-node";
 import { prefillTogether, prefillTogetherHolds } from "./batch-prefill";
 import { BatchScheduler, type BatchStats } from "./batch-scheduler";
@@ -53,6 +54,8 @@ export interface OnnxEngineOptions {
    * model's weights are then in memory twice.
    */
   prefillThread?: boolean;
+  /** The engine's end of a prefill thread's channel, started elsewhere (ThreadedEngine); implies prefillThread. */
+  prefillPort?: MessagePort;
 }
 
 export const DEFAULT_MAX_BATCH_ROWS = 32;
@@ -121,7 +124,8 @@ export class OnnxEngine implements ReasoningEngine {
         }
         const maxPrefillTokens = prefillTokenBudget(geometry.vocabSize);
         const inline = new InlinePrefiller(engine);
-        const prefiller = options.prefillThread ? await startPrefillThread(folder, options, inline, geometry.vocabSize) : inline;
+        const threaded = options.prefillThread || options.prefillPort;
+        const prefiller = threaded ? await startPrefillThread(folder, options, inline, geometry.vocabSize) : inline;
         engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows, quantum, maxPrefillBatch, maxPrefillTokens }, prefiller);
       } else console.warn(`onnx engine ${options.modelId}: no cache capacity keeps this session's logits exact; requests decode alone`);
     }

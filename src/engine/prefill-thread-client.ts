@@ -2,20 +2,35 @@
  * A Prefiller (./prefiller.ts) whose prompts are prefilled in a thread of their own (./prefill-thread.ts), on a
  * session of the same model.onnx with the engine's options, while the engine's thread goes on decoding.
  *
+ * spawnPrefillThread starts the thread and gives back the engine's end of its channel (a MessagePort);
+ * ThreadPrefiller.connect speaks over that port, from whichever thread the engine runs in. ThreadedEngine spawns
+ * the prefill thread of each engine thread itself, on the API thread, and hands the port to the engine thread: a
+ * prefill thread started *by* an engine thread would be ended by Node the moment that engine thread died, inside an
+ * onnxruntime run as often as not, which aborts the whole process. Beside it, the prefill thread sees its port close
+ * and ends itself after its prefill in progress.
+ *
  * A prefill is pure, so the thread dying loses nothing: the prefills it had in flight, and every later one, are
  * computed by the fallback (the engine's InlinePrefiller) instead, and a warning says so once. An error the thread
- * answers (a prompt its session rejects) fails that call only, as inline.
- *
- * close() asks the thread to exit after its prefill in progress (threads are never terminated mid-run: see
- * ./engine-thread-client.ts) and resolves on its exit.
+ * answers (a prompt its session rejects) fails that call only, as inline. close() asks the thread to exit after its
+ * prefill in progress and resolves once it has (its end of the port closed).
  */
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import { fromThreadError } from "./engine-thread-protocol";
 import type { Prefill } from "./prefill-cache";
 import { fromWire, type FromPrefillThread, type PrefillThreadData, type ToPrefillThread } from "./prefill-thread-protocol";
 import type { Prefiller } from "./prefiller";
 
 const ENTRY = new URL("./engine-thread-entry.mjs", import.meta.url);
+
+/** Starts a prefill thread for the model folder; `port` is the engine's end of its channel. */
+export function spawnPrefillThread(folder: string, intraOpThreads?: number): { worker: Worker; port: MessagePort } {
+  const { port1, port2 } = new MessageChannel();
+  const data: PrefillThreadData = { entryModule: "./prefill-thread.ts", folder, intraOpThreads, port: port1 };
+  const worker = new Worker(ENTRY, { workerData: data, transferList: [port1], execArgv: [] });
+  worker.on("error", () => undefined); // its port closes when it dies: the engine's side handles that
+  worker.unref();
+  return { worker, port: port2 };
+}
 
 interface PendingPrefill {
   prompts: number[][];
@@ -28,50 +43,46 @@ export class ThreadPrefiller implements Prefiller {
   readonly concurrent = true;
   private readonly pending = new Map<number, PendingPrefill>();
   private nextId = 1;
-  private dead = false; // the thread exited: the fallback prefills from now on
+  private dead = false; // the thread is gone: the fallback prefills from now on
   private closing = false;
-  private readonly exit: Promise<void>;
+  private readonly closed: Promise<void>;
 
   private constructor(
-    private readonly worker: Worker,
+    private readonly port: MessagePort,
     private readonly fallback: Prefiller,
     private readonly name: string,
   ) {
-    worker.on("message", (message: FromPrefillThread) => this.receive(message));
-    worker.on("error", () => undefined); // an uncaught error ends the thread: its exit is handled below
-    this.exit = new Promise((resolve) => worker.once("exit", (code) => resolve(this.exited(code))));
-    worker.unref(); // an idle thread must not keep the process alive; prefills in flight ref it
+    port.on("message", (message: FromPrefillThread) => this.receive(message));
+    this.closed = new Promise((resolve) => port.once("close", () => resolve(this.gone())));
+    port.unref(); // an idle prefiller must not keep the process alive; prefills in flight ref it
   }
 
-  /** Starts the thread and resolves once its session is open; rejects with its load error otherwise. */
-  static start(folder: string, options: { intraOpThreads?: number; fallback: Prefiller; name: string }): Promise<ThreadPrefiller> {
-    const data: PrefillThreadData = { entryModule: "./prefill-thread.ts", folder, intraOpThreads: options.intraOpThreads };
-    const worker = new Worker(ENTRY, { workerData: data, execArgv: [] });
+  /** Speaks to the prefill thread at the other end of `port`; resolves once its session is open. */
+  static connect(port: MessagePort, options: { fallback: Prefiller; name: string }): Promise<ThreadPrefiller> {
     return new Promise((resolve, reject) => {
       const stopListening = () => {
-        worker.off("message", onMessage);
-        worker.off("error", onError);
-        worker.off("exit", onExit);
-      };
-      const fail = (error: Error) => {
-        stopListening();
-        reject(error);
+        port.off("message", onMessage);
+        port.off("close", onClose);
       };
       const onMessage = (message: FromPrefillThread) => {
-        if (message.type === "load_failed") fail(fromThreadError(message.error));
-        if (message.type !== "ready") return;
-        stopListening();
-        resolve(new ThreadPrefiller(worker, options.fallback, options.name));
+        if (message.type === "load_failed") {
+          stopListening();
+          reject(fromThreadError(message.error));
+        } else if (message.type === "ready") {
+          stopListening();
+          resolve(new ThreadPrefiller(port, options.fallback, options.name));
+        }
       };
-      const onError = (error: Error) => fail(new Error(`${options.name} failed to start: ${error.message}`, { cause: error }));
-      const onExit = (code: number) => fail(new Error(`${options.name} exited (code ${code}) before it was ready`));
-      worker.on("message", onMessage);
-      worker.on("error", onError);
-      worker.on("exit", onExit);
+      const onClose = () => {
+        stopListening();
+        reject(new Error(`${options.name} exited before it was ready`));
+      };
+      port.on("message", onMessage);
+      port.on("close", onClose);
     });
   }
 
-  /** Whether the thread is running (false once it has exited: the fallback prefills then). */
+  /** Whether the thread is running (false once it has gone: the fallback prefills then). */
   get alive(): boolean {
     return !this.dead;
   }
@@ -81,7 +92,7 @@ export class ThreadPrefiller implements Prefiller {
     const id = this.nextId++;
     return new Promise<Prefill[]>((resolve, reject) => {
       this.pending.set(id, { prompts, resolve, reject });
-      if (this.pending.size === 1) this.worker.ref();
+      if (this.pending.size === 1) this.port.ref();
       this.send({ type: "prefill", id, prompts });
     });
   }
@@ -89,14 +100,14 @@ export class ThreadPrefiller implements Prefiller {
   async close(): Promise<void> {
     if (!this.closing && !this.dead) {
       this.closing = true;
-      this.worker.ref(); // until it has exited: a process ending under a thread mid-run aborts
+      this.port.ref(); // until it has gone: a process ending under a thread mid-run aborts
       this.send({ type: "close" });
     }
-    await this.exit;
+    await this.closed;
   }
 
   private send(message: ToPrefillThread): void {
-    this.worker.postMessage(message);
+    this.port.postMessage(message);
   }
 
   private receive(message: FromPrefillThread): void {
@@ -110,13 +121,14 @@ export class ThreadPrefiller implements Prefiller {
 
   private settle(id: number): void {
     this.pending.delete(id);
-    if (this.pending.size === 0) this.worker.unref();
+    if (this.pending.size === 0 && !this.closing) this.port.unref();
   }
 
   /** The thread is gone: what it had in flight is prefilled by the fallback. */
-  private exited(code: number): void {
+  private gone(): void {
     this.dead = true;
-    if (!this.closing) console.warn(`${this.name} exited (code ${code}); prompts are prefilled on the engine's thread from now on`);
+    this.port.unref();
+    if (!this.closing) console.warn(`${this.name} exited; prompts are prefilled on the engine's thread from now on`);
     for (const [id, call] of this.pending) {
       this.settle(id);
       this.fallback.prefill(call.prompts).then(call.resolve, call.reject);

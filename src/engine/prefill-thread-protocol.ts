@@ -3,15 +3,17 @@
  * (./prefill-thread.ts). A prefill crosses as plain typed arrays (ort.Tensor is not a structured clone) and is
  * rebuilt as tensors on the engine's side.
  */
+import type { MessagePort } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 import type { ThreadError } from "./engine-thread-protocol";
 import type { Prefill } from "./prefill-cache";
 
-/** workerData of a prefill thread: the model folder and the session options of the engine it prefills for. */
+/** workerData of a prefill thread: the model folder, the engine's session options, and its end of the channel. */
 export interface PrefillThreadData {
   entryModule: "./prefill-thread.ts";
   folder: string;
   intraOpThreads?: number;
+  port: MessagePort; // the engine's ThreadPrefiller holds the other end
 }
 
 export interface WirePrefill {

@@ -16,7 +16,10 @@
  * threads are never terminated).
  */
 import { availableParallelism } from "node:os";
+import type { Worker } from "node:worker_threads";
 import { EngineThread } from "./engine-thread-client";
+import type { EngineThreadData } from "./engine-thread-protocol";
+import { spawnPrefillThread } from "./prefill-thread-client";
 import type { GenerationHooks, GenerationRequest, GenerationResult, ModelDescription, ReasoningEngine } from "./types";
 
 export interface ThreadedEngineOptions {
@@ -37,6 +40,7 @@ export const defaultPrefillThread = (poolSize: number): boolean => poolSize < av
 interface Slot {
   thread: Promise<EngineThread>;
   assigned: number; // samples of the requests sent to this slot and not yet answered (counted before it is ready)
+  prefill: Worker | null; // the engine thread's prefill thread, started here beside it
 }
 
 export class ThreadedEngine implements ReasoningEngine {
@@ -54,9 +58,13 @@ export class ThreadedEngine implements ReasoningEngine {
     const poolSize = options.poolSize ?? defaultPoolSize();
     if (!Number.isInteger(poolSize) || poolSize < 1) throw new RangeError(`poolSize must be a positive integer, got ${poolSize}`);
     const full = { ...options, poolSize, prefillThread: options.prefillThread ?? defaultPrefillThread(poolSize) };
-    const first = await EngineThread.start(threadData(folder, full));
+    const { data, prefill } = threadData(folder, full);
+    const first = await EngineThread.start(data).catch(async (error) => {
+      await stopped(prefill); // it ends once the engine thread's end of its port is gone
+      throw error;
+    });
     const engine = new ThreadedEngine(folder, full, first.description);
-    engine.adopt(Promise.resolve(first));
+    engine.adopt(Promise.resolve(first), prefill);
     return engine;
   }
 
@@ -81,6 +89,7 @@ export class ThreadedEngine implements ReasoningEngine {
     this.released = true;
     const slots = this.slots.splice(0);
     await Promise.all(slots.map((slot) => slot.thread.then((thread) => thread.close()).catch(() => undefined)));
+    await Promise.all(slots.map((slot) => stopped(slot.prefill))); // each ends once its engine thread has
   }
 
   private async onSomeThread<T>(samples: number, work: (thread: EngineThread) => Promise<T>): Promise<T> {
@@ -98,12 +107,13 @@ export class ThreadedEngine implements ReasoningEngine {
   private pick(): Slot {
     const leastBusy = this.slots.reduce<Slot | null>((best, slot) => (best && best.assigned <= slot.assigned ? best : slot), null);
     if (leastBusy && (leastBusy.assigned === 0 || this.slots.length >= this.options.poolSize)) return leastBusy;
-    return this.adopt(EngineThread.start(threadData(this.folder, this.options)));
+    const { data, prefill } = threadData(this.folder, this.options);
+    return this.adopt(EngineThread.start(data), prefill);
   }
 
   /** Puts a (starting) thread in the pool; it leaves the pool when it fails to start or exits. */
-  private adopt(thread: Promise<EngineThread>): Slot {
-    const slot: Slot = { thread, assigned: 0 };
+  private adopt(thread: Promise<EngineThread>, prefill: Worker | null): Slot {
+    const slot: Slot = { thread, assigned: 0, prefill };
     const leave = () => {
       const at = this.slots.indexOf(slot);
       if (at >= 0) this.slots.splice(at, 1);
@@ -114,7 +124,18 @@ export class ThreadedEngine implements ReasoningEngine {
   }
 }
 
-function threadData(folder: string, options: ThreadedEngineOptions) {
+/** An engine thread's workerData, and its prefill thread when it has one (started here, beside it). */
+function threadData(folder: string, options: ThreadedEngineOptions): { data: EngineThreadData; prefill: Worker | null } {
   const { modelId, intraOpThreads, batching, maxBatchRows, prefillThread } = options;
-  return { folder, modelId, intraOpThreads, batching, maxBatchRows, prefillThread };
+  const data: EngineThreadData = { folder, modelId, intraOpThreads, batching, maxBatchRows };
+  if (!prefillThread || batching === false) return { data, prefill: null };
+  const { worker, port } = spawnPrefillThread(folder, intraOpThreads);
+  return { data: { ...data, prefillPort: port }, prefill: worker };
+}
+
+/** Resolves once the worker has exited (at once for none, or one that has already). */
+function stopped(worker: Worker | null): Promise<void> {
+  if (!worker || worker.threadId === -1) return Promise.resolve();
+  worker.ref(); // until it has exited: a process ending under a thread mid-run aborts
+  return new Promise((resolve) => worker.once("exit", () => resolve()));
 }

@@ -7,11 +7,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { samePrefill } from '../../src/engine/batch-prefill';
 import { OnnxEngine } from '../../src/engine/onnx-engine';
-import { ThreadPrefiller } from '../../src/engine/prefill-thread-client';
+import { spawnPrefillThread, ThreadPrefiller } from '../../src/engine/prefill-thread-client';
 import { InlinePrefiller, prefillsAgree } from '../../src/engine/prefiller';
 import { defaultPrefillThread, ThreadedEngine } from '../../src/engine/threaded-engine';
 import type { GenerationRequest } from '../../src/engine/types';
@@ -57,7 +58,7 @@ afterAll(async () => {
 describe('prefill thread', () => {
   it("prefills bit for bit as the engine's own session, one prompt or several together", async () => {
     const inline = new InlinePrefiller(alone);
-    const thread = await ThreadPrefiller.start(FOLDER, { fallback: inline, name: 'test prefill thread' });
+    const thread = await ThreadPrefiller.connect(spawnPrefillThread(FOLDER).port, { fallback: inline, name: 'test prefill thread' });
     try {
       expect(thread.alive).toBe(true);
       expect(await prefillsAgree(inline, thread, alone.geometry.vocabSize)).toBe(true);
@@ -94,7 +95,7 @@ describe('prefill thread', () => {
       const requests = Array.from({ length: 6 }, (_, i) => request(40 + i));
       const running = requests.map((r) => engine.generate(r));
       // an unknown message is an uncaught error in the thread: it exits with prefills possibly in flight
-      (thread as unknown as { worker: { postMessage(m: unknown): void } }).worker.postMessage({ type: 'bogus' });
+      (thread as unknown as { port: { postMessage(m: unknown): void } }).port.postMessage({ type: 'bogus' });
       const later = [request(50), request(51)].map((r) => engine.generate(r));
       const results = await Promise.all([...running, ...later]);
       for (const [i, r] of [...requests, request(50), request(51)].entries()) expect(results[i]).toEqual(await alone.generateAlone(r));
@@ -119,9 +120,40 @@ describe('prefill thread', () => {
     expect(defaultPrefillThread(1)).toBe(availableParallelism() > 1);
     expect(defaultPrefillThread(availableParallelism())).toBe(false);
     const pooled = await ThreadedEngine.load(FOLDER, { modelId: 'tiny', poolSize: 1, prefillThread: true });
+    const prefill = (pooled as unknown as { slots: Array<{ prefill: Worker }> }).slots[0].prefill;
     try {
-      const r = request(70);
-      expect(await pooled.generate(r)).toEqual(await alone.generateAlone(r));
+      const requests = [request(70), request(71), request(72)];
+      const results = await Promise.all(requests.map((r) => pooled.generate(r)));
+      for (const [i, r] of requests.entries()) expect(results[i]).toEqual(await alone.generateAlone(r));
+    } finally {
+      await pooled.release();
+    }
+    expect(prefill.threadId).toBe(-1); // release() waited for it
+  }, 60_000);
+
+  it('an engine thread that dies while its prefill thread prefills takes nothing else down; the prefill thread ends itself', async () => {
+    // Before prefill threads were started beside their engine thread, Node ended an engine thread's own prefill
+    // thread with it, mid-run 4 times in 5, and that aborted the whole process ("Napi::Error").
+    const pooled = await ThreadedEngine.load(FOLDER, { modelId: 'tiny', poolSize: 1, prefillThread: true });
+    try {
+      const [thread] = await pooled.threads();
+      const prefill = (pooled as unknown as { slots: Array<{ prefill: Worker }> }).slots[0].prefill;
+      const exited = new Promise((r) => prefill.once('exit', r));
+      let next = 0;
+      let stop = false;
+      const outcomes: unknown[] = [];
+      // many short requests with distinct prompts keep the prefill thread busy
+      const clients = Array.from({ length: 24 }, async () => {
+        while (!stop) outcomes.push(await pooled.generate({ ...request(next++), max_tokens: 4 }).then(() => 'ok', (e: Error) => e.message));
+      });
+      while (outcomes.length < 40) await new Promise((r) => setTimeout(r, 5));
+      thread.worker.postMessage({ type: 'no-such-message' }); // an uncaught error in the engine thread
+      expect(await exited).toBe(0); // its prefill thread saw its port close and ended itself, after its run
+      stop = true;
+      await Promise.all(clients);
+      expect(outcomes.some((o) => typeof o === 'string' && o.includes('exited'))).toBe(true);
+      const r = request(80);
+      expect(await pooled.generate(r)).toEqual(await alone.generateAlone(r)); // a fresh thread, with a fresh prefill thread
     } finally {
       await pooled.release();
     }
