@@ -23,6 +23,9 @@ export const layoutStep = (quantum: number) => Math.max(quantum, 16);
 
 const roundUp = (n: number, step: number) => Math.ceil(n / step) * step;
 
+/** Buffers up to this size (all layers) are kept after a re-layout, to be reused by the next one. */
+const SPARE_LIMIT_BYTES = 256 * 2 ** 20;
+
 /**
  * Writes src [rows, H, D] (each row's fresh column) at column lengths[r] of each row of data [rows, H, C, D]. An
  * element loop over plain numbers: a subarray per row and head would be garbage every step.
@@ -47,6 +50,8 @@ export interface CacheBufferOptions {
 export class CacheBuffer {
   private readonly names: string[];
   private data: Record<string, Float32Array> = {};
+  private spare: Record<string, Float32Array> = {}; // the buffers before the last re-layout, reused by the next
+  private maskBuffer = new BigInt64Array(0);
   private rowCapacity = 0;
   private readonly lengths: number[] = [];
   /** C: the past columns every forward reads. */
@@ -97,10 +102,16 @@ export class CacheBuffer {
     return out;
   }
 
-  /** The attention mask of the next forward, [rows, C + 1]: each row sees its own columns and the new one. */
+  /**
+   * The attention mask of the next forward, [rows, C + 1]: each row sees its own columns and the new one. A view of
+   * one buffer, rewritten by the next call (onnxruntime reads it during the forward only).
+   */
   mask(): BigInt64Array {
     const width = this.columns + 1;
-    const mask = new BigInt64Array(this.rows * width);
+    const size = this.rows * width;
+    if (this.maskBuffer.length < size) this.maskBuffer = new BigInt64Array(Math.max(size, 2 * this.maskBuffer.length));
+    const mask = this.maskBuffer.subarray(0, size);
+    mask.fill(0n);
     this.lengths.forEach((n, r) => {
       mask.fill(1n, r * width, r * width + n);
       mask[r * width + this.columns] = 1n;
@@ -149,6 +160,7 @@ export class CacheBuffer {
   clear(): void {
     this.lengths.length = 0;
     this.data = {};
+    this.spare = {};
     this.rowCapacity = 0;
     this.columns = 0;
   }
@@ -201,8 +213,11 @@ export class CacheBuffer {
     const newCapacity = rows <= this.rowCapacity ? this.rowCapacity : Math.max(rows, 2 * this.rowCapacity, 4);
     const { numKvHeads: heads, headDim: dim } = this.g;
     const data: Record<string, Float32Array> = {};
+    const size = newCapacity * heads * newColumns * dim;
     for (const name of this.names) {
-      const next = new Float32Array(newCapacity * heads * newColumns * dim);
+      // the buffer of the layout before last when it is large enough (no garbage: re-layouts come every few steps)
+      const reused = this.spare[name]?.length >= size ? this.spare[name] : null;
+      const next = reused ? reused.fill(0, 0, size) : new Float32Array(size);
       const old = this.data[name];
       if (old) {
         const keep = Math.min(this.columns, newColumns) * dim;
@@ -211,6 +226,9 @@ export class CacheBuffer {
       data[name] = next;
     }
     if (this.rows > 0) this.relayouts++;
+    // kept for the next re-layout unless large: it doubles the cache's memory (a big model's steps dwarf the copy)
+    const oldBytes = Object.values(this.data).reduce((sum, buffer) => sum + buffer.byteLength, 0);
+    this.spare = oldBytes <= SPARE_LIMIT_BYTES ? this.data : {};
     this.data = data;
     this.rowCapacity = newCapacity;
     this.columns = newColumns;
