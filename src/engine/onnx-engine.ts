@@ -22,11 +22,11 @@ import type * as ort from "onnxruntime-node";
 import { prefillTogether, prefillTogetherHolds } from "./batch-prefill";
 import { BatchScheduler, type BatchStats } from "./batch-scheduler";
 import { CacheBuffer } from "./cache-buffer";
-import { probeCapacityQuantum } from "./capacity-quantum";
+import { probeCapacityQuantum, type MaskedForward } from "./capacity-quantum";
 import { decodeStep } from "./decode-step";
-import type { GraphVersion, KvCache } from "./kv-cache";
+import type { GraphVersion } from "./kv-cache";
 import { loadChatTokenizer, readModelGeometry, type ModelGeometry } from "./model-folder";
-import { OnnxForward, type ForwardOutput } from "./onnx-forward";
+import { OnnxForward } from "./onnx-forward";
 import { startPrefillThread } from "./prefill-thread-start";
 import { InlinePrefiller, type Prefiller } from "./prefiller";
 import { SampleDecoder } from "./sample-decoder";
@@ -153,17 +153,8 @@ export class OnnxEngine implements ReasoningEngine {
     await this.model.release();
   }
 
-  /** One forward of B rows x T positions (k slots each) after a cache of length P; `mask` [B, P+T] (default ones). */
-  forward(
-    ids: BigInt64Array,
-    weights: Float32Array,
-    dims: [number, number, number],
-    cache: KvCache,
-    positions: number[][],
-    mask?: BigInt64Array,
-  ): Promise<ForwardOutput> {
-    return this.model.forward(ids, weights, dims, cache, positions, mask);
-  }
+  /** One forward of the engine's session (OnnxForward.forward); the probes and the batch call it here. */
+  forward: MaskedForward["forward"] = (...args) => this.model.forward(...args);
 
   async preflight(request: GenerationRequest): Promise<void> {
     this.checkLengths(this.tokenizer.encodeChat(request.messages).length, request.max_tokens);

@@ -44,14 +44,7 @@ export class OnnxForward implements MaskedForward {
   }
 
   /** One forward of B rows x T positions (k slots each) after a cache of length P; `mask` [B, P+T] (default ones). */
-  async forward(
-    ids: BigInt64Array,
-    weights: Float32Array,
-    dims: [number, number, number],
-    cache: KvCache,
-    positions: number[][],
-    mask?: BigInt64Array,
-  ): Promise<ForwardOutput> {
+  forward: MaskedForward["forward"] = async (ids, weights, dims, cache, positions, mask): Promise<ForwardOutput> => {
     const [batch, length] = dims;
     const past = Object.values(cache)[0]?.dims[2] as number;
     const total = past + length;
@@ -64,7 +57,7 @@ export class OnnxForward implements MaskedForward {
     };
     const outputs = await this.session.run(feeds, this.fetches);
     return { logits: (outputs.logits as ort.Tensor).data as Float32Array, fresh: freshFromOutputs(outputs, this.geometry.numLayers, this.graphVersion, length) };
-  }
+  };
 
   release(): Promise<void> {
     return this.session.release();

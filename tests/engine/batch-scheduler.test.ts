@@ -8,10 +8,9 @@
  * request freeing its rows, a failing request leaving the others alone, adaptive voting, random churn (arrivals,
  * cancellations, a small cap, several tenants), the capacity quantum and the engine-kept cache.
  */
-import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TINY_FOLDER, tinyPrompts } from '../helpers/tiny-model';
 import { CacheBuffer } from '../../src/engine/cache-buffer';
 import { probeCapacityQuantum, type MaskedForward } from '../../src/engine/capacity-quantum';
 import { prefillTogether, prefillTogetherHolds } from '../../src/engine/batch-prefill';
@@ -22,11 +21,8 @@ import { OnnxEngine } from '../../src/engine/onnx-engine';
 import type { GenerationEvent, GenerationHooks, GenerationRequest, GenerationResult } from '../../src/engine/types';
 import { runSamples } from '../../src/reasoning/sampling-run';
 
-const FOLDER = resolve(__dirname, '../..', process.env.TINY_MODEL_DIR ?? 'models/tiny');
-const PROMPTS: string[] = readFileSync(resolve(FOLDER, 'data/test.jsonl'), 'utf8')
-  .trim()
-  .split('\n')
-  .map((line) => JSON.parse(line).prompt);
+const FOLDER = TINY_FOLDER;
+const PROMPTS = tinyPrompts();
 const SOFT = { temperature: 1, top_k: 5, top_p: 0.95, min_p: 0, max_topk: 5, gumbel_tau: 0.1, noise_scale: 1, max_thinking_tokens: 48, cold_stop: null };
 const ANSWER = { temperature: 1, top_k: 5, top_p: 0.95, min_p: 0 };
 const HOT = { temperature: 3, top_k: 0, top_p: 1, min_p: 0 }; // keeps the tiny model from ending early

@@ -5,11 +5,10 @@
  * are prefilled beside the decode steps; a prefill thread that dies loses nothing (its prefills in flight and later
  * ones are computed on the engine's thread); release() ends the thread; the threaded engine's default.
  */
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
-import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { TINY_FOLDER, tinyPrompts } from '../helpers/tiny-model';
 import { samePrefill } from '../../src/engine/batch-prefill';
 import { OnnxEngine } from '../../src/engine/onnx-engine';
 import { spawnPrefillThread, ThreadPrefiller } from '../../src/engine/prefill-thread-client';
@@ -17,11 +16,8 @@ import { InlinePrefiller, prefillsAgree } from '../../src/engine/prefiller';
 import { defaultPrefillThread, ThreadedEngine } from '../../src/engine/threaded-engine';
 import type { GenerationRequest } from '../../src/engine/types';
 
-const FOLDER = resolve(__dirname, '../..', process.env.TINY_MODEL_DIR ?? 'models/tiny');
-const PROMPTS: string[] = readFileSync(resolve(FOLDER, 'data/test.jsonl'), 'utf8')
-  .trim()
-  .split('\n')
-  .map((line) => JSON.parse(line).prompt);
+const FOLDER = TINY_FOLDER;
+const PROMPTS = tinyPrompts();
 const SOFT = { temperature: 1, top_k: 5, top_p: 0.95, min_p: 0, max_topk: 5, gumbel_tau: 0.1, noise_scale: 1, max_thinking_tokens: 48, cold_stop: null };
 
 /** Request i: its own prompt (lengths differ), soft or discrete, 1 to 3 samples, soft thoughts and logprobs kept. */
