@@ -4,6 +4,7 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,7 +91,10 @@ def test_shared_vectors_match_this_implementation():
         assert [int(w) for w in words] == case["out"]
     for case in vectors["uniform"]:
         coords = (case["seed"], case["sample"], case["step"], case["slot"], case["stream"])
-        assert float(uniforms(*coords)) == case["u"]
-        assert float(gumbel(*coords)) == case["gumbel"]
+        assert float(uniforms(*coords)) == case["u"]  # integer words and one exact conversion: bit for bit
+        # -log(-log(u)) in float32 rounds by torch's log kernel, which differs by an ulp between CPUs (the vectors
+        # were written on an AMD EPYC; an Intel Xeon's AVX-512 log gave -0.18230720 for -0.18230718 on one case)
+        g = float(gumbel(*coords))
+        assert abs(g - case["gumbel"]) <= 2 * abs(float(np.spacing(np.float32(case["gumbel"])))), (coords, g, case["gumbel"])
         assert math.isclose(case["gumbel"], max(GUMBEL_MIN, min(GUMBEL_MAX, -math.log(-math.log(case["u"])))),
                             abs_tol=1e-5)
