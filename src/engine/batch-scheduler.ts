@@ -10,11 +10,11 @@
  *   row's logits bit for bit what they are when it decodes alone, so every sample is exactly the sample of the same
  *   request run alone: same tokens, same text, same finish reason, same events.
  * - Prefill. A request's prompt is prefilled once, and its samples start from that one cache: a row's keys are copied
- *   from it when the row joins the batch. Prefills run ahead of free rows while the batch goes on decoding: at each
- *   step the waiting requests without one (fairest first, as many as the free rows not already promised to
- *   prefilled samples, and one ahead when the batch is full, up to `maxPrefillBatch`) go to the prefiller in one
- *   forward, right-padded so each is exactly its prefill alone (./batch-prefill.ts; 1 when the session's probe says
- *   that does not hold), one forward at a time. The prefiller (./prefiller.ts) runs it on the engine's session
+ *   from it when the row joins the batch. Prefills run ahead of free rows: the waiting requests without one
+ *   (fairest first, until one more request than there are free rows has its prefill, up to `maxPrefillBatch`) go to
+ *   the prefiller in one forward, right-padded so each is exactly its prefill alone (./batch-prefill.ts; 1 when the
+ *   session's probe says that does not hold), one forward at a time, as soon as a request comes, a step starts or
+ *   the last forward ends. The prefiller (./prefiller.ts) runs it on the engine's session
  *   between two decode steps, or in a thread of its own, where it overlaps the decoding. Recent prefills are kept
  *   by their token ids (./prefill-cache.ts), so the next wave of an adaptive vote, or the same prompt again, skips
  *   it and starts at once.
@@ -28,8 +28,8 @@
  * - Admission. At most `maxRows` rows decode at once. Free rows go, one at a time, to the prefilled waiting request
  *   whose tenant has the fewest rows in the batch, then to the one of that tenant with the fewest rows, then to the
  *   oldest: one tenant's n = 64 request cannot starve another tenant's n = 1, nor one request a tenant's others.
- * Failures: a failing prefill fails its request (which has no rows yet); a failing batch forward fails the requests with rows in the batch;
- * a throwing onEvent fails its own request. The others go on.
+ * Failures: a failing prefill fails its request (which has no rows yet); a failing batch forward fails the
+ * requests with rows in the batch; a throwing onEvent fails its own request. The others go on.
  */
 import { prefillTogether } from "./batch-prefill";
 import { CacheBuffer } from "./cache-buffer";
