@@ -129,6 +129,8 @@ export class OnnxEngine implements ReasoningEngine {
         engine.scheduler = new BatchScheduler(engine, tokenizer, { maxRows, quantum, maxPrefillBatch, maxPrefillTokens }, prefiller);
       } else console.warn(`onnx engine ${options.modelId}: no cache capacity keeps this session's logits exact; requests decode alone`);
     }
+    // a prefill thread handed to an engine that decodes each request alone has nothing to do: it ends once its port closes
+    if (!engine.scheduler) options.prefillPort?.close();
     return engine;
   }
 

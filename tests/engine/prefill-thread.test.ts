@@ -103,6 +103,18 @@ describe('prefill thread', () => {
     }
   }, 120_000);
 
+  it("a prefill thread handed to an engine without a batch ends at once, not with the engine's thread", async () => {
+    const { worker, port } = spawnPrefillThread(FOLDER);
+    const exited = new Promise((r) => worker.once('exit', r));
+    const unbatched = await OnnxEngine.load(FOLDER, { modelId: 'tiny', batching: false, prefillPort: port });
+    try {
+      expect(unbatched.describeBatching().prefiller).toBeNull();
+      expect(await exited).toBe(0);
+    } finally {
+      await unbatched.release();
+    }
+  }, 60_000);
+
   it('release() ends the prefill thread', async () => {
     const engine = await OnnxEngine.load(FOLDER, { modelId: 'tiny', prefillThread: true });
     const thread = threadOf(engine);
